@@ -1,0 +1,652 @@
+"""The frontend (client) side of the Postgres protocol as a sans-IO state machine.
+
+Feed it what the socket gave with ``receive_data`` (``b""`` means EOF), pull events with
+``next_event`` until it returns ``NEED_DATA``, and send whatever the ``send_*`` methods
+return. It never touches a socket, a clock or a thread.
+
+The machine checks that each backend message is allowed in the current state, keeps the
+session facts (server parameters, backend key, transaction status) and counts the
+outstanding Sync and Query messages, so it knows when the server is idle again.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import Any, Callable, Mapping, Sequence
+
+from neon_proto import events as ev
+from neon_proto import messages as msg
+from neon_proto.errors import LocalProtocolError, RemoteProtocolError
+
+__all__ = ["State", "NEED_DATA", "FrontendConnection", "DEFAULT_MAX_MESSAGE_SIZE"]
+
+DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
+
+_unpack_header = struct.Struct("!ci").unpack_from
+_unpack_i = struct.Struct("!i").unpack_from
+_unpack_I = struct.Struct("!I").unpack_from
+_unpack_h = struct.Struct("!h").unpack_from
+_unpack_H = struct.Struct("!H").unpack_from
+_unpack_ii = struct.Struct("!ii").unpack_from
+_unpack_field = struct.Struct("!IhIhih").unpack_from
+
+
+class _NeedData:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+NEED_DATA: Any = _NeedData()
+"""Returned by ``next_event`` when more bytes are needed."""
+
+
+class State(enum.Enum):
+    """Where the connection is in its life."""
+
+    STARTUP = "STARTUP"  # nothing sent yet
+    SSL_REQUESTED = "SSL_REQUESTED"  # SSLRequest sent, waiting for one byte
+    AUTHENTICATING = "AUTHENTICATING"  # StartupMessage sent
+    STARTING = "STARTING"  # AuthenticationOk received, waiting for the first ReadyForQuery
+    READY = "READY"  # idle: no Query or Sync outstanding
+    BUSY = "BUSY"  # a Query or Sync is outstanding
+    COPY_IN = "COPY_IN"  # the server waits for COPY data from us
+    COPY_OUT = "COPY_OUT"  # the server sends COPY data
+    CLOSED = "CLOSED"  # Terminate sent or the peer closed
+    ERROR = "ERROR"  # the stream is broken; nothing more can be done
+
+
+class FrontendConnection:
+    """The client end of one Postgres connection, as a pure state machine.
+
+    ``max_message_size`` bounds the receive buffer: a backend message announcing a larger
+    length is refused with RemoteProtocolError before it is buffered.
+    """
+
+    def __init__(self, *, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+        self.state = State.STARTUP
+        self.max_message_size = max_message_size
+        #: Server parameters from ParameterStatus (server_version, TimeZone, ...).
+        self.parameters: dict[str, str] = {}
+        self.process_id: int | None = None
+        self.secret_key: int | None = None
+        #: Transaction status from the last ReadyForQuery: I, T or E.
+        self.transaction_status = "I"
+        self._chunks: list[bytes] = []
+        self._chunks_len = 0
+        self._buf = b""
+        self._pos = 0
+        self._need = 5  # bytes needed before the next message can be parsed
+        self._eof = False
+        self._pending_ready = 0  # outstanding Sync / Query messages
+        self._parsers: dict[bytes, Callable[[bytes, int, int], ev.Event]] = self._parser_table()
+
+    # ------------------------------------------------------------------ input
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the peer; ``b""`` means the peer closed its end."""
+        if self.state is State.ERROR:
+            raise LocalProtocolError("the connection is in the ERROR state")
+        if not data:
+            self._eof = True
+            return
+        if self._eof:
+            raise LocalProtocolError("data received after EOF")
+        self._chunks.append(bytes(data))
+        self._chunks_len += len(data)
+
+    def _available(self) -> int:
+        return len(self._buf) - self._pos + self._chunks_len
+
+    def _gather(self) -> None:
+        """Join pending chunks into the parse buffer (only when a message can complete)."""
+        if self._chunks:
+            rest = self._buf[self._pos :] if self._pos < len(self._buf) else b""
+            if rest:
+                self._chunks.insert(0, rest)
+            self._buf = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
+            self._chunks = []
+            self._chunks_len = 0
+            self._pos = 0
+
+    @property
+    def trailing_data(self) -> tuple[bytes, bool]:
+        """Bytes received but not yet parsed, and whether EOF was seen (h11's name)."""
+        self._gather()
+        return self._buf[self._pos :], self._eof
+
+    def next_event(self) -> Any:
+        """The next event, or NEED_DATA. Raises RemoteProtocolError on bad input."""
+        state = self.state
+        if state is State.ERROR:
+            raise LocalProtocolError("the connection is in the ERROR state")
+        if self._available() < self._need:
+            return self._at_shortage()
+        if state is State.SSL_REQUESTED:
+            return self._ssl_response()
+        self._gather()
+        buf = self._buf
+        pos = self._pos
+        try:
+            type_byte, length = _unpack_header(buf, pos)
+        except struct.error:  # pragma: no cover - guarded by _need
+            return self._at_shortage()
+        if length < 4 or length > self.max_message_size:
+            self._fail(f"backend message {type_byte!r} announces an invalid length {length}")
+        end = pos + 1 + length
+        if end > len(buf):
+            self._need = 1 + length
+            return self._at_shortage()
+        self._need = 5
+        if type_byte == b"D":
+            return self._data_rows(buf, pos, end)
+        self._pos = end
+        parser = self._parsers.get(type_byte)
+        if parser is None:
+            self._fail(f"unknown backend message type {type_byte!r}")
+        try:
+            event = parser(buf, pos + 5, end)
+        except RemoteProtocolError:
+            self.state = State.ERROR
+            raise
+        except (struct.error, UnicodeDecodeError, IndexError, ValueError) as exc:
+            self._fail(f"malformed backend message {type_byte!r}: {exc}")
+        self._transition(event)
+        return event
+
+    def _at_shortage(self) -> Any:
+        if self._eof:
+            if self._available() == 0:
+                if self.state is not State.CLOSED:
+                    self.state = State.CLOSED
+                    self._pending_ready = 0
+                return ev.END_OF_STREAM
+            self._fail("the connection closed in the middle of a message")
+        return NEED_DATA
+
+    def _fail(self, why: str) -> Any:
+        self.state = State.ERROR
+        raise RemoteProtocolError(why)
+
+    def _ssl_response(self) -> ev.Event:
+        self._gather()
+        byte = self._buf[self._pos : self._pos + 1]
+        self._pos += 1
+        if byte == b"S":
+            # Anything already buffered after 'S' arrived unencrypted: a MITM risk (CVE-2021-23222).
+            if self._available():
+                self._fail("the server sent unencrypted data after accepting TLS")
+            self.state = State.STARTUP
+            return ev.SSLResponse(True)
+        if byte == b"N":
+            self.state = State.STARTUP
+            return ev.SSLResponse(False)
+        if byte == b"E":
+            # A server too old for SSLRequest answers with an ErrorResponse: parse it whole.
+            self._pos -= 1
+            self.state = State.AUTHENTICATING
+            self._need = 5
+            return self.next_event()
+        return self._fail(f"unexpected answer {byte!r} to SSLRequest")
+
+    # ------------------------------------------------------------- DataRow fast path
+
+    def _data_rows(self, buf: bytes, pos: int, end: int) -> ev.DataRows:
+        if self.state is not State.BUSY:
+            self._fail(f"DataRow received in state {self.state.name}")
+        rows: list[list[bytes | None]] = []
+        append = rows.append
+        unpack_i = _unpack_i
+        buflen = len(buf)
+        while True:
+            # One DataRow message: buf[pos] == 'D', payload from pos + 5 to end.
+            p = pos + 5
+            (ncols,) = _unpack_H(buf, p)
+            p += 2
+            row: list[bytes | None] = []
+            add = row.append
+            for _ in range(ncols):
+                (size,) = unpack_i(buf, p)
+                p += 4
+                if size < 0:
+                    if size != -1:
+                        self._fail("DataRow has a negative field length")
+                    add(None)
+                else:
+                    q = p + size
+                    add(buf[p:q])
+                    p = q
+            if p != end:
+                self._fail("DataRow field lengths do not add up to the message length")
+            append(row)
+            pos = end
+            # Another complete DataRow right behind?
+            if pos + 5 <= buflen and buf[pos] == 68:  # 'D'
+                (length,) = unpack_i(buf, pos + 1)
+                if length < 4 or length > self.max_message_size:
+                    self._pos = pos
+                    self._fail(f"DataRow announces an invalid length {length}")
+                nxt = pos + 1 + length
+                if nxt <= buflen:
+                    end = nxt
+                    continue
+            break
+        self._pos = pos
+        return ev.DataRows(rows)
+
+    # ------------------------------------------------------------- parsers
+
+    def _parser_table(self) -> dict[bytes, Callable[[bytes, int, int], ev.Event]]:
+        return {
+            b"R": _parse_authentication,
+            b"S": _parse_parameter_status,
+            b"K": _parse_backend_key_data,
+            b"Z": _parse_ready_for_query,
+            b"1": lambda b, s, e: _empty(b, s, e, ev.PARSE_COMPLETE),
+            b"2": lambda b, s, e: _empty(b, s, e, ev.BIND_COMPLETE),
+            b"3": lambda b, s, e: _empty(b, s, e, ev.CLOSE_COMPLETE),
+            b"n": lambda b, s, e: _empty(b, s, e, ev.NO_DATA),
+            b"s": lambda b, s, e: _empty(b, s, e, ev.PORTAL_SUSPENDED),
+            b"I": lambda b, s, e: _empty(b, s, e, ev.EMPTY_QUERY_RESPONSE),
+            b"c": lambda b, s, e: _empty(b, s, e, ev.COPY_DONE),
+            b"t": _parse_parameter_description,
+            b"T": _parse_row_description,
+            b"C": _parse_command_complete,
+            b"E": lambda b, s, e: ev.ErrorResponse(_parse_fields(b, s, e)),
+            b"N": lambda b, s, e: ev.NoticeResponse(_parse_fields(b, s, e)),
+            b"A": _parse_notification,
+            b"G": lambda b, s, e: ev.CopyInResponse(*_parse_copy_response(b, s, e)),
+            b"H": lambda b, s, e: ev.CopyOutResponse(*_parse_copy_response(b, s, e)),
+            b"W": lambda b, s, e: ev.CopyBothResponse(*_parse_copy_response(b, s, e)),
+            b"d": lambda b, s, e: ev.CopyData(b[s:e]),
+            b"v": _parse_negotiate_protocol_version,
+        }
+
+    # ------------------------------------------------------------- transitions
+
+    _ALLOWED: dict[State, frozenset[type]] = {
+        State.AUTHENTICATING: frozenset(
+            {
+                ev.AuthenticationOk,
+                ev.AuthenticationCleartextPassword,
+                ev.AuthenticationMD5Password,
+                ev.AuthenticationSASL,
+                ev.AuthenticationSASLContinue,
+                ev.AuthenticationSASLFinal,
+                ev.ErrorResponse,
+                ev.NoticeResponse,
+                ev.NegotiateProtocolVersion,
+            }
+        ),
+        State.STARTING: frozenset(
+            {ev.ParameterStatus, ev.BackendKeyData, ev.ReadyForQuery, ev.ErrorResponse, ev.NoticeResponse}
+        ),
+        State.READY: frozenset({ev.ParameterStatus, ev.NoticeResponse, ev.NotificationResponse, ev.ErrorResponse}),
+        State.COPY_IN: frozenset(
+            {
+                ev.ParameterStatus,
+                ev.NoticeResponse,
+                ev.NotificationResponse,
+                ev.ErrorResponse,
+                ev.CommandComplete,
+                ev.ReadyForQuery,
+                ev.CopyInResponse,
+            }
+        ),
+        State.COPY_OUT: frozenset(
+            {
+                ev.ParameterStatus,
+                ev.NoticeResponse,
+                ev.NotificationResponse,
+                ev.ErrorResponse,
+                ev.CopyData,
+                ev.CopyDone,
+                ev.CommandComplete,
+            }
+        ),
+    }
+
+    def _transition(self, event: ev.Event) -> None:
+        state = self.state
+        cls = type(event)
+        if state is State.BUSY:
+            if cls is ev.ReadyForQuery:
+                self._ready(event)  # type: ignore[arg-type]
+            elif cls is ev.CopyInResponse:
+                self.state = State.COPY_IN
+            elif cls is ev.CopyOutResponse:
+                self.state = State.COPY_OUT
+            elif cls in _NEVER_WHEN_BUSY:
+                self._fail(f"{cls.__name__} received while a query is running")
+            return
+        allowed = self._ALLOWED.get(state)
+        if allowed is None or cls not in allowed:
+            self._fail(f"{cls.__name__} received in state {state.name}")
+        if state is State.AUTHENTICATING:
+            if cls is ev.AuthenticationOk:
+                self.state = State.STARTING
+            elif cls is ev.ErrorResponse:
+                self.state = State.CLOSED  # the server closes after a startup error
+        elif state is State.STARTING:
+            if cls is ev.BackendKeyData:
+                self.process_id = event.process_id  # type: ignore[attr-defined]
+                self.secret_key = event.secret_key  # type: ignore[attr-defined]
+            elif cls is ev.ReadyForQuery:
+                self.transaction_status = event.status  # type: ignore[attr-defined]
+                self.state = State.READY
+            elif cls is ev.ErrorResponse:
+                self.state = State.CLOSED
+        elif state is State.READY:
+            if cls is ev.ErrorResponse:
+                # An unsolicited error (e.g. the backend was terminated): a FATAL ends the session.
+                if event.fields.get("V", event.fields.get("S")) in ("FATAL", "PANIC"):  # type: ignore[attr-defined]
+                    self.state = State.CLOSED
+        elif state is State.COPY_IN:
+            if cls is ev.ReadyForQuery:
+                self._ready(event)  # type: ignore[arg-type]
+            elif cls is ev.CommandComplete or cls is ev.ErrorResponse:
+                self.state = State.BUSY
+        elif state is State.COPY_OUT:
+            if cls is ev.CommandComplete or cls is ev.ErrorResponse:
+                self.state = State.BUSY
+        if cls is ev.ParameterStatus:
+            self.parameters[event.name] = event.value  # type: ignore[attr-defined]
+
+    def _ready(self, event: ev.ReadyForQuery) -> None:
+        self.transaction_status = event.status
+        self._pending_ready -= 1
+        if self._pending_ready <= 0:
+            self._pending_ready = 0
+            self.state = State.READY
+        else:
+            self.state = State.BUSY
+
+    # ------------------------------------------------------------------ output
+
+    def _check_can_send(self, *allowed: State) -> None:
+        if self.state not in allowed:
+            raise LocalProtocolError(f"cannot send that in state {self.state.name}")
+
+    def send_ssl_request(self) -> bytes:
+        """SSLRequest: ask to switch to TLS; the answer is an ``SSLResponse`` event."""
+        self._check_can_send(State.STARTUP)
+        self.state = State.SSL_REQUESTED
+        self._need = 1
+        return msg.SSL_REQUEST
+
+    def send_startup(self, parameters: Mapping[str, str]) -> bytes:
+        """The StartupMessage (user, database, application_name, options, ...)."""
+        self._check_can_send(State.STARTUP)
+        data = msg.startup_message(parameters)
+        self.state = State.AUTHENTICATING
+        self._need = 5
+        return data
+
+    def send_password(self, password: str | bytes) -> bytes:
+        """A PasswordMessage (cleartext or md5 hash)."""
+        self._check_can_send(State.AUTHENTICATING)
+        return msg.password_message(password)
+
+    def send_sasl_initial_response(self, mechanism: str, data: bytes) -> bytes:
+        """The first SASL message."""
+        self._check_can_send(State.AUTHENTICATING)
+        return msg.sasl_initial_response(mechanism, data)
+
+    def send_sasl_response(self, data: bytes) -> bytes:
+        """A later SASL message."""
+        self._check_can_send(State.AUTHENTICATING)
+        return msg.sasl_response(data)
+
+    def send_query(self, sql: str) -> bytes:
+        """Query: the simple protocol; several statements may share the string."""
+        self._check_can_send(State.READY, State.BUSY)
+        data = msg.query_message(sql)
+        self._pending_ready += 1
+        self.state = State.BUSY
+        return data
+
+    def send_parse(self, name: str, sql: str, param_oids: Sequence[int] = ()) -> bytes:
+        """Parse a statement (extended protocol)."""
+        self._check_can_send(State.READY, State.BUSY)
+        return msg.parse_message(name, sql, param_oids)
+
+    def send_bind(
+        self,
+        portal: str,
+        statement: str,
+        params: Sequence[bytes | None],
+        param_formats: Sequence[int] = (),
+        result_formats: Sequence[int] = (),
+    ) -> bytes:
+        """Bind parameters to a statement, creating a portal."""
+        self._check_can_send(State.READY, State.BUSY)
+        return msg.bind_message(portal, statement, params, param_formats, result_formats)
+
+    def send_describe(self, kind: str, name: str = "") -> bytes:
+        """Describe a statement (``S``) or portal (``P``)."""
+        self._check_can_send(State.READY, State.BUSY)
+        return msg.describe_message(kind, name)
+
+    def send_execute(self, portal: str = "", max_rows: int = 0) -> bytes:
+        """Execute a portal."""
+        self._check_can_send(State.READY, State.BUSY)
+        return msg.execute_message(portal, max_rows)
+
+    def send_close(self, kind: str, name: str = "") -> bytes:
+        """Close a statement or portal."""
+        self._check_can_send(State.READY, State.BUSY)
+        return msg.close_message(kind, name)
+
+    def send_flush(self) -> bytes:
+        """Flush: ask the server to send what it has buffered, without a Sync."""
+        self._check_can_send(State.READY, State.BUSY)
+        return msg.FLUSH
+
+    def send_sync(self) -> bytes:
+        """Sync: end of a pipelined block; the server answers ReadyForQuery."""
+        self._check_can_send(State.READY, State.BUSY)
+        self._pending_ready += 1
+        self.state = State.BUSY
+        return msg.SYNC
+
+    def expect_ready(self, count: int = 1) -> None:
+        """Account for Sync or Query messages that were built without this machine."""
+        self._pending_ready += count
+        if self.state is State.READY:
+            self.state = State.BUSY
+
+    def send_copy_data(self, data: bytes | bytearray | memoryview) -> bytes:
+        """CopyData during COPY FROM STDIN."""
+        self._check_can_send(State.COPY_IN)
+        return msg.copy_data_message(data)
+
+    def send_copy_done(self) -> bytes:
+        """CopyDone: the end of COPY FROM STDIN data."""
+        self._check_can_send(State.COPY_IN)
+        self.state = State.BUSY
+        return msg.COPY_DONE
+
+    def send_copy_fail(self, reason: str) -> bytes:
+        """CopyFail: abort COPY FROM STDIN."""
+        self._check_can_send(State.COPY_IN)
+        self.state = State.BUSY
+        return msg.copy_fail_message(reason)
+
+    def send_terminate(self) -> bytes:
+        """Terminate: the polite goodbye."""
+        if self.state in (State.CLOSED, State.ERROR):
+            return b""
+        self.state = State.CLOSED
+        return msg.TERMINATE
+
+    @property
+    def pending_syncs(self) -> int:
+        """How many ReadyForQuery messages are still expected."""
+        return self._pending_ready
+
+
+_NEVER_WHEN_BUSY = frozenset(
+    {
+        ev.AuthenticationOk,
+        ev.AuthenticationCleartextPassword,
+        ev.AuthenticationMD5Password,
+        ev.AuthenticationSASL,
+        ev.AuthenticationSASLContinue,
+        ev.AuthenticationSASLFinal,
+        ev.BackendKeyData,
+        ev.NegotiateProtocolVersion,
+        ev.CopyData,
+        ev.CopyDone,
+    }
+)
+
+
+# ---------------------------------------------------------------- message parsers
+
+
+def _empty(buf: bytes, start: int, end: int, event: ev.Event) -> ev.Event:
+    if start != end:
+        raise RemoteProtocolError(f"{type(event).__name__} should have no body")
+    return event
+
+
+def _cstr(buf: bytes, start: int, end: int) -> tuple[str, int]:
+    nul = buf.find(b"\x00", start, end)
+    if nul < 0:
+        raise RemoteProtocolError("unterminated string in backend message")
+    return buf[start:nul].decode("utf-8"), nul + 1
+
+
+def _check_end(pos: int, end: int, what: str) -> None:
+    if pos != end:
+        raise RemoteProtocolError(f"{what}: message length does not match its content")
+
+
+def _parse_authentication(buf: bytes, start: int, end: int) -> ev.Event:
+    if end - start < 4:
+        raise RemoteProtocolError("Authentication message too short")
+    (code,) = _unpack_i(buf, start)
+    pos = start + 4
+    if code == 0:
+        _check_end(pos, end, "AuthenticationOk")
+        return ev.AuthenticationOk()
+    if code == 3:
+        _check_end(pos, end, "AuthenticationCleartextPassword")
+        return ev.AuthenticationCleartextPassword()
+    if code == 5:
+        _check_end(pos + 4, end, "AuthenticationMD5Password")
+        return ev.AuthenticationMD5Password(buf[pos : pos + 4])
+    if code == 10:
+        mechanisms = []
+        while pos < end:
+            if buf[pos] == 0:
+                pos += 1
+                break
+            name, pos = _cstr(buf, pos, end)
+            mechanisms.append(name)
+        _check_end(pos, end, "AuthenticationSASL")
+        return ev.AuthenticationSASL(tuple(mechanisms))
+    if code == 11:
+        return ev.AuthenticationSASLContinue(buf[pos:end])
+    if code == 12:
+        return ev.AuthenticationSASLFinal(buf[pos:end])
+    raise RemoteProtocolError(f"unsupported authentication method requested by the server (code {code})")
+
+
+def _parse_parameter_status(buf: bytes, start: int, end: int) -> ev.Event:
+    name, pos = _cstr(buf, start, end)
+    value, pos = _cstr(buf, pos, end)
+    _check_end(pos, end, "ParameterStatus")
+    return ev.ParameterStatus(name, value)
+
+
+def _parse_backend_key_data(buf: bytes, start: int, end: int) -> ev.Event:
+    _check_end(start + 8, end, "BackendKeyData")
+    pid, key = _unpack_ii(buf, start)
+    return ev.BackendKeyData(pid, key)
+
+
+_READY = {b"I"[0]: ev.ReadyForQuery("I"), b"T"[0]: ev.ReadyForQuery("T"), b"E"[0]: ev.ReadyForQuery("E")}
+
+
+def _parse_ready_for_query(buf: bytes, start: int, end: int) -> ev.Event:
+    _check_end(start + 1, end, "ReadyForQuery")
+    event = _READY.get(buf[start])
+    if event is None:
+        raise RemoteProtocolError(f"ReadyForQuery with unknown status {buf[start:end]!r}")
+    return event
+
+
+def _parse_parameter_description(buf: bytes, start: int, end: int) -> ev.Event:
+    (n,) = _unpack_H(buf, start)
+    _check_end(start + 2 + 4 * n, end, "ParameterDescription")
+    return ev.ParameterDescription(struct.unpack_from(f"!{n}I", buf, start + 2))
+
+
+def _parse_row_description(buf: bytes, start: int, end: int) -> ev.Event:
+    (n,) = _unpack_H(buf, start)
+    pos = start + 2
+    fields = []
+    for _ in range(n):
+        name, pos = _cstr(buf, pos, end)
+        if pos + 18 > end:
+            raise RemoteProtocolError("RowDescription truncated")
+        table_oid, column_id, type_oid, type_size, type_modifier, fmt = _unpack_field(buf, pos)
+        pos += 18
+        fields.append(ev.FieldDescription(name, table_oid, column_id, type_oid, type_size, type_modifier, fmt))
+    _check_end(pos, end, "RowDescription")
+    return ev.RowDescription(tuple(fields))
+
+
+def _parse_command_complete(buf: bytes, start: int, end: int) -> ev.Event:
+    tag, pos = _cstr(buf, start, end)
+    _check_end(pos, end, "CommandComplete")
+    return ev.CommandComplete(tag)
+
+
+def _parse_fields(buf: bytes, start: int, end: int) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    pos = start
+    while True:
+        if pos >= end:
+            raise RemoteProtocolError("error/notice fields not terminated")
+        code = buf[pos]
+        pos += 1
+        if code == 0:
+            break
+        value, pos = _cstr(buf, pos, end)
+        fields[chr(code)] = value
+    _check_end(pos, end, "ErrorResponse/NoticeResponse")
+    return fields
+
+
+def _parse_notification(buf: bytes, start: int, end: int) -> ev.Event:
+    if end - start < 4:
+        raise RemoteProtocolError("NotificationResponse too short")
+    (pid,) = _unpack_i(buf, start)
+    channel, pos = _cstr(buf, start + 4, end)
+    payload, pos = _cstr(buf, pos, end)
+    _check_end(pos, end, "NotificationResponse")
+    return ev.NotificationResponse(pid, channel, payload)
+
+
+def _parse_copy_response(buf: bytes, start: int, end: int) -> tuple[int, tuple[int, ...]]:
+    fmt = buf[start]
+    (n,) = _unpack_H(buf, start + 1)
+    _check_end(start + 3 + 2 * n, end, "CopyResponse")
+    return fmt, struct.unpack_from(f"!{n}h", buf, start + 3)
+
+
+def _parse_negotiate_protocol_version(buf: bytes, start: int, end: int) -> ev.Event:
+    minor, n = _unpack_ii(buf, start)
+    pos = start + 8
+    if n < 0:
+        raise RemoteProtocolError("NegotiateProtocolVersion with a negative option count")
+    names = []
+    for _ in range(n):
+        name, pos = _cstr(buf, pos, end)
+        names.append(name)
+    _check_end(pos, end, "NegotiateProtocolVersion")
+    return ev.NegotiateProtocolVersion(minor, tuple(names))

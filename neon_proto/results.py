@@ -1,0 +1,137 @@
+"""Query results shared by every transport: TCP, WebSocket and SQL over HTTP.
+
+A ``Result`` is what one statement produced: its fields, its decoded rows, the command tag.
+Rows are decoded with one loader per column, chosen once per result from the type registry.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Literal, Sequence
+
+from neon_proto.events import FieldDescription
+
+__all__ = ["Field", "Result", "RowMode", "make_row_converter", "parse_command_tag", "RowConverter"]
+
+Field = FieldDescription
+"""A result column: name, type OID, table OID, column number, size, modifier, format."""
+
+RowMode = Literal["dict", "list", "tuple"]
+RowConverter = Callable[[Sequence[Sequence[bytes | None]]], list[Any]]
+
+
+class _LoaderSource:
+    """What ``make_row_converter`` needs of a type registry."""
+
+    def get_loader(self, oid: int, format: int = 0) -> Callable[[bytes], Any]:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
+def parse_command_tag(tag: str) -> tuple[str, int | None]:
+    """The command word and row count of a CommandComplete tag (``INSERT 0 5`` -> INSERT, 5)."""
+    parts = tag.split(" ")
+    command = parts[0]
+    count: int | None = None
+    if command == "INSERT" and len(parts) == 3:
+        word = parts[2]
+    elif len(parts) >= 2:
+        word = parts[-1]
+    else:
+        return command, None
+    if word.isdigit():
+        count = int(word)
+    return command, count
+
+
+class Result:
+    """One statement's outcome: ``rows``, ``fields``, ``command`` (first word of the tag), ``row_count``."""
+
+    __slots__ = ("fields", "rows", "command", "row_count", "tag", "row_as_array")
+
+    def __init__(
+        self,
+        fields: Sequence[Field] = (),
+        rows: list[Any] | None = None,
+        tag: str | None = None,
+        *,
+        row_as_array: bool = False,
+        command: str | None = None,
+        row_count: int | None = None,
+    ) -> None:
+        self.fields: list[Field] = list(fields)
+        self.rows: list[Any] = rows if rows is not None else []
+        self.tag = tag
+        self.row_as_array = row_as_array
+        if tag is not None and command is None:
+            command, row_count = parse_command_tag(tag)
+        self.command = command
+        self.row_count = row_count
+
+    def set_tag(self, tag: str) -> None:
+        """Record the CommandComplete tag."""
+        self.tag = tag
+        self.command, self.row_count = parse_command_tag(tag)
+
+    @property
+    def columns(self) -> list[str]:
+        """The column names, in order."""
+        return [f.name for f in self.fields]
+
+    def __repr__(self) -> str:
+        return f"<Result {self.command} row_count={self.row_count} rows={len(self.rows)}>"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Result):
+            return NotImplemented
+        return (
+            self.fields == other.fields
+            and self.rows == other.rows
+            and self.command == other.command
+            and self.row_count == other.row_count
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def make_row_converter(
+    fields: Sequence[Field],
+    registry: Any,
+    mode: RowMode,
+    loaders: Iterable[Callable[[bytes], Any] | None] | None = None,
+) -> RowConverter:
+    """A function turning raw rows (cells as bytes or None) into rows of Python values.
+
+    The loaders are looked up once here; the returned function is the per-row hot path.
+    ``loaders`` may override some columns (None keeps the registry's choice).
+    """
+    chosen = [registry.get_loader(f.type_oid, f.format) for f in fields]
+    if loaders is not None:
+        for i, override in enumerate(loaders):
+            if override is not None and i < len(chosen):
+                chosen[i] = override
+    funcs = tuple(chosen)
+    names = [f.name for f in fields]
+    ncols = len(funcs)
+
+    if ncols == 1:
+        (f0,) = funcs
+        if mode == "dict":
+            n0 = names[0]
+            return lambda raw: [{n0: None if r[0] is None else f0(r[0])} for r in raw]  # type: ignore[arg-type]
+        if mode == "tuple":
+            return lambda raw: [(None if r[0] is None else f0(r[0]),) for r in raw]  # type: ignore[arg-type]
+        return lambda raw: [[None if r[0] is None else f0(r[0])] for r in raw]  # type: ignore[arg-type]
+
+    if mode == "dict":
+        unique = len(set(names)) == len(names)
+
+        def to_dicts(raw: Sequence[Sequence[bytes | None]]) -> list[Any]:
+            out = [dict(zip(names, [None if v is None else f(v) for f, v in zip(funcs, r)])) for r in raw]
+            return out
+
+        if not unique:
+            # A later duplicate name wins, as in the JS driver; dict(zip()) already does that.
+            pass
+        return to_dicts
+    if mode == "tuple":
+        return lambda raw: [tuple([None if v is None else f(v) for f, v in zip(funcs, r)]) for r in raw]
+    return lambda raw: [[None if v is None else f(v) for f, v in zip(funcs, r)] for r in raw]

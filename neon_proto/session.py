@@ -1,0 +1,646 @@
+"""Protocol operations as sans-IO generators, shared by every binding.
+
+Each operation (startup, one query, a pipeline, COPY) is a generator that yields ``bytes``
+to send, or ``None`` when it needs input: the binding then sends the bytes it received
+(``b""`` for EOF) back with ``gen.send(data)``. The value it returns is the result. This keeps
+every protocol step here, once; ``neon_sync``, ``neon_trio`` and the proxy only move bytes
+(``run_sync`` style loops), in the manner of psycopg's generators.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict, deque
+from typing import Any, Callable, Generator, Iterable, Mapping, Sequence, TypeVar
+
+from neon_proto import events as ev
+from neon_proto.auth import ScramSession, md5_password
+from neon_proto.errors import (
+    ConnectionClosed,
+    Diagnostic,
+    Error,
+    InterfaceError,
+    OperationalError,
+    PipelineAborted,
+    ProgrammingError,
+)
+from neon_proto.frontend import NEED_DATA, FrontendConnection, State
+from neon_proto.results import Result, RowMode, make_row_converter
+
+__all__ = ["Session", "Op", "Query", "NotificationHandler", "NoticeHandler"]
+
+logger = logging.getLogger("neon_proto.session")
+
+T = TypeVar("T")
+Op = Generator["bytes | None", "bytes | None", T]
+"""A protocol operation: yields bytes to send or None to receive; returns its result."""
+
+NoticeHandler = Callable[[Diagnostic], None]
+NotificationHandler = Callable[[ev.NotificationResponse], None]
+
+
+class Query:
+    """One statement in a pipeline: its text, parameters and, once run, its outcome."""
+
+    __slots__ = ("sql", "params", "mode", "result", "error", "_convert", "_stmt_name", "_oids")
+
+    def __init__(self, sql: str, params: Sequence[Any] | None = None, mode: RowMode = "dict") -> None:
+        self.sql = sql
+        self.params: Sequence[Any] = params if params is not None else ()
+        self.mode: RowMode = mode
+        self.result: Result | None = None
+        self.error: Error | None = None
+        self._convert: Callable[[Any], list[Any]] | None = None
+        self._stmt_name = ""
+        self._oids: tuple[int, ...] = ()
+
+    def outcome(self) -> Result:
+        """The result, or raise the error it met."""
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+class Session:
+    """The client's view of one Postgres session above the frontend machine.
+
+    Holds the type registry, the opt-in prepared-statement cache, and what arrives between
+    queries (notifications, notices, parameter changes).
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: Any = None,
+        max_message_size: int | None = None,
+        prepared_statement_cache_size: int = 0,
+        result_format: int = 0,
+    ) -> None:
+        from neon_proto.types import default_registry
+
+        kwargs = {} if max_message_size is None else {"max_message_size": max_message_size}
+        self.conn = FrontendConnection(**kwargs)
+        self.registry: Any = registry if registry is not None else default_registry
+        self.result_format = result_format
+        self.notifications: deque[ev.NotificationResponse] = deque()
+        self.notice_handlers: list[NoticeHandler] = []
+        self.notification_handlers: list[NotificationHandler] = []
+        self._cache_size = prepared_statement_cache_size
+        self._prepared: OrderedDict[tuple[str, tuple[int, ...]], str] = OrderedDict()
+        self._to_close: list[str] = []
+        self._stmt_counter = 0
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def closed(self) -> bool:
+        """Whether the session can no longer run queries."""
+        return self.conn.state in (State.CLOSED, State.ERROR)
+
+    @property
+    def idle(self) -> bool:
+        """Whether the server waits for a query (no results outstanding)."""
+        return self.conn.state is State.READY
+
+    @property
+    def transaction_status(self) -> str:
+        """I (idle), T (in a transaction) or E (in a failed transaction)."""
+        return self.conn.transaction_status
+
+    def _next(self) -> Generator[bytes | None, bytes | None, Any]:
+        """The next event that is not asynchronous, receiving as needed."""
+        conn = self.conn
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                data = yield None
+                conn.receive_data(data or b"")
+                continue
+            cls = type(event)
+            if cls is ev.NoticeResponse:
+                self._on_notice(event)
+                continue
+            if cls is ev.NotificationResponse:
+                self._on_notification(event)
+                continue
+            if cls is ev.ParameterStatus:
+                continue
+            return event
+
+    def _on_notice(self, event: ev.NoticeResponse) -> None:
+        diag = event.diagnostic
+        logger.info("server notice: %s: %s", diag.severity, diag.message)
+        for handler in self.notice_handlers:
+            handler(diag)
+
+    def _on_notification(self, event: ev.NotificationResponse) -> None:
+        self.notifications.append(event)
+        for handler in self.notification_handlers:
+            handler(event)
+
+    def process_idle_events(self) -> None:
+        """Handle whatever arrived while idle (notifications, notices, a FATAL before closing)."""
+        conn = self.conn
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                return
+            cls = type(event)
+            if cls is ev.NotificationResponse:
+                self._on_notification(event)
+            elif cls is ev.NoticeResponse:
+                self._on_notice(event)
+            elif cls is ev.ErrorResponse:
+                raise event.to_exception()
+            elif cls is ev.EndOfStream:
+                raise ConnectionClosed("the server closed the connection")
+
+    def _closed_error(self, error: Error | None) -> Error:
+        if error is not None:
+            return error
+        return ConnectionClosed("the server closed the connection unexpectedly")
+
+    def _check_usable(self) -> None:
+        state = self.conn.state
+        if state is State.READY:
+            return
+        if state in (State.CLOSED, State.ERROR):
+            raise ConnectionClosed("the connection is closed")
+        raise InterfaceError(f"another operation is in progress on this connection ({state.name})")
+
+    # ------------------------------------------------------------------ startup
+
+    def request_tls(self) -> Op[bool]:
+        """Send SSLRequest; return whether the server agreed to TLS."""
+        conn = self.conn
+        yield conn.send_ssl_request()
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                data = yield None
+                conn.receive_data(data or b"")
+                continue
+            cls = type(event)
+            if cls is ev.SSLResponse:
+                return bool(event.accepted)
+            if cls is ev.ErrorResponse:
+                raise event.to_exception()
+            if cls is ev.EndOfStream:
+                raise ConnectionClosed("the server closed the connection after SSLRequest")
+            raise OperationalError(f"unexpected {cls.__name__} in answer to SSLRequest")
+
+    def startup(
+        self,
+        parameters: Mapping[str, str],
+        password: str | None,
+        *,
+        channel_binding: str = "prefer",
+        server_certificate: bytes | None = None,
+    ) -> Op[None]:
+        """Send the startup message, authenticate, and wait for the first ReadyForQuery."""
+        conn = self.conn
+        user = parameters["user"]
+        yield conn.send_startup(parameters)
+        scram: ScramSession | None = None
+        authenticated_with_sasl = False
+        while True:
+            event = yield from self._next()
+            cls = type(event)
+            if cls is ev.AuthenticationOk:
+                if channel_binding == "require" and not authenticated_with_sasl:
+                    raise OperationalError("channel binding is required, but the server authenticated without it")
+                if scram is not None and not scram.mechanism.endswith("-PLUS") and channel_binding == "require":
+                    raise OperationalError("channel binding is required, but was not used")
+                continue
+            if cls is ev.AuthenticationCleartextPassword or cls is ev.AuthenticationMD5Password:
+                if channel_binding == "require":
+                    raise OperationalError("channel binding is required, but the server asked for a password")
+                if password is None:
+                    raise OperationalError(f"the server asked for a password for user {user!r}, and none was given")
+                if cls is ev.AuthenticationCleartextPassword:
+                    yield conn.send_password(password)
+                else:
+                    yield conn.send_password(md5_password(user, password, event.salt))
+            elif cls is ev.AuthenticationSASL:
+                if password is None:
+                    raise OperationalError(f"the server asked for a password for user {user!r}, and none was given")
+                scram = ScramSession(
+                    event.mechanisms,
+                    user,
+                    password,
+                    channel_binding=channel_binding,
+                    server_certificate=server_certificate,
+                )
+                authenticated_with_sasl = True
+                yield conn.send_sasl_initial_response(scram.mechanism, scram.client_first())
+            elif cls is ev.AuthenticationSASLContinue:
+                if scram is None:
+                    raise OperationalError("SASL continuation without SASL start")
+                yield conn.send_sasl_response(scram.client_final(event.data))
+            elif cls is ev.AuthenticationSASLFinal:
+                if scram is None:
+                    raise OperationalError("SASL final message without SASL start")
+                scram.verify_server_final(event.data)
+            elif cls is ev.NegotiateProtocolVersion:
+                logger.debug("server negotiates protocol 3.%d", event.newest_minor_version)
+            elif cls is ev.BackendKeyData:
+                continue
+            elif cls is ev.ErrorResponse:
+                raise event.to_exception()
+            elif cls is ev.ReadyForQuery:
+                return
+            elif cls is ev.EndOfStream:
+                raise ConnectionClosed("the server closed the connection during startup")
+            else:
+                raise OperationalError(f"unexpected {cls.__name__} during startup")
+
+    # ------------------------------------------------------------------ queries
+
+    def _dump_params(self, params: Sequence[Any], registry: Any) -> tuple[list[int], list[int], list[bytes | None]]:
+        oids: list[int] = []
+        formats: list[int] = []
+        values: list[bytes | None] = []
+        dump = registry.dump
+        for value in params:
+            oid, fmt, data = dump(value)
+            oids.append(oid)
+            formats.append(fmt)
+            values.append(data)
+        return oids, formats, values
+
+    def _statement_for(self, sql: str, oids: tuple[int, ...], out: list[bytes]) -> tuple[str, bool]:
+        """The statement name to use and whether a Parse must be sent."""
+        if not self._cache_size:
+            return "", True
+        key = (sql, oids)
+        name = self._prepared.get(key)
+        if name is not None:
+            self._prepared.move_to_end(key)
+            return name, False
+        self._stmt_counter += 1
+        return f"_neon_{self._stmt_counter}", True
+
+    def _remember_statement(self, sql: str, oids: tuple[int, ...], name: str) -> None:
+        if not name:
+            return
+        self._prepared[(sql, oids)] = name
+        while len(self._prepared) > self._cache_size:
+            _key, old = self._prepared.popitem(last=False)
+            self._to_close.append(old)
+
+    def _forget_statements(self) -> None:
+        self._prepared.clear()
+
+    def execute(
+        self,
+        sql: str,
+        params: Sequence[Any] | None = None,
+        *,
+        mode: RowMode = "dict",
+        registry: Any = None,
+        result_format: int | None = None,
+        loaders: Sequence[Any] | None = None,
+    ) -> Op[Result]:
+        """One statement through the extended protocol in a single round trip."""
+        query = Query(sql, params, mode)
+        yield from self.pipeline([query], registry=registry, result_format=result_format, loaders=loaders)
+        return query.outcome()
+
+    def pipeline(
+        self,
+        queries: Sequence[Query],
+        *,
+        sync_each: bool = False,
+        registry: Any = None,
+        result_format: int | None = None,
+        loaders: Sequence[Any] | None = None,
+    ) -> Op[list[Query]]:
+        """Send every query before reading any result; fill each query's result or error.
+
+        With ``sync_each`` every query has its own Sync (an error affects only its query);
+        otherwise one Sync ends the block, so the queries form one implicit transaction and an
+        error aborts the rest, which report PipelineAborted.
+        """
+        self._check_usable()
+        conn = self.conn
+        reg = registry if registry is not None else self.registry
+        fmt = self.result_format if result_format is None else result_format
+        result_formats = (fmt,) if fmt else ()
+        out: list[bytes] = []
+        for name in self._to_close:
+            out.append(conn.send_close("S", name))
+        self._to_close.clear()
+        groups: list[int] = []  # index of the last query of each sync group
+        for i, query in enumerate(queries):
+            oids, formats, values = self._dump_params(query.params, reg)
+            toids = tuple(oids)
+            name, parse = self._statement_for(query.sql, toids, out)
+            query._stmt_name = name if parse else ""
+            query._oids = toids
+            if parse:
+                out.append(conn.send_parse(name, query.sql, oids))
+            out.append(conn.send_bind("", name, values, formats if any(formats) else (), result_formats))
+            out.append(conn.send_describe("P"))
+            out.append(conn.send_execute())
+            if sync_each or i == len(queries) - 1:
+                out.append(conn.send_sync())
+                groups.append(i)
+        if not queries:
+            return []
+        yield b"".join(out)
+        return (yield from self._read_pipeline(queries, groups, reg, loaders))
+
+    def _read_pipeline(
+        self,
+        queries: Sequence[Query],
+        groups: list[int],
+        registry: Any,
+        loaders: Sequence[Any] | None,
+    ) -> Op[list[Query]]:
+        cur = 0
+        group = 0
+        fatal: Error | None = None
+        pending_error: Error | None = None
+        rows: list[Any] = []
+        while True:
+            event = yield from self._next()
+            cls = type(event)
+            if cls is ev.DataRows:
+                query = queries[cur]
+                if query._convert is None:
+                    raise OperationalError("DataRow without a RowDescription")
+                rows.extend(query._convert(event.rows))
+            elif cls is ev.BindComplete:
+                pass
+            elif cls is ev.ParseComplete:
+                query = queries[cur]
+                self._remember_statement(query.sql, query._oids, query._stmt_name)
+            elif cls is ev.RowDescription:
+                query = queries[cur]
+                query._convert = make_row_converter(event.fields, registry, query.mode, loaders)
+                query.result = Result(event.fields, row_as_array=query.mode != "dict")
+                rows = query.result.rows
+            elif cls is ev.NoData:
+                query = queries[cur]
+                query.result = Result((), row_as_array=query.mode != "dict")
+                rows = query.result.rows
+            elif cls is ev.CommandComplete or cls is ev.EmptyQueryResponse or cls is ev.PortalSuspended:
+                query = queries[cur]
+                if query.result is None:
+                    query.result = Result(())
+                if cls is ev.CommandComplete:
+                    query.result.set_tag(event.tag)
+                cur += 1
+            elif cls is ev.ErrorResponse:
+                error = event.to_exception()
+                if event.sqlstate in ("26000", "0A000") and self._prepared:
+                    self._forget_statements()
+                last = groups[group]
+                target = min(cur, last)
+                queries[target].error = error
+                queries[target].result = None
+                for q in queries[target + 1 : last + 1]:
+                    q.error = PipelineAborted(
+                        "skipped: an earlier query in the same pipeline sync block failed",
+                        diag=Diagnostic(message=str(error)),
+                    )
+                    q.result = None
+                cur = last + 1
+                if event.fields.get("V", event.fields.get("S")) in ("FATAL", "PANIC"):
+                    pending_error = error
+            elif cls is ev.ReadyForQuery:
+                group += 1
+                if group >= len(groups):
+                    return list(queries)
+            elif cls is ev.EndOfStream:
+                fatal = self._closed_error(pending_error)
+                for q in queries[cur:]:
+                    if q.error is None:
+                        q.error = fatal
+                raise fatal
+            elif cls is ev.CopyInResponse:
+                yield self.conn.send_copy_fail("COPY FROM STDIN is only possible through the copy API")
+            elif cls is ev.CopyOutResponse or cls is ev.CopyData or cls is ev.CopyDone:
+                if cls is ev.CopyOutResponse:
+                    pending_error = ProgrammingError("COPY TO STDOUT is only possible through the copy API")
+            else:
+                raise OperationalError(f"unexpected {cls.__name__} in query results")
+
+    def execute_many(
+        self,
+        sql: str,
+        param_rows: Iterable[Sequence[Any]],
+        *,
+        registry: Any = None,
+        returning: bool = False,
+        mode: RowMode = "tuple",
+    ) -> Op[tuple[int, list[Result]]]:
+        """Run one statement for each parameter row in one pipelined block, all or nothing.
+
+        One Parse serves every row with the same parameter types; the rows are sent before
+        any result is read. Returns the total row count (and the results when ``returning``).
+        """
+        self._check_usable()
+        conn = self.conn
+        reg = registry if registry is not None else self.registry
+        fmt = self.result_format
+        result_formats = (fmt,) if fmt else ()
+        out: list[bytes] = []
+        kinds: list[int] = []  # per execute: 1; 0 marks a Parse
+        last_oids: tuple[int, ...] | None = None
+        describe = b"" if not returning else conn.send_describe("P")
+        execute = conn.send_execute()
+        bind = conn.send_bind
+        count = 0
+        for params in param_rows:
+            oids, formats, values = self._dump_params(params, reg)
+            toids = tuple(oids)
+            if toids != last_oids:
+                out.append(conn.send_parse("", sql, oids))
+                last_oids = toids
+            out.append(bind("", "", values, formats if any(formats) else (), result_formats))
+            if returning:
+                out.append(describe)
+            out.append(execute)
+            count += 1
+        if not count:
+            return 0, []
+        out.append(conn.send_sync())
+        yield b"".join(out)
+        total = 0
+        error: Error | None = None
+        results: list[Result] = []
+        current: Result | None = None
+        convert: Callable[[Any], list[Any]] | None = None
+        while True:
+            event = yield from self._next()
+            cls = type(event)
+            if cls is ev.BindComplete or cls is ev.ParseComplete:
+                continue
+            if cls is ev.CommandComplete:
+                if current is None:
+                    current = Result(())
+                current.set_tag(event.tag)
+                if current.row_count:
+                    total += current.row_count
+                if returning:
+                    results.append(current)
+                current = None
+            elif cls is ev.RowDescription:
+                convert = make_row_converter(event.fields, reg, mode)
+                current = Result(event.fields, row_as_array=mode != "dict")
+            elif cls is ev.NoData:
+                current = Result(())
+            elif cls is ev.DataRows:
+                if current is None or convert is None:
+                    raise OperationalError("DataRow without a RowDescription")
+                current.rows.extend(convert(event.rows))
+            elif cls is ev.ErrorResponse:
+                error = event.to_exception()
+            elif cls is ev.ReadyForQuery:
+                if error is not None:
+                    raise error
+                return total, results
+            elif cls is ev.EndOfStream:
+                raise self._closed_error(error)
+            elif cls is ev.EmptyQueryResponse:
+                continue
+            else:
+                raise OperationalError(f"unexpected {cls.__name__} in executemany results")
+
+    def simple_query(self, sql: str, *, mode: RowMode = "dict", registry: Any = None) -> Op[list[Result]]:
+        """The simple query protocol: any number of statements, text results, one result each."""
+        self._check_usable()
+        conn = self.conn
+        reg = registry if registry is not None else self.registry
+        yield conn.send_query(sql)
+        results: list[Result] = []
+        current: Result | None = None
+        convert: Callable[[Any], list[Any]] | None = None
+        error: Error | None = None
+        while True:
+            event = yield from self._next()
+            cls = type(event)
+            if cls is ev.DataRows:
+                if current is None or convert is None:
+                    raise OperationalError("DataRow without a RowDescription")
+                current.rows.extend(convert(event.rows))
+            elif cls is ev.RowDescription:
+                convert = make_row_converter(event.fields, reg, mode)
+                current = Result(event.fields, row_as_array=mode != "dict")
+            elif cls is ev.CommandComplete:
+                if current is None:
+                    current = Result(())
+                current.set_tag(event.tag)
+                results.append(current)
+                current = None
+                convert = None
+            elif cls is ev.EmptyQueryResponse:
+                results.append(Result(()))
+            elif cls is ev.ErrorResponse:
+                error = event.to_exception()
+            elif cls is ev.ReadyForQuery:
+                if error is not None:
+                    raise error
+                return results
+            elif cls is ev.EndOfStream:
+                raise self._closed_error(error)
+            elif cls is ev.CopyInResponse:
+                error = ProgrammingError("COPY FROM STDIN is only possible through the copy API")
+                yield conn.send_copy_fail("COPY FROM STDIN is only possible through the copy API")
+            elif cls is ev.CopyOutResponse:
+                error = ProgrammingError("COPY TO STDOUT is only possible through the copy API")
+            elif cls is ev.CopyData or cls is ev.CopyDone:
+                continue
+            else:
+                raise OperationalError(f"unexpected {cls.__name__} in query results")
+
+    # ------------------------------------------------------------------ COPY
+
+    def copy_start(self, sql: str) -> Op[ev.Event]:
+        """Send a COPY statement; return CopyInResponse or CopyOutResponse (or a finished Result)."""
+        self._check_usable()
+        yield self.conn.send_query(sql)
+        error: Error | None = None
+        result: Result | None = None
+        while True:
+            event = yield from self._next()
+            cls = type(event)
+            if cls is ev.CopyInResponse or cls is ev.CopyOutResponse:
+                return event
+            if cls is ev.ErrorResponse:
+                error = event.to_exception()
+            elif cls is ev.CommandComplete:
+                result = Result((), tag=event.tag)
+            elif cls is ev.RowDescription or cls is ev.DataRows or cls is ev.EmptyQueryResponse:
+                error = error or ProgrammingError("copy() needs a COPY ... FROM STDIN or TO STDOUT statement")
+            elif cls is ev.ReadyForQuery:
+                if error is not None:
+                    raise error
+                raise ProgrammingError(
+                    "copy() needs a COPY ... FROM STDIN or TO STDOUT statement"
+                    + (f" (the statement ran: {result.tag})" if result else "")
+                )
+            elif cls is ev.EndOfStream:
+                raise self._closed_error(error)
+
+    def copy_in_data(self, data: bytes | bytearray | memoryview) -> bytes:
+        """The bytes of one CopyData message; send them (no answer is awaited)."""
+        return self.conn.send_copy_data(data)
+
+    def copy_in_finish(self, failure: str | None = None) -> Op[Result]:
+        """End COPY FROM STDIN (CopyDone, or CopyFail with a reason) and read the outcome."""
+        if failure is None:
+            yield self.conn.send_copy_done()
+        else:
+            yield self.conn.send_copy_fail(failure)
+        return (yield from self._copy_outcome())
+
+    def _copy_outcome(self) -> Op[Result]:
+        error: Error | None = None
+        result = Result(())
+        while True:
+            event = yield from self._next()
+            cls = type(event)
+            if cls is ev.CommandComplete:
+                result.set_tag(event.tag)
+            elif cls is ev.ErrorResponse:
+                error = event.to_exception()
+            elif cls is ev.ReadyForQuery:
+                if error is not None:
+                    raise error
+                return result
+            elif cls is ev.EndOfStream:
+                raise self._closed_error(error)
+            elif cls is ev.CopyData or cls is ev.CopyDone:
+                continue
+
+    def copy_out_chunk(self) -> Op[bytes | None]:
+        """The next chunk of COPY TO STDOUT data, or None once the COPY is complete."""
+        while True:
+            event = yield from self._next()
+            cls = type(event)
+            if cls is ev.CopyData:
+                return bytes(event.data)
+            if cls is ev.CopyDone:
+                yield from self._copy_outcome()
+                return None
+            if cls is ev.ErrorResponse:
+                error = event.to_exception()
+                yield from self._copy_outcome_after_error()
+                raise error
+            if cls is ev.EndOfStream:
+                raise self._closed_error(None)
+
+    def _copy_outcome_after_error(self) -> Op[None]:
+        while True:
+            event = yield from self._next()
+            if type(event) is ev.ReadyForQuery or type(event) is ev.EndOfStream:
+                return
+
+    # ------------------------------------------------------------------ goodbye
+
+    def terminate(self) -> bytes:
+        """The Terminate message (empty if already closed)."""
+        return self.conn.send_terminate()
