@@ -77,11 +77,13 @@ class Session:
         prepared_statement_cache_size: int = 0,
         result_format: int = 0,
     ) -> None:
-        from neon_proto.types import default_registry
+        if registry is None:
+            from neon_proto.types import default_registry
 
+            registry = default_registry
         kwargs = {} if max_message_size is None else {"max_message_size": max_message_size}
         self.conn = FrontendConnection(**kwargs)
-        self.registry: Any = registry if registry is not None else default_registry
+        self.registry: Any = registry
         self.result_format = result_format
         self.notifications: deque[ev.NotificationResponse] = deque()
         self.notice_handlers: list[NoticeHandler] = []

@@ -1,0 +1,451 @@
+"""``Client``: one Postgres connection with the JS driver's shape, over blocking sockets."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any, BinaryIO, Iterable, Iterator, Mapping, Sequence
+
+from neon_proto import events as ev
+from neon_proto.conninfo import ConnectionParams, parse_connection_string
+from neon_proto.errors import (
+    ConnectionClosed,
+    Error,
+    InterfaceError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+)
+from neon_proto.messages import cancel_request
+from neon_proto.results import Result, RowMode
+from neon_proto.session import Op, Query, Session
+from neon_sync._io import Transport, make_ssl_context, open_socket, run
+
+__all__ = ["Client", "Notification", "connect_params", "Pipeline"]
+
+logger = logging.getLogger("neon_sync")
+
+Notification = ev.NotificationResponse
+
+TRANSPORTS = ("tcp",)
+
+
+def connect_params(dsn: str | None, params: Mapping[str, Any]) -> ConnectionParams:
+    """Connection parameters from a DSN, keyword overrides and the PG* environment."""
+    return parse_connection_string(dsn, env=os.environ, **params)
+
+
+class Client:
+    """A single Postgres connection: ``connect()``, ``query()``, ``close()``.
+
+    ``query(text, params)`` takes ``$1``-style placeholders and returns a ``Result`` whose rows
+    are dicts (lists with ``array_mode=True``). Not thread-safe: one thread at a time.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        transport: str = "tcp",
+        array_mode: bool = False,
+        prepared_statement_cache_size: int = 0,
+        registry: Any = None,
+        binary: bool = False,
+        max_message_size: int | None = None,
+        **params: Any,
+    ) -> None:
+        if transport not in TRANSPORTS:
+            raise NotSupportedError(f"transport {transport!r} is not available (choose from {', '.join(TRANSPORTS)})")
+        self.params = connect_params(dsn, params)
+        self.transport_name = transport
+        self.array_mode = array_mode
+        self._session = Session(
+            registry=registry,
+            max_message_size=max_message_size,
+            prepared_statement_cache_size=prepared_statement_cache_size,
+            result_format=1 if binary else 0,
+        )
+        self._transport: Transport | None = None
+        self._lock = threading.Lock()
+        self._connected = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ("connected" if self._connected else "new")
+        return f"<neon_sync.Client {self.params.user}@{self.params.host}:{self.params.port}/{self.params.dbname} {state}>"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def connect(self) -> "Client":
+        """Open the connection: TCP, TLS per sslmode, startup and authentication."""
+        if self._connected:
+            return self
+        params = self.params
+        timeout = params.connect_timeout
+        deadline = time.monotonic() + timeout if timeout else None
+        try:
+            self._open(params, timeout, deadline, tls_first=params.sslmode != "allow")
+        except OperationalError as exc:
+            if params.sslmode == "allow" and self._retry_allow(exc):
+                self._session = Session(
+                    registry=self._session.registry,
+                    prepared_statement_cache_size=self._session._cache_size,
+                    result_format=self._session.result_format,
+                )
+                self._open(params, timeout, deadline, tls_first=True)
+            else:
+                raise
+        self._connected = True
+        logger.debug("connected to %s:%s as %s", params.host, params.port, params.user)
+        return self
+
+    @staticmethod
+    def _retry_allow(exc: OperationalError) -> bool:
+        return exc.sqlstate in ("28000", "28P01") or isinstance(exc, ConnectionClosed)
+
+    def _open(self, params: ConnectionParams, timeout: float | None, deadline: float | None, *, tls_first: bool) -> None:
+        sock = open_socket(params, timeout)
+        transport = Transport(sock)
+        self._transport = transport
+        session = self._session
+        conn = session.conn
+        unix = params.host.startswith("/")
+        mode = params.sslmode
+        server_hostname = None if unix else params.host
+        try:
+            if not unix and params.sslnegotiation == "direct":
+                transport.start_tls(make_ssl_context(params), server_hostname)
+            elif not unix and tls_first and mode != "disable":
+                accepted = run(session.request_tls(), transport, conn, deadline=deadline)
+                if accepted:
+                    transport.start_tls(make_ssl_context(params), server_hostname)
+                elif mode in ("require", "verify-ca", "verify-full"):
+                    raise OperationalError(f"the server does not support TLS, but sslmode={mode} requires it")
+            if params.channel_binding == "require" and not transport.is_tls:
+                raise OperationalError("channel_binding=require needs a TLS connection")
+            startup = params.startup_parameters()
+            run(
+                session.startup(
+                    startup,
+                    params.password,
+                    channel_binding=params.channel_binding,
+                    server_certificate=transport.server_certificate,
+                ),
+                transport,
+                conn,
+                deadline=deadline,
+            )
+            sock = transport.sock
+            sock.settimeout(None)
+        except BaseException:
+            transport.close()
+            raise
+
+    def close(self) -> None:
+        """Say goodbye and close the socket; safe to call twice."""
+        transport = self._transport
+        if transport is None or transport.closed:
+            return
+        try:
+            data = self._session.terminate()
+            if data:
+                transport.sock.sendall(data)
+        except OSError:
+            pass
+        finally:
+            transport.close()
+
+    def __enter__(self) -> "Client":
+        return self.connect()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closed (by us, by the server, or by an error)."""
+        transport = self._transport
+        if transport is None:
+            return False
+        return transport.closed or self._session.closed
+
+    @property
+    def transaction_status(self) -> str:
+        """``I`` idle, ``T`` in a transaction, ``E`` in a failed transaction."""
+        return self._session.transaction_status
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process id serving this connection."""
+        return self._session.conn.process_id
+
+    @property
+    def server_parameters(self) -> dict[str, str]:
+        """Parameters the server reported (server_version, TimeZone, ...)."""
+        return dict(self._session.conn.parameters)
+
+    @property
+    def session(self) -> Session:
+        """The sans-IO session under this client (for the DB-API layer and tests)."""
+        return self._session
+
+    @property
+    def registry(self) -> Any:
+        """The type registry used by this connection."""
+        return self._session.registry
+
+    # ------------------------------------------------------------------ running operations
+
+    def _run(self, op: Op[Any], timeout: float | None = None) -> Any:
+        transport = self._transport
+        if transport is None or not self._connected:
+            op.close()
+            raise InterfaceError("the client is not connected: call connect() first")
+        if transport.closed:
+            op.close()
+            raise ConnectionClosed("the connection is closed")
+        deadline = time.monotonic() + timeout if timeout else None
+        with self._lock:
+            try:
+                return run(
+                    op,
+                    transport,
+                    self._session.conn,
+                    deadline=deadline,
+                    on_timeout=self.cancel if deadline is not None else None,
+                )
+            except KeyboardInterrupt:
+                self._abandon()
+                raise
+            except ConnectionClosed:
+                transport.close()
+                raise
+            except Error:
+                if self._session.closed:
+                    transport.close()
+                raise
+
+    def _abandon(self) -> None:
+        """After an interrupt mid-operation the stream position is unknown: cancel and close."""
+        try:
+            self.cancel()
+        except Error:
+            pass
+        if self._transport is not None:
+            self._transport.close()
+
+    def query(
+        self,
+        text: str,
+        params: Sequence[Any] | None = None,
+        *,
+        array_mode: bool | None = None,
+        timeout: float | None = None,
+        types: Any = None,
+    ) -> Result:
+        """Run one statement; ``$1``... placeholders take ``params``.
+
+        Without params the simple protocol runs the text (several statements allowed; the
+        last result is returned). ``timeout`` cancels the query on the server when it passes.
+        """
+        mode: RowMode = "list" if (self.array_mode if array_mode is None else array_mode) else "dict"
+        if params is None:
+            results: list[Result] = self._run(self._session.simple_query(text, mode=mode, registry=types), timeout)
+            return results[-1] if results else Result(())
+        result: Result = self._run(self._session.execute(text, params, mode=mode, registry=types), timeout)
+        return result
+
+    def execute(self, text: str, params: Sequence[Any] | None = None, *, mode: RowMode = "tuple") -> Result:
+        """Like query(), with the row shape chosen by ``mode`` (``tuple``, ``list`` or ``dict``)."""
+        if params is None:
+            results: list[Result] = self._run(self._session.simple_query(text, mode=mode))
+            return results[-1] if results else Result(())
+        result: Result = self._run(self._session.execute(text, params, mode=mode))
+        return result
+
+    def simple_query(self, text: str, *, array_mode: bool | None = None) -> list[Result]:
+        """Every statement's result of a multi-statement string (simple protocol)."""
+        mode: RowMode = "list" if (self.array_mode if array_mode is None else array_mode) else "dict"
+        results: list[Result] = self._run(self._session.simple_query(text, mode=mode))
+        return results
+
+    def execute_many(self, text: str, param_rows: Iterable[Sequence[Any]]) -> int:
+        """Run a statement once per parameter row, pipelined in one round trip; all or nothing."""
+        total, _ = self._run(self._session.execute_many(text, param_rows))
+        return int(total)
+
+    def pipeline(self) -> "Pipeline":
+        """A pipeline: queue queries, then ``run()`` sends them all before reading any result."""
+        return Pipeline(self)
+
+    # ------------------------------------------------------------------ COPY
+
+    def copy_from(self, sql: str, data: Iterable[bytes | str] | BinaryIO | bytes | str) -> int:
+        """COPY ... FROM STDIN, streaming ``data`` (bytes, str, an iterable of chunks or a file)."""
+        start = self._run(self._session.copy_start(sql))
+        if not isinstance(start, ev.CopyInResponse):
+            self._drain_copy_out()
+            raise ProgrammingError("copy_from() needs a COPY ... FROM STDIN statement")
+        transport = self._transport
+        assert transport is not None
+        session = self._session
+        failure: str | None = None
+        try:
+            for chunk in _chunks(data):
+                transport.sock.sendall(session.copy_in_data(chunk))
+        except OSError as exc:
+            transport.close()
+            raise ConnectionClosed(f"the connection was lost during COPY: {exc}") from exc
+        except BaseException as exc:
+            failure = f"client error: {type(exc).__name__}"
+            self._run(session.copy_in_finish(failure)) if not isinstance(exc, KeyboardInterrupt) else None
+            raise
+        result: Result = self._run(session.copy_in_finish(None))
+        return result.row_count or 0
+
+    def copy_to(self, sql: str) -> Iterator[bytes]:
+        """COPY ... TO STDOUT: an iterator of data chunks, read as they arrive."""
+        start = self._run(self._session.copy_start(sql))
+        if not isinstance(start, ev.CopyOutResponse):
+            self._run(self._session.copy_in_finish("copy_to() needs COPY ... TO STDOUT"))
+            raise ProgrammingError("copy_to() needs a COPY ... TO STDOUT statement")
+        while True:
+            chunk = self._run(self._session.copy_out_chunk())
+            if chunk is None:
+                return
+            yield chunk
+
+    def _drain_copy_out(self) -> None:
+        while self._run(self._session.copy_out_chunk()) is not None:
+            pass
+
+    # ------------------------------------------------------------------ LISTEN / NOTIFY
+
+    def listen(self, channel: str) -> None:
+        """LISTEN on a channel (quoted as an identifier)."""
+        self.query(f"LISTEN {_quote_ident(channel)}")
+
+    def unlisten(self, channel: str = "*") -> None:
+        """UNLISTEN a channel, or all of them."""
+        self.query("UNLISTEN *" if channel == "*" else f"UNLISTEN {_quote_ident(channel)}")
+
+    def notify(self, channel: str, payload: str = "") -> None:
+        """NOTIFY a channel with a payload."""
+        self.query("SELECT pg_notify($1, $2)", [channel, payload])
+
+    def wait_notification(self, timeout: float | None = None) -> Notification | None:
+        """The next notification, waiting up to ``timeout`` seconds (None: forever); None on timeout."""
+        session = self._session
+        if session.notifications:
+            return session.notifications.popleft()
+        transport = self._transport
+        if transport is None or transport.closed:
+            raise ConnectionClosed("the connection is closed")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while not session.notifications:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                transport.sock.settimeout(remaining)
+                try:
+                    data = transport.recv()
+                except socket.timeout:
+                    return None
+                except OSError as exc:
+                    transport.close()
+                    raise ConnectionClosed(f"the connection to the server was lost: {exc}") from exc
+                finally:
+                    if not transport.closed:
+                        transport.sock.settimeout(None)
+                session.conn.receive_data(data)
+                try:
+                    session.process_idle_events()
+                except Error:
+                    transport.close()
+                    raise
+        return session.notifications.popleft()
+
+    def notifications(self, timeout: float | None = None) -> Iterator[Notification]:
+        """Iterate over notifications as they arrive; stops after ``timeout`` seconds without one."""
+        while True:
+            item = self.wait_notification(timeout)
+            if item is None:
+                return
+            yield item
+
+    # ------------------------------------------------------------------ cancel
+
+    def cancel(self) -> None:
+        """Ask the server to cancel the running query (a CancelRequest on a new connection)."""
+        conn = self._session.conn
+        if conn.process_id is None or conn.secret_key is None:
+            raise InterfaceError("no backend key: the connection was never established")
+        params = self.params
+        sock = open_socket(params, params.connect_timeout or 10.0)
+        try:
+            sock.sendall(cancel_request(conn.process_id, conn.secret_key))
+            # The server closes the connection when it has processed the request.
+            try:
+                sock.recv(1)
+            except OSError:
+                pass
+        finally:
+            sock.close()
+
+
+class Pipeline:
+    """Queue queries and send them in one flight; results come back in order.
+
+    Each query gets its own Sync by default, so an error fails only its own query; with
+    ``atomic=True`` one Sync ends the block and an error aborts the rest.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._queries: list[Query] = []
+
+    def add(self, text: str, params: Sequence[Any] | None = None, *, array_mode: bool | None = None) -> Query:
+        """Queue a query; its result is filled in by ``run()``."""
+        mode: RowMode = "list" if (self._client.array_mode if array_mode is None else array_mode) else "dict"
+        query = Query(text, params, mode)
+        self._queries.append(query)
+        return query
+
+    def run(self, *, atomic: bool = False) -> list[Result | Error]:
+        """Send every queued query, then read all results: a Result or the Error for each."""
+        queries, self._queries = self._queries, []
+        done: list[Query] = self._client._run(self._client.session.pipeline(queries, sync_each=not atomic))
+        return [q.error if q.error is not None else q.outcome() for q in done]
+
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[0] is None and self._queries:
+            self.run()
+
+
+def _chunks(data: Iterable[bytes | str] | BinaryIO | bytes | str, size: int = 65536) -> Iterator[bytes]:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        view = memoryview(data)
+        for i in range(0, len(view), size):
+            yield bytes(view[i : i + size])
+        return
+    read = getattr(data, "read", None)
+    if read is not None:
+        while True:
+            chunk = read(size)
+            if not chunk:
+                return
+            yield chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
+    for item in data:  # type: ignore[union-attr]
+        yield item.encode("utf-8") if isinstance(item, str) else bytes(item)
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
