@@ -179,9 +179,11 @@ class FrontendConnection:
             if self._available():
                 self._fail("the server sent unencrypted data after accepting TLS")
             self.state = State.STARTUP
+            self._need = 5
             return ev.SSLResponse(True)
         if byte == b"N":
             self.state = State.STARTUP
+            self._need = 5
             return ev.SSLResponse(False)
         if byte == b"E":
             # A server too old for SSLRequest answers with an ErrorResponse: parse it whole.
