@@ -320,6 +320,8 @@ class FrontendConnection:
                 self.state = State.COPY_IN
             elif cls is ev.CopyOutResponse:
                 self.state = State.COPY_OUT
+            elif cls is ev.ParameterStatus:
+                self.parameters[event.name] = event.value  # type: ignore[attr-defined]
             elif cls in _NEVER_WHEN_BUSY:
                 self._fail(f"{cls.__name__} received while a query is running")
             return
