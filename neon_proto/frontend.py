@@ -23,7 +23,6 @@ __all__ = ["State", "NEED_DATA", "FrontendConnection", "DEFAULT_MAX_MESSAGE_SIZE
 
 DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
 
-_unpack_header = struct.Struct("!ci").unpack_from
 _unpack_i = struct.Struct("!i").unpack_from
 _unpack_I = struct.Struct("!I").unpack_from
 _unpack_h = struct.Struct("!h").unpack_from
@@ -81,7 +80,9 @@ class FrontendConnection:
         self._need = 5  # bytes needed before the next message can be parsed
         self._eof = False
         self._pending_ready = 0  # outstanding Sync / Query messages
-        self._parsers: dict[bytes, Callable[[bytes, int, int], ev.Event]] = self._parser_table()
+        self._row_descriptions: dict[bytes, ev.Event] = {}
+        self._parse_cache: dict[tuple[str, str, tuple[int, ...]], bytes] = {}
+        self._parsers: dict[int, Callable[[bytes, int, int], ev.Event]] = self._parser_table()
 
     # ------------------------------------------------------------------ input
 
@@ -94,8 +95,13 @@ class FrontendConnection:
             return
         if self._eof:
             raise LocalProtocolError("data received after EOF")
-        self._chunks.append(bytes(data))
-        self._chunks_len += len(data)
+        if self._pos >= len(self._buf) and not self._chunks:
+            # The common case: everything before was consumed; keep the bytes without copying.
+            self._buf = data if type(data) is bytes else bytes(data)
+            self._pos = 0
+        else:
+            self._chunks.append(bytes(data))
+            self._chunks_len += len(data)
 
     def _available(self) -> int:
         return len(self._buf) - self._pos + self._chunks_len
@@ -112,6 +118,11 @@ class FrontendConnection:
             self._pos = 0
 
     @property
+    def has_buffered_data(self) -> bool:
+        """Whether received bytes wait to be parsed."""
+        return self._pos < len(self._buf) or bool(self._chunks)
+
+    @property
     def trailing_data(self) -> tuple[bytes, bool]:
         """Bytes received but not yet parsed, and whether EOF was seen (h11's name)."""
         self._gather()
@@ -119,42 +130,137 @@ class FrontendConnection:
 
     def next_event(self) -> Any:
         """The next event, or NEED_DATA. Raises RemoteProtocolError on bad input."""
-        state = self.state
-        if state is State.ERROR:
-            raise LocalProtocolError("the connection is in the ERROR state")
-        if self._available() < self._need:
-            return self._at_shortage()
-        if state is State.SSL_REQUESTED:
-            return self._ssl_response()
-        self._gather()
         buf = self._buf
         pos = self._pos
-        try:
-            type_byte, length = _unpack_header(buf, pos)
-        except struct.error:  # pragma: no cover - guarded by _need
-            return self._at_shortage()
+        if len(buf) - pos < self._need:
+            if self.state is State.ERROR:
+                raise LocalProtocolError("the connection is in the ERROR state")
+            if self._available() < self._need:
+                return self._at_shortage()
+            self._gather()
+            buf = self._buf
+            pos = 0
+        state = self.state
+        if state is State.SSL_REQUESTED:
+            return self._ssl_response()
+        if state is State.ERROR:
+            raise LocalProtocolError("the connection is in the ERROR state")
+        type_code = buf[pos]
+        (length,) = _unpack_i(buf, pos + 1)
         if length < 4 or length > self.max_message_size:
-            self._fail(f"backend message {type_byte!r} announces an invalid length {length}")
+            self._fail(f"backend message {bytes([type_code])!r} announces an invalid length {length}")
         end = pos + 1 + length
         if end > len(buf):
             self._need = 1 + length
             return self._at_shortage()
         self._need = 5
-        if type_byte == b"D":
-            return self._data_rows(buf, pos, end)
+        if type_code == 68:  # 'D'
+            try:
+                return self._data_rows(buf, pos, end)
+            except struct.error as exc:
+                self._fail(f"malformed DataRow: {exc}")
         self._pos = end
-        parser = self._parsers.get(type_byte)
+        if state is State.BUSY:
+            # The hot state: results of queries. Most messages change nothing here.
+            action = _BUSY_ACTIONS[type_code]
+            event = _SINGLETONS[type_code]
+            if event is not None and action == 0:
+                if end != pos + 5:
+                    self._fail(f"{type(event).__name__} should have no body")
+                return event
+        else:
+            action = -1
+        parser = self._parsers.get(type_code)
         if parser is None:
-            self._fail(f"unknown backend message type {type_byte!r}")
+            self._fail(f"unknown backend message type {bytes([type_code])!r}")
         try:
             event = parser(buf, pos + 5, end)
         except RemoteProtocolError:
             self.state = State.ERROR
             raise
         except (struct.error, UnicodeDecodeError, IndexError, ValueError) as exc:
-            self._fail(f"malformed backend message {type_byte!r}: {exc}")
+            self._fail(f"malformed backend message {bytes([type_code])!r}: {exc}")
+        if action == 0:
+            return event
+        if action == 1:
+            self._ready(event)
+            return event
         self._transition(event)
         return event
+
+    def next_events(self) -> list[Any]:
+        """Every event the buffered bytes complete, in order; an empty list means NEED_DATA.
+
+        The same events as repeated ``next_event`` calls, parsed in one tight loop while
+        query results stream in (the BUSY state); anything unusual takes the general path.
+        """
+        if self.state is not _BUSY or self._chunks or self._eof:
+            return self._next_events_general()
+        buf = self._buf
+        pos = self._pos
+        n = len(buf)
+        out: list[Any] = []
+        append = out.append
+        parsers = self._parsers
+        max_size = self.max_message_size
+        unpack_i = _unpack_i
+        while pos + 5 <= n:
+            code = buf[pos]
+            (length,) = unpack_i(buf, pos + 1)
+            end = pos + 1 + length
+            if length < 4 or length > max_size or end > n:
+                break
+            if code == 68:  # 'D'
+                try:
+                    append(self._data_rows(buf, pos, end))
+                except (struct.error, RemoteProtocolError):
+                    self.state = _BUSY
+                    break
+                pos = self._pos
+                continue
+            action = _BUSY_ACTIONS[code]
+            if action == 0:
+                single = _SINGLETONS[code]
+                if single is not None:
+                    if end != pos + 5:
+                        break
+                    append(single)
+                    pos = end
+                    continue
+                try:
+                    event = parsers[code](buf, pos + 5, end)
+                except Exception:
+                    break
+                append(event)
+                pos = end
+                continue
+            if action == 1:
+                try:
+                    event = _parse_ready_for_query(buf, pos + 5, end)
+                except Exception:
+                    break
+                pos = end
+                self._pos = pos
+                self._ready(event)  # type: ignore[arg-type]
+                append(event)
+                if self.state is not _BUSY:
+                    break
+                continue
+            break
+        self._pos = pos
+        if not out:
+            return self._next_events_general()
+        return out
+
+    def _next_events_general(self) -> list[Any]:
+        out: list[Any] = []
+        while True:
+            event = self.next_event()
+            if event is NEED_DATA:
+                return out
+            out.append(event)
+            if event is ev.END_OF_STREAM or type(event) is ev.SSLResponse or self.state is not _BUSY:
+                return out
 
     def _at_shortage(self) -> Any:
         if self._eof:
@@ -240,8 +346,8 @@ class FrontendConnection:
 
     # ------------------------------------------------------------- parsers
 
-    def _parser_table(self) -> dict[bytes, Callable[[bytes, int, int], ev.Event]]:
-        return {
+    def _parser_table(self) -> dict[int, Callable[[bytes, int, int], ev.Event]]:
+        table: dict[bytes, Callable[[bytes, int, int], ev.Event]] = {
             b"R": _parse_authentication,
             b"S": _parse_parameter_status,
             b"K": _parse_backend_key_data,
@@ -254,7 +360,7 @@ class FrontendConnection:
             b"I": lambda b, s, e: _empty(b, s, e, ev.EMPTY_QUERY_RESPONSE),
             b"c": lambda b, s, e: _empty(b, s, e, ev.COPY_DONE),
             b"t": _parse_parameter_description,
-            b"T": _parse_row_description,
+            b"T": self._row_description,
             b"C": _parse_command_complete,
             b"E": lambda b, s, e: ev.ErrorResponse(_parse_fields(b, s, e)),
             b"N": lambda b, s, e: ev.NoticeResponse(_parse_fields(b, s, e)),
@@ -265,6 +371,18 @@ class FrontendConnection:
             b"d": lambda b, s, e: ev.CopyData(b[s:e]),
             b"v": _parse_negotiate_protocol_version,
         }
+        return {key[0]: parser for key, parser in table.items()}
+
+    def _row_description(self, buf: bytes, start: int, end: int) -> ev.Event:
+        """RowDescription, memoized by its bytes: a repeated query reuses one event object."""
+        key = buf[start:end]
+        cached = self._row_descriptions.get(key)
+        if cached is None:
+            cached = _parse_row_description(buf, start, end)
+            if len(self._row_descriptions) >= 256:
+                self._row_descriptions.clear()
+            self._row_descriptions[key] = cached
+        return cached
 
     # ------------------------------------------------------------- transitions
 
@@ -448,6 +566,44 @@ class FrontendConnection:
         self._check_can_send(State.READY, State.BUSY)
         return msg.FLUSH
 
+    def send_extended_query(
+        self,
+        statement: str,
+        sql: str,
+        param_oids: tuple[int, ...],
+        params: Sequence[bytes | None],
+        param_formats: Sequence[int] = (),
+        result_formats: Sequence[int] = (),
+        *,
+        parse: bool = True,
+        sync: bool = True,
+    ) -> bytes:
+        """Parse (optional), Bind, Describe portal, Execute and (optional) Sync in one buffer.
+
+        The Parse message of a repeated statement is reused from a small cache.
+        """
+        state = self.state
+        if state is not State.READY and state is not State.BUSY:
+            raise LocalProtocolError(f"cannot send a query in state {state.name}")
+        parts = []
+        if parse:
+            key = (statement, sql, param_oids)
+            parse_bytes = self._parse_cache.get(key)
+            if parse_bytes is None:
+                parse_bytes = msg.parse_message(statement, sql, param_oids)
+                if len(self._parse_cache) >= 128:
+                    self._parse_cache.clear()
+                if len(sql) < 4096:
+                    self._parse_cache[key] = parse_bytes
+            parts.append(parse_bytes)
+        parts.append(msg.bind_message("", statement, params, param_formats, result_formats))
+        parts.append(_DESCRIBE_EXECUTE)
+        if sync:
+            parts.append(msg.SYNC)
+            self._pending_ready += 1
+            self.state = State.BUSY
+        return b"".join(parts)
+
     def send_sync(self) -> bytes:
         """Sync: end of a pipelined block; the server answers ReadyForQuery."""
         self._check_can_send(State.READY, State.BUSY)
@@ -505,6 +661,25 @@ _NEVER_WHEN_BUSY = frozenset(
         ev.CopyDone,
     }
 )
+
+
+_DESCRIBE_EXECUTE = msg.describe_message("P") + msg.execute_message()
+_BUSY = State.BUSY
+
+# What a message does to the BUSY state, by type byte: 0 nothing, 1 ReadyForQuery,
+# 2 anything else (checked by _transition).
+_BUSY_ACTIONS = [2] * 256
+for _code in b"123nsItTCENA":
+    _BUSY_ACTIONS[_code] = 0
+_BUSY_ACTIONS[ord("Z")] = 1
+
+_SINGLETONS: list[ev.Event | None] = [None] * 256
+_SINGLETONS[ord("1")] = ev.PARSE_COMPLETE
+_SINGLETONS[ord("2")] = ev.BIND_COMPLETE
+_SINGLETONS[ord("3")] = ev.CLOSE_COMPLETE
+_SINGLETONS[ord("n")] = ev.NO_DATA
+_SINGLETONS[ord("s")] = ev.PORTAL_SUSPENDED
+_SINGLETONS[ord("I")] = ev.EMPTY_QUERY_RESPONSE
 
 
 # ---------------------------------------------------------------- message parsers

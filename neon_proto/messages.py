@@ -42,6 +42,7 @@ _CANCEL_REQUEST_CODE = 80877102
 _pack_i = struct.Struct("!i").pack
 _pack_ci = struct.Struct("!ci").pack
 _pack_ii = struct.Struct("!ii").pack
+_pack_H = struct.Struct("!H").pack
 
 SSL_REQUEST = _pack_ii(8, _SSL_REQUEST_CODE)
 SYNC = b"S\x00\x00\x00\x04"
@@ -128,11 +129,15 @@ def bind_message(
     n = len(params)
     if n > 65535:
         raise LocalProtocolError(f"too many parameters: {n} (Postgres allows 65535)")
+    head = (cstring(portal, "portal name") if portal else b"\x00") + (
+        cstring(statement, "statement name") if statement else b"\x00"
+    )
+    nf = len(param_formats)
     parts: list[bytes] = [
-        cstring(portal, "portal name") if portal else b"\x00",
-        cstring(statement, "statement name") if statement else b"\x00",
-        struct.pack(f"!H{len(param_formats)}h", len(param_formats), *param_formats),
-        struct.pack("!H", n),
+        b"",
+        head,
+        _pack_h_n(nf, param_formats) if nf else b"\x00\x00",
+        _pack_H(n),
     ]
     append = parts.append
     for value in params:
@@ -141,8 +146,17 @@ def bind_message(
         else:
             append(_pack_i(len(value)))
             append(value)
-    append(struct.pack(f"!H{len(result_formats)}h", len(result_formats), *result_formats))
-    return _message(b"B", b"".join(parts))
+    nr = len(result_formats)
+    append(_pack_h_n(nr, result_formats) if nr else b"\x00\x00")
+    body_len = sum(map(len, parts)) + 4
+    if body_len > _MAX_MESSAGE:
+        raise LocalProtocolError("message too large for the Postgres protocol")
+    parts[0] = _pack_ci(b"B", body_len)
+    return b"".join(parts)
+
+
+def _pack_h_n(n: int, values: Sequence[int]) -> bytes:
+    return struct.pack(f"!H{n}h", n, *values)
 
 
 def describe_message(kind: str, name: str = "") -> bytes:

@@ -92,6 +92,7 @@ class Session:
         self._prepared: OrderedDict[tuple[str, tuple[int, ...]], str] = OrderedDict()
         self._to_close: list[str] = []
         self._stmt_counter = 0
+        self._converters: dict[tuple[int, str, int], tuple[Any, Any, Any]] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -304,10 +305,105 @@ class Session:
         result_format: int | None = None,
         loaders: Sequence[Any] | None = None,
     ) -> Op[Result]:
-        """One statement through the extended protocol in a single round trip."""
-        query = Query(sql, params, mode)
-        yield from self.pipeline([query], registry=registry, result_format=result_format, loaders=loaders)
-        return query.outcome()
+        """One statement through the extended protocol in a single round trip.
+
+        The per-query hot path: the general ``pipeline`` does the same for one query,
+        with more bookkeeping.
+        """
+        conn = self.conn
+        if conn.state is not State.READY or self._cache_size or self._to_close:
+            query = Query(sql, params, mode)
+            yield from self.pipeline((query,), registry=registry, result_format=result_format, loaders=loaders)
+            return query.outcome()
+        reg = registry if registry is not None else self.registry
+        fmt = self.result_format if result_format is None else result_format
+        oids: list[int] = []
+        formats: list[int] = []
+        values: list[bytes | None] = []
+        if params:
+            dump = reg.dump
+            for value in params:
+                oid, pfmt, data = dump(value)
+                oids.append(oid)
+                formats.append(pfmt)
+                values.append(data)
+        yield conn.send_extended_query(
+            "", sql, tuple(oids), values, formats if any(formats) else (), (fmt,) if fmt else ()
+        )
+        if not conn.has_buffered_data:
+            conn.receive_data((yield None) or b"")
+        next_events = conn.next_events
+        result: Result | None = None
+        convert: Any = None
+        rows: list[Any] = []
+        error: Error | None = None
+        DataRows = ev.DataRows
+        while True:
+            events = next_events()
+            if not events:
+                data = yield None
+                conn.receive_data(data or b"")
+                continue
+            for event in events:
+                cls = type(event)
+                if cls is DataRows:
+                    if convert is None:
+                        raise OperationalError("DataRow without a RowDescription")
+                    rows.extend(convert(event.rows))
+                elif cls is ev.ParseComplete or cls is ev.BindComplete:
+                    pass
+                elif cls is ev.RowDescription:
+                    convert = self._converter(event, reg, mode, loaders)
+                    result = Result(event.fields, row_as_array=mode != "dict")
+                    rows = result.rows
+                elif cls is ev.CommandComplete:
+                    if result is None:
+                        result = Result((), row_as_array=mode != "dict")
+                    result.set_tag(event.tag)
+                elif cls is ev.ReadyForQuery:
+                    if error is not None:
+                        raise error
+                    return result if result is not None else Result((), row_as_array=mode != "dict")
+                elif cls is ev.NoData:
+                    result = Result((), row_as_array=mode != "dict")
+                elif cls is ev.ErrorResponse:
+                    error = event.to_exception()
+                else:
+                    error = yield from self._unusual_event(event, error)
+
+    def _unusual_event(self, event: Any, error: Error | None) -> Generator[bytes | None, bytes | None, Error | None]:
+        """What a result loop does with the rare events: notices, COPY starts, EOF."""
+        cls = type(event)
+        if cls is ev.NoticeResponse:
+            self._on_notice(event)
+        elif cls is ev.NotificationResponse:
+            self._on_notification(event)
+        elif cls is ev.EndOfStream:
+            raise self._closed_error(error)
+        elif cls is ev.CopyInResponse:
+            yield self.conn.send_copy_fail("COPY FROM STDIN is only possible through the copy API")
+            return error or ProgrammingError("COPY FROM STDIN is only possible through the copy API")
+        elif cls is ev.CopyOutResponse:
+            return error or ProgrammingError("COPY TO STDOUT is only possible through the copy API")
+        elif cls in (ev.ParameterStatus, ev.CopyData, ev.CopyDone, ev.EmptyQueryResponse, ev.PortalSuspended):
+            pass
+        else:
+            raise OperationalError(f"unexpected {cls.__name__} in query results")
+        return error
+
+    def _converter(self, description: ev.RowDescription, registry: Any, mode: RowMode, loaders: Any) -> Any:
+        """The row converter for a RowDescription, cached while the same description repeats."""
+        if loaders is not None:
+            return make_row_converter(description.fields, registry, mode, loaders)
+        key = (id(description), mode, id(registry))
+        cached = self._converters.get(key)
+        if cached is not None and cached[0] is description and cached[1] is registry:
+            return cached[2]
+        convert = make_row_converter(description.fields, registry, mode)
+        if len(self._converters) >= 256:
+            self._converters.clear()
+        self._converters[key] = (description, registry, convert)
+        return convert
 
     def pipeline(
         self,
@@ -325,68 +421,91 @@ class Session:
         error aborts the rest, which report PipelineAborted.
         """
         self._check_usable()
+        if not queries:
+            return []
         conn = self.conn
         reg = registry if registry is not None else self.registry
         fmt = self.result_format if result_format is None else result_format
         result_formats = (fmt,) if fmt else ()
         out: list[bytes] = []
-        for name in self._to_close:
-            out.append(conn.send_close("S", name))
-        self._to_close.clear()
+        if self._to_close:
+            for name in self._to_close:
+                out.append(conn.send_close("S", name))
+            self._to_close.clear()
         groups: list[int] = []  # index of the last query of each sync group
+        last_index = len(queries) - 1
+        dump = reg.dump
         for i, query in enumerate(queries):
-            oids, formats, values = self._dump_params(query.params, reg)
+            oids = []
+            formats = []
+            values = []
+            for value in query.params:
+                oid, pfmt, data = dump(value)
+                oids.append(oid)
+                formats.append(pfmt)
+                values.append(data)
             toids = tuple(oids)
             name, parse = self._statement_for(query.sql, toids, out)
             query._stmt_name = name if parse else ""
             query._oids = toids
-            if parse:
-                out.append(conn.send_parse(name, query.sql, oids))
-            out.append(conn.send_bind("", name, values, formats if any(formats) else (), result_formats))
-            out.append(conn.send_describe("P"))
-            out.append(conn.send_execute())
-            if sync_each or i == len(queries) - 1:
-                out.append(conn.send_sync())
+            sync = sync_each or i == last_index
+            out.append(
+                conn.send_extended_query(
+                    name,
+                    query.sql,
+                    toids,
+                    values,
+                    formats if any(formats) else (),
+                    result_formats,
+                    parse=parse,
+                    sync=sync,
+                )
+            )
+            if sync:
                 groups.append(i)
-        if not queries:
-            return []
-        yield b"".join(out)
-        return (yield from self._read_pipeline(queries, groups, reg, loaders))
+        yield out[0] if len(out) == 1 else b"".join(out)
 
-    def _read_pipeline(
-        self,
-        queries: Sequence[Query],
-        groups: list[int],
-        registry: Any,
-        loaders: Sequence[Any] | None,
-    ) -> Op[list[Query]]:
+        # Read the results. The event loop is inlined: this is the per-query hot path.
+        next_events = conn.next_events
+        receive = conn.receive_data
         cur = 0
         group = 0
-        fatal: Error | None = None
         pending_error: Error | None = None
         rows: list[Any] = []
+        convert: Any = None
+        DataRows = ev.DataRows
+        events: list[Any] = []
+        index = len(events)
         while True:
-            event = yield from self._next()
+            if index >= len(events):
+                events = next_events()
+                index = 0
+                if not events:
+                    data = yield None
+                    receive(data or b"")
+                    continue
+            event = events[index]
+            index += 1
             cls = type(event)
-            if cls is ev.DataRows:
-                query = queries[cur]
-                if query._convert is None:
+            if cls is DataRows:
+                if convert is None:
                     raise OperationalError("DataRow without a RowDescription")
-                rows.extend(query._convert(event.rows))
+                rows.extend(convert(event.rows))
             elif cls is ev.BindComplete:
                 pass
             elif cls is ev.ParseComplete:
                 query = queries[cur]
-                self._remember_statement(query.sql, query._oids, query._stmt_name)
+                if query._stmt_name:
+                    self._remember_statement(query.sql, query._oids, query._stmt_name)
             elif cls is ev.RowDescription:
                 query = queries[cur]
-                query._convert = make_row_converter(event.fields, registry, query.mode, loaders)
+                convert = self._converter(event, reg, query.mode, loaders)
                 query.result = Result(event.fields, row_as_array=query.mode != "dict")
                 rows = query.result.rows
             elif cls is ev.NoData:
                 query = queries[cur]
                 query.result = Result((), row_as_array=query.mode != "dict")
-                rows = query.result.rows
+                convert = None
             elif cls is ev.CommandComplete or cls is ev.EmptyQueryResponse or cls is ev.PortalSuspended:
                 query = queries[cur]
                 if query.result is None:
@@ -394,6 +513,11 @@ class Session:
                 if cls is ev.CommandComplete:
                     query.result.set_tag(event.tag)
                 cur += 1
+                convert = None
+            elif cls is ev.ReadyForQuery:
+                group += 1
+                if group >= len(groups):
+                    return list(queries)
             elif cls is ev.ErrorResponse:
                 error = event.to_exception()
                 if event.sqlstate in ("26000", "0A000") and self._prepared:
@@ -409,12 +533,15 @@ class Session:
                     )
                     q.result = None
                 cur = last + 1
+                convert = None
                 if event.fields.get("V", event.fields.get("S")) in ("FATAL", "PANIC"):
                     pending_error = error
-            elif cls is ev.ReadyForQuery:
-                group += 1
-                if group >= len(groups):
-                    return list(queries)
+            elif cls is ev.NoticeResponse:
+                self._on_notice(event)
+            elif cls is ev.NotificationResponse:
+                self._on_notification(event)
+            elif cls is ev.ParameterStatus:
+                pass
             elif cls is ev.EndOfStream:
                 fatal = self._closed_error(pending_error)
                 for q in queries[cur:]:
@@ -422,10 +549,11 @@ class Session:
                         q.error = fatal
                 raise fatal
             elif cls is ev.CopyInResponse:
-                yield self.conn.send_copy_fail("COPY FROM STDIN is only possible through the copy API")
-            elif cls is ev.CopyOutResponse or cls is ev.CopyData or cls is ev.CopyDone:
-                if cls is ev.CopyOutResponse:
-                    pending_error = ProgrammingError("COPY TO STDOUT is only possible through the copy API")
+                yield conn.send_copy_fail("COPY FROM STDIN is only possible through the copy API")
+            elif cls is ev.CopyOutResponse:
+                pending_error = ProgrammingError("COPY TO STDOUT is only possible through the copy API")
+            elif cls is ev.CopyData or cls is ev.CopyDone:
+                pass
             else:
                 raise OperationalError(f"unexpected {cls.__name__} in query results")
 
