@@ -19,7 +19,7 @@ def md5_password(user: str, password: str, salt: bytes) -> bytes:
 
 def tls_server_end_point(certificate_der: bytes) -> bytes:
     """The tls-server-end-point channel-binding data for a server certificate (RFC 5929)."""
-    from scramp.core import CBindData  # type: ignore[import-untyped]
+    from scramp.core import CBindData
 
     data: bytes = CBindData.from_der(certificate_der).data
     return data

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NoReturn, Sequence
 
 from neon_proto import events as ev
 from neon_proto import messages as msg
@@ -163,18 +163,18 @@ class FrontendConnection:
         if state is State.BUSY:
             # The hot state: results of queries. Most messages change nothing here.
             action = _BUSY_ACTIONS[type_code]
-            event = _SINGLETONS[type_code]
-            if event is not None and action == 0:
+            single = _SINGLETONS[type_code]
+            if single is not None and action == 0:
                 if end != pos + 5:
-                    self._fail(f"{type(event).__name__} should have no body")
-                return event
+                    self._fail(f"{type(single).__name__} should have no body")
+                return single
         else:
             action = -1
         parser = self._parsers.get(type_code)
         if parser is None:
             self._fail(f"unknown backend message type {bytes([type_code])!r}")
         try:
-            event = parser(buf, pos + 5, end)
+            event: Any = parser(buf, pos + 5, end)
         except RemoteProtocolError:
             self.state = State.ERROR
             raise
@@ -272,7 +272,7 @@ class FrontendConnection:
             self._fail("the connection closed in the middle of a message")
         return NEED_DATA
 
-    def _fail(self, why: str) -> Any:
+    def _fail(self, why: str) -> NoReturn:
         self.state = State.ERROR
         raise RemoteProtocolError(why)
 
@@ -296,8 +296,9 @@ class FrontendConnection:
             self._pos -= 1
             self.state = State.AUTHENTICATING
             self._need = 5
-            return self.next_event()
-        return self._fail(f"unexpected answer {byte!r} to SSLRequest")
+            event: ev.Event = self.next_event()
+            return event
+        self._fail(f"unexpected answer {byte!r} to SSLRequest")
 
     # ------------------------------------------------------------- DataRow fast path
 

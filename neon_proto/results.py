@@ -116,22 +116,14 @@ def make_row_converter(
         (f0,) = funcs
         if mode == "dict":
             n0 = names[0]
-            return lambda raw: [{n0: None if r[0] is None else f0(r[0])} for r in raw]  # type: ignore[arg-type]
+            return lambda raw: [{n0: None if r[0] is None else f0(r[0])} for r in raw]
         if mode == "tuple":
-            return lambda raw: [(None if r[0] is None else f0(r[0]),) for r in raw]  # type: ignore[arg-type]
-        return lambda raw: [[None if r[0] is None else f0(r[0])] for r in raw]  # type: ignore[arg-type]
+            return lambda raw: [(None if r[0] is None else f0(r[0]),) for r in raw]
+        return lambda raw: [[None if r[0] is None else f0(r[0])] for r in raw]
 
     if mode == "dict":
-        unique = len(set(names)) == len(names)
-
-        def to_dicts(raw: Sequence[Sequence[bytes | None]]) -> list[Any]:
-            out = [dict(zip(names, [None if v is None else f(v) for f, v in zip(funcs, r)])) for r in raw]
-            return out
-
-        if not unique:
-            # A later duplicate name wins, as in the JS driver; dict(zip()) already does that.
-            pass
-        return to_dicts
+        # A later duplicate name wins, as in the JS driver: dict(zip()) does that.
+        return lambda raw: [dict(zip(names, [None if v is None else f(v) for f, v in zip(funcs, r)])) for r in raw]
     if mode == "tuple":
         return lambda raw: [tuple([None if v is None else f(v) for f, v in zip(funcs, r)]) for r in raw]
     return lambda raw: [[None if v is None else f(v) for f, v in zip(funcs, r)] for r in raw]

@@ -698,7 +698,8 @@ class Session:
             event = yield from self._next()
             cls = type(event)
             if cls is ev.CopyInResponse or cls is ev.CopyOutResponse:
-                return event
+                started: ev.Event = event
+                return started
             if cls is ev.ErrorResponse:
                 error = event.to_exception()
             elif cls is ev.CommandComplete:

@@ -443,7 +443,7 @@ def _chunks(data: Iterable[bytes | str] | BinaryIO | bytes | str, size: int = 65
             if not chunk:
                 return
             yield chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk)
-    for item in data:  # type: ignore[union-attr]
+    for item in data:
         yield item.encode("utf-8") if isinstance(item, str) else bytes(item)
 
 
