@@ -491,8 +491,8 @@ class Session:
                 if convert is None:
                     raise OperationalError("DataRow without a RowDescription")
                 rows.extend(convert(event.rows))
-            elif cls is ev.BindComplete:
-                pass
+            elif cls is ev.BindComplete or cls is ev.CloseComplete:
+                pass  # CloseComplete: a statement evicted from the cache was closed
             elif cls is ev.ParseComplete:
                 query = queries[cur]
                 if query._stmt_name:
