@@ -1,4 +1,4 @@
-"""neon_sync: the blocking binding. ``Client``, ``Pool`` and DB-API 2.0 ``connect()`` over TCP."""
+"""neon_sync: the blocking binding. ``neon()`` over HTTP; ``Client``, ``Pool`` and DB-API 2.0 ``connect()`` over TCP."""
 
 from neon_proto.errors import (
     ConnectionClosed,
@@ -38,9 +38,11 @@ from neon_sync.dbapi import (
     paramstyle,
     threadsafety,
 )
+from neon_sync.http import neon
 from neon_sync.pool import Pool, PoolTimeout
 
 __all__ = [
+    "neon",
     "Client",
     "Pool",
     "PoolTimeout",

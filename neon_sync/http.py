@@ -1,0 +1,618 @@
+"""``neon()``: Postgres queries over Neon's SQL-over-HTTP protocol, with blocking sockets.
+
+``sql = neon(dsn)``; ``sql("SELECT $1::int", [1])`` sends one ``POST /sql`` and returns the
+rows. Connections are HTTP/1.1 keep-alive, reused per endpoint, so a warm query costs one
+round trip. The protocol lives in ``neon_proto.http``; this module only moves bytes.
+
+A request that may have reached the server is never sent again: the only retry is on a
+kept-alive connection that turned out to be dead before a single byte was written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import socket
+import ssl
+import threading
+import time
+from typing import Any, Callable, Literal, Mapping, Sequence, overload
+
+from neon_proto.conninfo import ConnectionParams
+from neon_proto.errors import ConnectionClosed, Error, OperationalError, ProgrammingError
+from neon_proto.http import (
+    DEFAULT_MAX_RESPONSE_SIZE,
+    NEED_DATA,
+    TRANSACTION_ARGUMENT_ERROR,
+    Endpoint,
+    FetchConnection,
+    FetchRequest,
+    FetchResponse,
+    FetchSettings,
+    HTTPQuery,
+    HTTPStatusError,
+    TransactionOptions,
+    build_query_request,
+    build_transaction_request,
+    default_fetch_endpoint,
+    neon_connection_string,
+    parse_endpoint,
+    read_response,
+)
+from neon_proto.results import Result
+
+__all__ = ["neon", "NeonHTTP", "NeonQuery", "HTTPStatusError", "AuthToken", "FetchEndpoint"]
+
+logger = logging.getLogger("neon_sync")
+
+AuthToken = str | Callable[[], str]
+FetchEndpoint = str | Callable[[str, int], str]
+
+_SMALL_SEND = 256 * 1024
+_RECV_SIZE = 256 * 1024
+
+
+class _HTTPConnection:
+    """A socket to one endpoint and the h11-based machine that speaks on it."""
+
+    __slots__ = ("endpoint", "sock", "machine", "idle_since")
+
+    def __init__(self, endpoint: Endpoint, sock: socket.socket, machine: FetchConnection) -> None:
+        self.endpoint = endpoint
+        self.sock = sock
+        self.machine = machine
+        self.idle_since = 0.0
+
+    def is_alive(self) -> bool:
+        """Whether an idle connection is still open: it must have nothing to read.
+
+        Anything readable on an idle HTTP connection is EOF, a reset, or bytes nobody asked
+        for; all make it unusable. TLS records that carry no data (session tickets) are
+        consumed and do not count.
+        """
+        sock = self.sock
+        try:
+            if isinstance(sock, ssl.SSLSocket) and sock.pending():
+                return False
+            readable, _, _ = select.select([sock], [], [], 0)
+            if not readable:
+                return True
+            sock.setblocking(False)
+            try:
+                if isinstance(sock, ssl.SSLSocket):
+                    sock.recv(1)
+                else:
+                    sock.recv(1, socket.MSG_PEEK)
+            except (ssl.SSLWantReadError, BlockingIOError):
+                return True
+            finally:
+                sock.setblocking(True)
+        except (OSError, ValueError):
+            return False
+        return False  # EOF or unexpected data
+
+    def close(self) -> None:
+        self.machine.close()
+        try:
+            self.sock.close()
+        except OSError:  # pragma: no cover
+            pass
+
+
+def _remaining(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise socket.timeout()
+    return left
+
+
+class NeonQuery:
+    """A query built by ``sql.query()``: run it with ``execute()`` (each call runs it again),
+    or pass it to ``sql.transaction()``."""
+
+    __slots__ = ("_sql", "http_query", "timeout")
+
+    def __init__(self, sql: NeonHTTP, http_query: HTTPQuery, timeout: float | None = None) -> None:
+        self._sql = sql
+        self.http_query = http_query
+        self.timeout = timeout
+
+    @property
+    def text(self) -> str:
+        """The SQL text."""
+        return self.http_query.text
+
+    @property
+    def params(self) -> tuple[Any, ...]:
+        """The parameters."""
+        return self.http_query.params
+
+    def execute(self) -> Any:
+        """Send the query and return its rows (or its ``Result`` with ``full_results``)."""
+        return self._sql._run_query(self.http_query, None, self.timeout)
+
+    def __repr__(self) -> str:
+        return f"<NeonQuery {self.http_query.text[:60]!r} params={len(self.http_query.params)}>"
+
+
+class NeonHTTP:
+    """The ``sql`` object returned by ``neon()``. Thread-safe: connections are pooled per endpoint."""
+
+    def __init__(
+        self,
+        dsn: str | ConnectionParams,
+        *,
+        fetch_endpoint: FetchEndpoint | None = None,
+        auth_token: AuthToken | None = None,
+        array_mode: bool = False,
+        full_results: bool = False,
+        types: Any = None,
+        timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        sslrootcert: str | None = None,
+        max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
+        max_idle_connections: int = 8,
+        idle_timeout: float = 30.0,
+    ) -> None:
+        self.params, connection_string = neon_connection_string(dsn)
+        self._settings = FetchSettings(
+            connection_string,
+            array_mode=array_mode,
+            full_results=full_results,
+            types=types,
+            headers=tuple((headers or {}).items()),
+        )
+        self._fetch_endpoint = fetch_endpoint
+        self._auth_token = auth_token
+        self.timeout = timeout
+        self.max_response_size = max_response_size
+        self.max_idle_connections = max_idle_connections
+        self.idle_timeout = idle_timeout
+        self._ssl_context = ssl_context
+        self._sslrootcert = sslrootcert
+        self._endpoints: dict[str, Endpoint] = {}
+        if isinstance(fetch_endpoint, str):
+            self._static_endpoint: Endpoint | None = parse_endpoint(fetch_endpoint)
+        elif fetch_endpoint is None or callable(fetch_endpoint):
+            self._static_endpoint = None
+        else:
+            raise ProgrammingError("fetch_endpoint must be a URL string or a function (host, port) -> URL")
+        self._lock = threading.Lock()
+        self._idle: dict[Endpoint, list[_HTTPConnection]] = {}
+        self._pid = os.getpid()
+        self.connections_opened = 0
+        """How many TCP connections this object has opened (keep-alive makes it small)."""
+
+    def __repr__(self) -> str:
+        p = self.params
+        return f"<neon_sync.NeonHTTP {p.user}@{p.host}/{p.dbname}>"
+
+    # ------------------------------------------------------------------ public API
+
+    @overload
+    def __call__(
+        self,
+        text: str,
+        params: Sequence[Any] | None = None,
+        *,
+        array_mode: bool | None = None,
+        full_results: Literal[True],
+        types: Any = None,
+        timeout: float | None = None,
+        auth_token: AuthToken | None = None,
+    ) -> Result: ...
+
+    @overload
+    def __call__(
+        self,
+        text: str,
+        params: Sequence[Any] | None = None,
+        *,
+        array_mode: bool | None = None,
+        full_results: Literal[False],
+        types: Any = None,
+        timeout: float | None = None,
+        auth_token: AuthToken | None = None,
+    ) -> list[Any]: ...
+
+    @overload
+    def __call__(
+        self,
+        text: str,
+        params: Sequence[Any] | None = None,
+        *,
+        array_mode: bool | None = None,
+        full_results: None = None,
+        types: Any = None,
+        timeout: float | None = None,
+        auth_token: AuthToken | None = None,
+    ) -> Any: ...
+
+    def __call__(
+        self,
+        text: str,
+        params: Sequence[Any] | None = None,
+        *,
+        array_mode: bool | None = None,
+        full_results: bool | None = None,
+        types: Any = None,
+        timeout: float | None = None,
+        auth_token: AuthToken | None = None,
+    ) -> Any:
+        """Run one statement (``$1``-style placeholders) and return its rows.
+
+        Rows are dicts, or lists with ``array_mode``; ``full_results=True`` returns the
+        ``Result`` (fields, rows, command, row_count). Options here win over ``neon()``'s.
+        """
+        query = HTTPQuery(text, _params(params), array_mode, full_results, types)
+        return self._run_query(query, auth_token, timeout)
+
+    def query(
+        self,
+        text: str,
+        params: Sequence[Any] | None = None,
+        *,
+        array_mode: bool | None = None,
+        full_results: bool | None = None,
+        types: Any = None,
+        timeout: float | None = None,
+    ) -> NeonQuery:
+        """A query to ``execute()`` later or to pass to ``transaction()``; nothing is sent yet."""
+        return NeonQuery(self, HTTPQuery(text, _params(params), array_mode, full_results, types), timeout)
+
+    def transaction(
+        self,
+        queries: Sequence[NeonQuery] | Callable[[NeonHTTP], Sequence[NeonQuery]],
+        *,
+        isolation_level: str | None = None,
+        read_only: bool | None = None,
+        deferrable: bool | None = None,
+        array_mode: bool | None = None,
+        full_results: bool | None = None,
+        timeout: float | None = None,
+    ) -> list[Any]:
+        """Run queries in one transaction with one request: all of them or none.
+
+        ``queries`` is a list of ``sql.query(...)`` objects, or a function receiving this
+        object and returning one. Returns one result per query. ``isolation_level`` is
+        ``ReadUncommitted``, ``ReadCommitted``, ``RepeatableRead`` or ``Serializable``.
+        """
+        if callable(queries):
+            queries = queries(self)
+        if not isinstance(queries, (list, tuple)):
+            raise TypeError(TRANSACTION_ARGUMENT_ERROR)
+        http_queries: list[HTTPQuery] = []
+        for q in queries:
+            if isinstance(q, NeonQuery):
+                http_queries.append(q.http_query)
+            elif isinstance(q, HTTPQuery):
+                http_queries.append(q)
+            else:
+                raise TypeError(TRANSACTION_ARGUMENT_ERROR)
+        options = TransactionOptions(isolation_level, read_only, deferrable, array_mode, full_results)
+        if not http_queries:
+            return []
+        endpoint = self._endpoint()
+        request = build_transaction_request(
+            endpoint, self._settings, http_queries, options, auth_token=self._token(None)
+        )
+        result: list[Any] = self._fetch(endpoint, request, self.timeout if timeout is None else timeout)
+        return result
+
+    def close(self) -> None:
+        """Close the idle connections; the object stays usable (new connections open on demand)."""
+        with self._lock:
+            conns = [c for lst in self._idle.values() for c in lst]
+            self._idle.clear()
+        for conn in conns:
+            conn.close()
+
+    def __enter__(self) -> NeonHTTP:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _run_query(self, query: HTTPQuery, auth_token: AuthToken | None, timeout: float | None) -> Any:
+        endpoint = self._endpoint()
+        request = build_query_request(endpoint, self._settings, query, auth_token=self._token(auth_token))
+        return self._fetch(endpoint, request, self.timeout if timeout is None else timeout)
+
+    def _token(self, override: AuthToken | None) -> str | None:
+        token = override if override is not None else self._auth_token
+        if token is None:
+            return None
+        value = token() if callable(token) else token
+        if not isinstance(value, str):
+            raise ProgrammingError(f"auth_token must give a str, not {type(value).__name__}")
+        return value
+
+    def _endpoint(self) -> Endpoint:
+        if self._static_endpoint is not None:
+            return self._static_endpoint
+        host, port = self.params.host, self.params.port
+        fetch_endpoint = self._fetch_endpoint
+        if fetch_endpoint is None:
+            url = default_fetch_endpoint(host, port, jwt_auth=self._auth_token is not None)
+        else:
+            assert callable(fetch_endpoint)
+            url = fetch_endpoint(host, port)
+        endpoint = self._endpoints.get(url)
+        if endpoint is None:
+            endpoint = parse_endpoint(url)
+            if len(self._endpoints) < 64:
+                self._endpoints[url] = endpoint
+        return endpoint
+
+    def _make_ssl_context(self) -> ssl.SSLContext:
+        ctx = self._ssl_context
+        if ctx is None:
+            ctx = ssl.create_default_context(cafile=self._sslrootcert)
+            ctx.set_alpn_protocols(["http/1.1"])
+            self._ssl_context = ctx
+        return ctx
+
+    def _fetch(self, endpoint: Endpoint, request: FetchRequest, timeout: float | None) -> Any:
+        deadline = time.monotonic() + timeout if timeout else None
+        try:
+            response = self._exchange(endpoint, request, deadline)
+        except socket.timeout:
+            if timeout:
+                raise OperationalError(f"the request timed out after {timeout:g} s") from None
+            raise OperationalError("Error connecting to database: timed out") from None
+        return read_response(request, response)
+
+    def _exchange(self, endpoint: Endpoint, request: FetchRequest, deadline: float | None) -> FetchResponse:
+        conn, reused = self._checkout(endpoint, deadline)
+        try:
+            data = conn.machine.send_request(request)
+            try:
+                response = self._write_and_read(conn, data, deadline)
+            except _NothingSent:
+                if not reused:
+                    raise
+                # The kept-alive connection died before any byte of the request left: the
+                # server cannot have seen it, so one fresh connection may carry it.
+                conn.close()
+                logger.debug("kept-alive connection to %s was closed; reconnecting", endpoint.host)
+                conn = self._connect(endpoint, deadline)
+                data = conn.machine.send_request(request)
+                response = self._write_and_read(conn, data, deadline)
+        except _NothingSent as exc:
+            conn.close()
+            raise OperationalError(f"Error connecting to database: {exc.__cause__}") from exc.__cause__
+        except BaseException:
+            conn.close()
+            raise
+        if conn.machine.reusable:
+            self._checkin(conn)
+        else:
+            conn.close()
+        return response
+
+    def _checkout(self, endpoint: Endpoint, deadline: float | None) -> tuple[_HTTPConnection, bool]:
+        """An idle connection that is still open, else a new one; and whether it was reused."""
+        now = time.monotonic()
+        stale: list[_HTTPConnection] = []
+        found: _HTTPConnection | None = None
+        with self._lock:
+            if self._pid != os.getpid():
+                self._after_fork()
+            idle = self._idle.get(endpoint)
+            while idle:
+                conn = idle.pop()
+                if now - conn.idle_since > self.idle_timeout or not conn.is_alive():
+                    stale.append(conn)
+                    continue
+                found = conn
+                break
+        for conn in stale:
+            conn.close()
+        if found is not None:
+            return found, True
+        return self._connect(endpoint, deadline), False
+
+    def _checkin(self, conn: _HTTPConnection) -> None:
+        conn.idle_since = time.monotonic()
+        with self._lock:
+            idle = self._idle.setdefault(conn.endpoint, [])
+            if len(idle) < self.max_idle_connections and self._pid == os.getpid():
+                idle.append(conn)
+                return
+        conn.close()
+
+    def _after_fork(self) -> None:
+        """In a child process: forget the parent's connections without touching them."""
+        self._idle.clear()
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def _connect(self, endpoint: Endpoint, deadline: float | None) -> _HTTPConnection:
+        host, port = endpoint.host, endpoint.port
+        try:
+            sock = socket.create_connection((host, port), timeout=_remaining(deadline))
+        except socket.timeout:
+            raise
+        except OSError as exc:
+            raise OperationalError(f"Error connecting to database: {exc}") from exc
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if endpoint.tls:
+                sock.settimeout(_remaining(deadline))
+                ctx = self._make_ssl_context()
+                try:
+                    sock = ctx.wrap_socket(sock, server_hostname=host)
+                except ssl.SSLCertVerificationError as exc:
+                    raise OperationalError(
+                        f"Error connecting to database: TLS certificate verification failed: {exc.verify_message}"
+                    ) from exc
+                except (ssl.SSLError, OSError) as exc:
+                    if isinstance(exc, socket.timeout):
+                        raise
+                    raise OperationalError(f"Error connecting to database: TLS handshake failed: {exc}") from exc
+            sock.settimeout(None)
+        except BaseException:
+            sock.close()
+            raise
+        with self._lock:
+            self.connections_opened += 1
+        logger.debug("opened %s connection to %s:%s", endpoint.scheme, host, port)
+        return _HTTPConnection(endpoint, sock, FetchConnection(max_response_size=self.max_response_size))
+
+    def _write_and_read(self, conn: _HTTPConnection, data: bytes, deadline: float | None) -> FetchResponse:
+        """Write the request and read the response; a response that comes early ends the write.
+
+        Raises _NothingSent if the first write failed (no byte of the request left).
+        """
+        sock = conn.sock
+        machine = conn.machine
+        if len(data) <= _SMALL_SEND:
+            sock.settimeout(_remaining(deadline))
+            try:
+                sent = sock.send(data)
+            except socket.timeout:
+                raise
+            except OSError as exc:
+                raise _NothingSent() from exc
+            if sent < len(data):
+                try:
+                    sock.sendall(memoryview(data)[sent:])
+                except socket.timeout:
+                    raise
+                except OSError as exc:
+                    raise ConnectionClosed(f"Error connecting to database: {exc}") from exc
+        else:
+            response = self._send_large(conn, data, deadline)
+            if response is not None:
+                return response
+        try:
+            while True:
+                event = machine.next_event()
+                if event is not NEED_DATA:
+                    result: FetchResponse = event
+                    return result
+                sock.settimeout(_remaining(deadline))
+                machine.receive_data(sock.recv(_RECV_SIZE))
+        except socket.timeout:
+            raise
+        except Error:
+            raise
+        except OSError as exc:
+            raise ConnectionClosed(f"the connection to the server was lost: {exc}") from exc
+
+    def _send_large(self, conn: _HTTPConnection, data: bytes, deadline: float | None) -> FetchResponse | None:
+        """Send a big body while reading, so an early answer (413) ends the upload."""
+        sock = conn.sock
+        machine = conn.machine
+        view = memoryview(data)
+        first = True
+        sock.setblocking(False)
+        try:
+            while view:
+                timeout = _remaining(deadline)
+                readable, writable, _ = select.select([sock], [sock], [], timeout)
+                if not readable and not writable:
+                    raise socket.timeout()
+                if readable:
+                    try:
+                        chunk = sock.recv(_RECV_SIZE)
+                    except (ssl.SSLWantReadError, BlockingIOError):
+                        chunk = None
+                    except OSError as exc:
+                        raise ConnectionClosed(f"the connection to the server was lost: {exc}") from exc
+                    if chunk is not None:
+                        machine.receive_data(chunk)
+                        event = machine.next_event()
+                        if event is not NEED_DATA:
+                            machine.close()  # the rest of our body was never sent
+                            result: FetchResponse = event
+                            return result
+                if writable:
+                    try:
+                        n = sock.send(view[:_SMALL_SEND])
+                    except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                        n = 0
+                    except OSError as exc:
+                        if first:
+                            raise _NothingSent() from exc
+                        return self._read_after_reset(conn, exc, deadline)
+                    if n:
+                        first = False
+                    view = view[n:]
+        finally:
+            sock.setblocking(True)
+        return None
+
+    def _read_after_reset(self, conn: _HTTPConnection, error: OSError, deadline: float | None) -> FetchResponse:
+        """The server stopped reading our body: it may have answered first (413). Read that."""
+        machine = conn.machine
+        try:
+            while True:
+                event = machine.next_event()
+                if event is not NEED_DATA:
+                    machine.close()
+                    result: FetchResponse = event
+                    return result
+                conn.sock.settimeout(_remaining(deadline))
+                machine.receive_data(conn.sock.recv(_RECV_SIZE))
+        except (OSError, Error):
+            raise ConnectionClosed(f"the connection to the server was lost while sending: {error}") from error
+
+
+class _NothingSent(Exception):
+    """The first write of a request failed: the server received none of it."""
+
+
+def _params(params: Sequence[Any] | None) -> tuple[Any, ...]:
+    if params is None:
+        return ()
+    if isinstance(params, (str, bytes, Mapping)):
+        raise ProgrammingError("params must be a list or tuple of values")
+    return tuple(params)
+
+
+def neon(
+    dsn: str | ConnectionParams,
+    *,
+    fetch_endpoint: FetchEndpoint | None = None,
+    auth_token: AuthToken | None = None,
+    array_mode: bool = False,
+    full_results: bool = False,
+    types: Any = None,
+    timeout: float | None = None,
+    headers: Mapping[str, str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    sslrootcert: str | None = None,
+    max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
+    max_idle_connections: int = 8,
+    idle_timeout: float = 30.0,
+) -> NeonHTTP:
+    """A function running SQL over HTTP: ``sql = neon(dsn); sql("SELECT $1::int", [1])``.
+
+    ``fetch_endpoint`` is the URL to POST to, or a function ``(host, port) -> URL``; by
+    default ``https://api.<host minus its first label>/sql`` (``apiauth.`` with an
+    ``auth_token``). ``auth_token`` (str or zero-argument function) is sent as a Bearer
+    token. ``timeout`` bounds each request in seconds. ``ssl_context`` or ``sslrootcert``
+    (a CA file) replace the default certificate checks.
+    """
+    return NeonHTTP(
+        dsn,
+        fetch_endpoint=fetch_endpoint,
+        auth_token=auth_token,
+        array_mode=array_mode,
+        full_results=full_results,
+        types=types,
+        timeout=timeout,
+        headers=headers,
+        ssl_context=ssl_context,
+        sslrootcert=sslrootcert,
+        max_response_size=max_response_size,
+        max_idle_connections=max_idle_connections,
+        idle_timeout=idle_timeout,
+    )
