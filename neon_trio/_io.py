@@ -1,0 +1,161 @@
+"""The trio I/O under neon_trio: open a stream (TLS as libpq does it) and drive operations.
+
+``drive`` is the whole binding in one loop: send what an operation yields, feed it what the
+stream returns. Sends are shielded from cancellation so that a message is never half
+written; a cancellation can therefore only land while we wait for the server, where the
+operation can be resumed (see ``Client`` for how a cancelled query is drained).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import ssl
+from typing import TypeVar
+
+import trio
+
+from neon_proto.conninfo import ConnectionParams
+from neon_proto.errors import ConnectionClosed, Error, OperationalError
+from neon_proto.frontend import FrontendConnection
+from neon_proto.session import Op
+
+__all__ = ["TrioTransport", "drive", "open_stream", "SEND_GRACE"]
+
+logger = logging.getLogger("neon_trio")
+
+T = TypeVar("T")
+
+_SMALL_SEND = 256 * 1024
+_MAX_RECEIVE = 1024 * 1024
+
+SEND_GRACE = 10.0
+"""Seconds a shielded send may outlive the caller's deadline before the connection is dropped."""
+
+
+class TrioTransport:
+    """A connected trio stream (plain or TLS) with the receive-size policy of the binding."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream: trio.abc.Stream = stream
+        self.server_certificate: bytes | None = None
+        self._recv_size = 65536
+        self.closed = False
+        self._released = False
+
+    @property
+    def is_tls(self) -> bool:
+        """Whether the transport is encrypted."""
+        return isinstance(self.stream, trio.SSLStream)
+
+    async def start_tls(self, ctx: ssl.SSLContext, server_hostname: str | None) -> None:
+        """Wrap the stream in TLS and keep the server certificate for channel binding."""
+        tls = trio.SSLStream(self.stream, ctx, server_hostname=server_hostname)
+        try:
+            await tls.do_handshake()
+        except trio.BrokenResourceError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                raise OperationalError(f"TLS certificate verification failed: {cause.verify_message}") from exc
+            raise OperationalError(f"TLS handshake failed: {cause or exc}") from exc
+        self.stream = tls
+        cert = tls.getpeercert(binary_form=True)
+        self.server_certificate = cert if isinstance(cert, bytes) else None
+
+    async def receive(self) -> bytes:
+        """Bytes from the peer; b"" on EOF. Grows the read size while reads come back full."""
+        size = self._recv_size
+        try:
+            data = await self.stream.receive_some(size)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self.closed = True
+            raise ConnectionClosed(f"the connection to the server was lost: {exc}") from exc
+        if len(data) == size and size < _MAX_RECEIVE:
+            self._recv_size = size * 2
+        return bytes(data)
+
+    async def send(self, data: bytes, conn: FrontendConnection | None = None) -> None:
+        """Send everything, shielded from cancellation so no message is ever cut in half.
+
+        The shield lasts at most SEND_GRACE seconds past the caller's deadline; a send that
+        cannot finish by then leaves the stream in an unknown state, so the transport is
+        closed. Large writes keep reading (into ``conn``) so neither side's buffer deadlocks.
+        """
+        deadline = trio.current_effective_deadline()
+        with trio.CancelScope(shield=True) as scope:
+            if not math.isinf(deadline):
+                scope.deadline = deadline + SEND_GRACE
+            try:
+                if len(data) <= _SMALL_SEND or conn is None:
+                    await self.stream.send_all(data)
+                else:
+                    await self._send_while_reading(data, conn)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                await self.aclose()
+                raise ConnectionClosed(f"the connection to the server was lost: {exc}") from exc
+        if scope.cancelled_caught:
+            await self.aclose()
+            raise ConnectionClosed("timed out sending to the server; the connection was closed")
+
+    async def _send_while_reading(self, data: bytes, conn: FrontendConnection) -> None:
+        async def read() -> None:
+            while True:
+                chunk = await self.stream.receive_some(self._recv_size)
+                conn.receive_data(bytes(chunk))
+                if not chunk:
+                    return
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            await self.stream.send_all(data)
+            nursery.cancel_scope.cancel()
+
+    async def aclose(self) -> None:
+        """Close the stream without waiting for the peer; safe to call twice."""
+        self.closed = True
+        if self._released:
+            return
+        self._released = True
+        stream = self.stream
+        if isinstance(stream, trio.SSLStream):
+            # A TLS close_notify could block on a dead peer: close the socket underneath.
+            stream = stream.transport_stream
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(stream)
+
+
+async def open_stream(params: ConnectionParams) -> trio.abc.Stream:
+    """A connected TCP (or Unix-domain) stream to the server, with Nagle off."""
+    host, port = params.host, params.port
+    try:
+        if host.startswith("/"):
+            return await trio.open_unix_socket(f"{host}/.s.PGSQL.{port}")
+        return await trio.open_tcp_stream(host, port)
+    except OSError as exc:
+        raise OperationalError(f"could not connect to {host}:{port}: {exc.strerror or exc}") from exc
+
+
+async def drive(op: Op[T], transport: TrioTransport, conn: FrontendConnection, *, waiting: bool = False) -> T:
+    """Run an operation to completion over a trio stream.
+
+    With ``waiting`` the operation was suspended while asking for input (a cancelled
+    earlier ``drive``): reading resumes where it stopped. Cancellation is only delivered
+    while waiting for the server, so the operation can always be resumed that way.
+    """
+    try:
+        out = None if waiting else op.send(None)
+        while True:
+            if out is None:
+                data = await transport.receive()
+                out = op.send(data)
+            else:
+                if out:
+                    await transport.send(out, conn)
+                out = op.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    except (Error, trio.Cancelled):
+        raise
+    except Exception:
+        await transport.aclose()
+        raise
