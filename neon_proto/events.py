@@ -198,9 +198,14 @@ class RowDescription(Event):
 
 @attrs.frozen(slots=True)
 class DataRows(Event):
-    """One or more consecutive DataRow messages: each row a list of cells (bytes, or None for NULL)."""
+    """One or more consecutive DataRow messages.
 
-    rows: list[list[bytes | None]]
+    Each row is a list of cells (bytes, or None for NULL); when the connection has a
+    ``row_parser`` the rows are what it returned instead, and ``decoded`` is True.
+    """
+
+    rows: list[Any]
+    decoded: bool = False
 
 
 @attrs.frozen(slots=True)

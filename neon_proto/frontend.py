@@ -81,6 +81,9 @@ class FrontendConnection:
         self._eof = False
         self._pending_ready = 0  # outstanding Sync / Query messages
         self._row_descriptions: dict[bytes, ev.Event] = {}
+        #: Decodes one DataRow payload ``(buf, start, end) -> row``; set by the session after a
+        #: RowDescription, cleared by the machine at the end of each result.
+        self.row_parser: Callable[[bytes, int, int], Any] | None = None
         self._parse_cache: dict[tuple[str, str, tuple[int, ...]], bytes] = {}
         self._parsers: dict[int, Callable[[bytes, int, int], ev.Event]] = self._parser_table()
 
@@ -180,6 +183,8 @@ class FrontendConnection:
             raise
         except (struct.error, UnicodeDecodeError, IndexError, ValueError) as exc:
             self._fail(f"malformed backend message {bytes([type_code])!r}: {exc}")
+        if type_code == 67 or type_code == 69 or type_code == 90:
+            self.row_parser = None
         if action == 0:
             return event
         if action == 1:
@@ -233,6 +238,10 @@ class FrontendConnection:
                     break
                 append(event)
                 pos = end
+                if code == 84:  # 'T': let the caller install a row parser first
+                    break
+                if code == 67 or code == 69:  # 'C', 'E': the result is over
+                    self.row_parser = None
                 continue
             if action == 1:
                 try:
@@ -241,6 +250,7 @@ class FrontendConnection:
                     break
                 pos = end
                 self._pos = pos
+                self.row_parser = None
                 self._ready(event)  # type: ignore[arg-type]
                 append(event)
                 if self.state is not _BUSY:
@@ -305,6 +315,14 @@ class FrontendConnection:
     def _data_rows(self, buf: bytes, pos: int, end: int) -> ev.DataRows:
         if self.state is not State.BUSY:
             self._fail(f"DataRow received in state {self.state.name}")
+        parser = self.row_parser
+        if parser is not None:
+            try:
+                return self._decoded_rows(parser, buf, pos, end)
+            except Exception:
+                # Fall back to raw cells: a protocol error is reported from there, and
+                # a value that fails to decode is reported by whoever decodes it.
+                pass
         rows: list[list[bytes | None]] = []
         append = rows.append
         unpack_i = _unpack_i
@@ -344,6 +362,25 @@ class FrontendConnection:
             break
         self._pos = pos
         return ev.DataRows(rows)
+
+    def _decoded_rows(self, parser: Callable[[bytes, int, int], Any], buf: bytes, pos: int, end: int) -> ev.DataRows:
+        rows: list[Any] = []
+        append = rows.append
+        unpack_i = _unpack_i
+        buflen = len(buf)
+        max_size = self.max_message_size
+        while True:
+            append(parser(buf, pos + 5, end))
+            pos = end
+            if pos + 5 <= buflen and buf[pos] == 68:  # another DataRow right behind
+                (length,) = unpack_i(buf, pos + 1)
+                nxt = pos + 1 + length
+                if 4 <= length <= max_size and nxt <= buflen:
+                    end = nxt
+                    continue
+            break
+        self._pos = pos
+        return ev.DataRows(rows, True)
 
     # ------------------------------------------------------------- parsers
 

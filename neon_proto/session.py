@@ -17,6 +17,7 @@ from neon_proto import events as ev
 from neon_proto.auth import ScramSession, md5_password
 from neon_proto.errors import (
     ConnectionClosed,
+    DataError,
     Diagnostic,
     Error,
     InterfaceError,
@@ -25,7 +26,7 @@ from neon_proto.errors import (
     ProgrammingError,
 )
 from neon_proto.frontend import NEED_DATA, FrontendConnection, State
-from neon_proto.results import Result, RowMode, make_row_converter
+from neon_proto.results import Result, RowMode, make_row_converter, make_row_parser
 
 __all__ = ["Session", "Op", "Query", "NotificationHandler", "NoticeHandler"]
 
@@ -92,7 +93,7 @@ class Session:
         self._prepared: OrderedDict[tuple[str, tuple[int, ...]], str] = OrderedDict()
         self._to_close: list[str] = []
         self._stmt_counter = 0
-        self._converters: dict[tuple[int, str, int], tuple[Any, Any, Any]] = {}
+        self._converters: dict[tuple[int, str, int], tuple[Any, Any, Any, Any]] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -347,9 +348,13 @@ class Session:
             for event in events:
                 cls = type(event)
                 if cls is DataRows:
-                    if convert is None:
-                        raise OperationalError("DataRow without a RowDescription")
-                    rows.extend(convert(event.rows))
+                    if event.decoded:
+                        rows.extend(event.rows)
+                    elif error is None:
+                        try:
+                            rows.extend(self._decode_rows(event, convert))
+                        except DataError as exc:
+                            error = exc
                 elif cls is ev.ParseComplete or cls is ev.BindComplete:
                     pass
                 elif cls is ev.RowDescription:
@@ -392,18 +397,41 @@ class Session:
         return error
 
     def _converter(self, description: ev.RowDescription, registry: Any, mode: RowMode, loaders: Any) -> Any:
-        """The row converter for a RowDescription, cached while the same description repeats."""
+        """The row converter for a RowDescription, cached while the same description repeats.
+
+        Also installs the matching row parser on the machine, so the DataRows that follow
+        arrive already decoded (``DataRows.decoded``); the converter serves the raw ones.
+        """
         if loaders is not None:
+            self.conn.row_parser = make_row_parser(description.fields, registry, mode, loaders)
             return make_row_converter(description.fields, registry, mode, loaders)
         key = (id(description), mode, id(registry))
         cached = self._converters.get(key)
         if cached is not None and cached[0] is description and cached[1] is registry:
+            self.conn.row_parser = cached[3]
             return cached[2]
         convert = make_row_converter(description.fields, registry, mode)
+        parser = make_row_parser(description.fields, registry, mode)
         if len(self._converters) >= 256:
             self._converters.clear()
-        self._converters[key] = (description, registry, convert)
+        self._converters[key] = (description, registry, convert, parser)
+        self.conn.row_parser = parser
         return convert
+
+    @staticmethod
+    def _decode_rows(event: ev.DataRows, convert: Any) -> list[Any]:
+        """The rows of a DataRows event, decoded (already, or now with ``convert``)."""
+        if event.decoded:
+            return event.rows
+        if convert is None:
+            raise OperationalError("DataRow without a RowDescription")
+        try:
+            rows: list[Any] = convert(event.rows)
+        except Error:
+            raise
+        except Exception as exc:
+            raise DataError(f"a value received from the server could not be decoded: {exc}") from exc
+        return rows
 
     def pipeline(
         self,
@@ -488,9 +516,13 @@ class Session:
             index += 1
             cls = type(event)
             if cls is DataRows:
-                if convert is None:
-                    raise OperationalError("DataRow without a RowDescription")
-                rows.extend(convert(event.rows))
+                if event.decoded:
+                    rows.extend(event.rows)
+                elif queries[cur].error is None:
+                    try:
+                        rows.extend(self._decode_rows(event, convert))
+                    except DataError as exc:
+                        queries[cur].error = exc
             elif cls is ev.BindComplete or cls is ev.CloseComplete:
                 pass  # CloseComplete: a statement evicted from the cache was closed
             elif cls is ev.ParseComplete:
@@ -618,14 +650,14 @@ class Session:
                     results.append(current)
                 current = None
             elif cls is ev.RowDescription:
-                convert = make_row_converter(event.fields, reg, mode)
+                convert = self._converter(event, reg, mode, None)
                 current = Result(event.fields, row_as_array=mode != "dict")
             elif cls is ev.NoData:
                 current = Result(())
             elif cls is ev.DataRows:
-                if current is None or convert is None:
+                if current is None:
                     raise OperationalError("DataRow without a RowDescription")
-                current.rows.extend(convert(event.rows))
+                current.rows.extend(self._decode_rows(event, convert))
             elif cls is ev.ErrorResponse:
                 error = event.to_exception()
             elif cls is ev.ReadyForQuery:
@@ -653,11 +685,11 @@ class Session:
             event = yield from self._next()
             cls = type(event)
             if cls is ev.DataRows:
-                if current is None or convert is None:
+                if current is None:
                     raise OperationalError("DataRow without a RowDescription")
-                current.rows.extend(convert(event.rows))
+                current.rows.extend(self._decode_rows(event, convert))
             elif cls is ev.RowDescription:
-                convert = make_row_converter(event.fields, reg, mode)
+                convert = self._converter(event, reg, mode, None)
                 current = Result(event.fields, row_as_array=mode != "dict")
             elif cls is ev.CommandComplete:
                 if current is None:
