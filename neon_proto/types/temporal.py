@@ -1,0 +1,288 @@
+"""Dates and times: date, time, timetz, timestamp, timestamptz, interval.
+
+Text loaders assume the server defaults ``DateStyle=ISO`` and ``IntervalStyle=postgres``.
+Values Python cannot hold (infinity, BC, years after 9999, time 24:00:00) raise DataError,
+as psycopg does. Intervals follow psycopg: a month is 30 days and a year 365 days.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from datetime import date, datetime, time, timedelta, timezone
+
+from neon_proto.errors import DataError
+
+__all__ = [
+    "load_date",
+    "load_time",
+    "load_timetz",
+    "load_timestamp",
+    "load_timestamptz",
+    "load_interval",
+    "load_date_binary",
+    "load_time_binary",
+    "load_timetz_binary",
+    "load_timestamp_binary",
+    "load_timestamptz_binary",
+    "load_interval_binary",
+    "dump_date",
+    "dump_time",
+    "dump_datetime",
+    "dump_timedelta",
+    "date_text",
+    "time_text",
+    "datetime_text",
+    "timedelta_text",
+]
+
+DATE_OID = 1082
+TIME_OID = 1083
+TIMETZ_OID = 1266
+TIMESTAMP_OID = 1114
+TIMESTAMPTZ_OID = 1184
+INTERVAL_OID = 1186
+
+_date_fromisoformat = date.fromisoformat
+_time_fromisoformat = time.fromisoformat
+_datetime_fromisoformat = datetime.fromisoformat
+
+
+def _too_far(kind: str, s: str) -> DataError | None:
+    """The psycopg-style error for a value outside Python's range, if it is one."""
+    if s == "-infinity" or s.endswith("BC"):
+        return DataError(f"{kind} too small (before year 1): {s!r}")
+    if s == "infinity" or (s and len(s.split()[0]) > 10):
+        return DataError(f"{kind} too large (after year 10K): {s!r}")
+    return None
+
+
+# --- text loaders -------------------------------------------------------------------------
+
+
+def load_date(data: bytes) -> date:
+    """date text (ISO)."""
+    s = data.decode()
+    try:
+        return _date_fromisoformat(s)
+    except ValueError as ex:
+        raise _too_far("date", s) or DataError(f"can't parse date {s!r}: {ex}") from None
+
+
+def load_time(data: bytes) -> time:
+    """time text."""
+    s = data.decode()
+    try:
+        return _time_fromisoformat(s)
+    except ValueError as ex:
+        raise DataError(f"can't parse time {s!r}: {ex}") from None
+
+
+def load_timetz(data: bytes) -> time:
+    """timetz text: the offset ("+05:30", "-03", "+05:45:30") becomes a fixed timezone."""
+    s = data.decode()
+    try:
+        return _time_fromisoformat(s)
+    except ValueError as ex:
+        raise DataError(f"can't parse timetz {s!r}: {ex}") from None
+
+
+def load_timestamp(data: bytes) -> datetime:
+    """timestamp text (ISO) as a naive datetime."""
+    s = data.decode()
+    try:
+        return _datetime_fromisoformat(s)
+    except ValueError as ex:
+        raise _too_far("timestamp", s) or DataError(
+            f"can't parse timestamp {s!r}: {ex}"
+        ) from None
+
+
+def load_timestamptz(data: bytes) -> datetime:
+    """timestamptz text (ISO) as an aware datetime with the fixed offset the server sent."""
+    s = data.decode()
+    try:
+        return _datetime_fromisoformat(s)
+    except ValueError as ex:
+        raise _too_far("timestamp", s) or DataError(
+            f"can't parse timestamptz {s!r}: {ex}"
+        ) from None
+
+
+_INTERVAL = re.compile(
+    rb"""
+    (?: ([-+]?\d+) \s years? \s? )?
+    (?: ([-+]?\d+) \s mons? \s? )?
+    (?: ([-+]?\d+) \s days? \s? )?
+    (?: ([-+])? (\d+) : (\d+) : (\d+) (?: \. (\d+) )? )?
+    $
+    """,
+    re.VERBOSE,
+)
+
+
+def load_interval(data: bytes) -> timedelta:
+    """interval text (IntervalStyle postgres): "1 year 2 mons -3 days +04:05:06.5"."""
+    m = _INTERVAL.match(data)
+    if m is None:
+        s = data.decode()
+        raise DataError(f"can't parse interval {s!r} (only IntervalStyle postgres is supported)")
+    ye, mo, da, sign, ho, mi, se, fr = m.groups()
+    days = 0
+    if ye:
+        days += 365 * int(ye)
+    if mo:
+        days += 30 * int(mo)
+    if da:
+        days += int(da)
+    seconds = micros = 0
+    if ho:
+        seconds = 3600 * int(ho) + 60 * int(mi) + int(se)
+        if fr:
+            micros = int(fr[:6].ljust(6, b"0"))
+        if sign == b"-":
+            seconds = -seconds
+            micros = -micros
+    try:
+        return timedelta(days=days, seconds=seconds, microseconds=micros)
+    except OverflowError as ex:
+        raise DataError(f"can't parse interval {data.decode()!r}: {ex}") from None
+
+
+# --- binary loaders -----------------------------------------------------------------------
+
+_unpack_int4 = struct.Struct("!i").unpack
+_unpack_int8 = struct.Struct("!q").unpack
+_unpack_timetz = struct.Struct("!qi").unpack
+_unpack_interval = struct.Struct("!qii").unpack
+
+_PG_EPOCH_ORDINAL = date(2000, 1, 1).toordinal()
+_PG_EPOCH = datetime(2000, 1, 1)
+_PG_EPOCH_UTC = datetime(2000, 1, 1, tzinfo=timezone.utc)
+_utc = timezone.utc
+
+
+def load_date_binary(data: bytes) -> date:
+    """date binary: int4 days since 2000-01-01."""
+    days = _unpack_int4(data)[0]
+    try:
+        return date.fromordinal(days + _PG_EPOCH_ORDINAL)
+    except (ValueError, OverflowError):
+        if days < 0:
+            raise DataError("date too small (before year 1)") from None
+        raise DataError("date too large (after year 10K)") from None
+
+
+def _split_micros(micros: int) -> tuple[int, int, int, int]:
+    seconds, us = divmod(micros, 1_000_000)
+    minutes, s = divmod(seconds, 60)
+    h, m = divmod(minutes, 60)
+    return h, m, s, us
+
+
+def load_time_binary(data: bytes) -> time:
+    """time binary: int8 microseconds since midnight."""
+    h, m, s, us = _split_micros(_unpack_int8(data)[0])
+    try:
+        return time(h, m, s, us)
+    except ValueError:
+        raise DataError(f"time not supported by Python: hour={h}") from None
+
+
+def load_timetz_binary(data: bytes) -> time:
+    """timetz binary: int8 microseconds, int4 seconds *west* of UTC."""
+    micros, west = _unpack_timetz(data)
+    h, m, s, us = _split_micros(micros)
+    try:
+        return time(h, m, s, us, timezone(timedelta(seconds=-west)))
+    except ValueError:
+        raise DataError(f"time not supported by Python: hour={h}") from None
+
+
+def load_timestamp_binary(data: bytes) -> datetime:
+    """timestamp binary: int8 microseconds since 2000-01-01."""
+    micros = _unpack_int8(data)[0]
+    try:
+        return _PG_EPOCH + timedelta(microseconds=micros)
+    except OverflowError:
+        if micros <= 0:
+            raise DataError("timestamp too small (before year 1)") from None
+        raise DataError("timestamp too large (after year 10K)") from None
+
+
+def load_timestamptz_binary(data: bytes) -> datetime:
+    """timestamptz binary: int8 microseconds since 2000-01-01 UTC, as a UTC datetime."""
+    micros = _unpack_int8(data)[0]
+    try:
+        return _PG_EPOCH_UTC + timedelta(microseconds=micros)
+    except OverflowError:
+        if micros <= 0:
+            raise DataError("timestamp too small (before year 1)") from None
+        raise DataError("timestamp too large (after year 10K)") from None
+
+
+def load_interval_binary(data: bytes) -> timedelta:
+    """interval binary: int8 microseconds, int4 days, int4 months (30 days; 12 months 365)."""
+    micros, days, months = _unpack_interval(data)
+    if months > 0:
+        years, months = divmod(months, 12)
+        days += 30 * months + 365 * years
+    elif months < 0:
+        years, months = divmod(-months, 12)
+        days -= 30 * months + 365 * years
+    try:
+        return timedelta(days=days, microseconds=micros)
+    except OverflowError as ex:
+        raise DataError(f"can't load interval: {ex}") from None
+
+
+# --- dumpers ------------------------------------------------------------------------------
+
+
+def date_text(value: date) -> bytes:
+    """The text form of a date: YYYY-MM-DD, understood whatever the DateStyle."""
+    return value.isoformat().encode()
+
+
+def dump_date(value: date) -> tuple[int, int, bytes]:
+    """date as date."""
+    return (DATE_OID, 0, value.isoformat().encode())
+
+
+def time_text(value: time) -> bytes:
+    """The text form of a time, with its offset when aware."""
+    if value.tzinfo is not None and value.utcoffset() is None:
+        raise DataError(f"cannot calculate the offset of tzinfo {value.tzinfo!r} without a date")
+    return value.isoformat().encode()
+
+
+def dump_time(value: time) -> tuple[int, int, bytes]:
+    """time as time, or timetz when it is aware."""
+    if value.tzinfo is None:
+        return (TIME_OID, 0, value.isoformat().encode())
+    return (TIMETZ_OID, 0, time_text(value))
+
+
+def datetime_text(value: datetime) -> bytes:
+    """The text form of a datetime: ISO with a space, and the offset when aware."""
+    return value.isoformat(" ").encode()
+
+
+def dump_datetime(value: datetime) -> tuple[int, int, bytes]:
+    """datetime as timestamp when naive, timestamptz when aware."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        return (TIMESTAMP_OID, 0, value.isoformat(" ").encode())
+    return (TIMESTAMPTZ_OID, 0, value.isoformat(" ").encode())
+
+
+def timedelta_text(value: timedelta) -> bytes:
+    """The text form of a timedelta, with explicit signs so any IntervalStyle reads it alike."""
+    if value.microseconds:
+        return b"%+d days %+d.%06d seconds" % (value.days, value.seconds, value.microseconds)
+    return b"%+d days %+d seconds" % (value.days, value.seconds)
+
+
+def dump_timedelta(value: timedelta) -> tuple[int, int, bytes]:
+    """timedelta as interval."""
+    return (INTERVAL_OID, 0, timedelta_text(value))
+
