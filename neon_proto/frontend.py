@@ -81,6 +81,7 @@ class FrontendConnection:
         self._eof = False
         self._pending_ready = 0  # outstanding Sync / Query messages
         self._row_descriptions: dict[bytes, ev.Event] = {}
+        self._command_tags: dict[bytes, ev.Event] = {}
         #: Decodes one DataRow payload ``(buf, start, end) -> row``; set by the session after a
         #: RowDescription, cleared by the machine at the end of each result.
         self.row_parser: Callable[[bytes, int, int], Any] | None = None
@@ -238,7 +239,8 @@ class FrontendConnection:
                     break
                 append(event)
                 pos = end
-                if code == 84:  # 'T': let the caller install a row parser first
+                if code == 84 and n - end > 8192:
+                    # 'T' with many rows behind it: let the caller install a row parser first.
                     break
                 if code == 67 or code == 69:  # 'C', 'E': the result is over
                     self.row_parser = None
@@ -399,7 +401,7 @@ class FrontendConnection:
             b"c": lambda b, s, e: _empty(b, s, e, ev.COPY_DONE),
             b"t": _parse_parameter_description,
             b"T": self._row_description,
-            b"C": _parse_command_complete,
+            b"C": self._command_complete,
             b"E": lambda b, s, e: ev.ErrorResponse(_parse_fields(b, s, e)),
             b"N": lambda b, s, e: ev.NoticeResponse(_parse_fields(b, s, e)),
             b"A": _parse_notification,
@@ -410,6 +412,17 @@ class FrontendConnection:
             b"v": _parse_negotiate_protocol_version,
         }
         return {key[0]: parser for key, parser in table.items()}
+
+    def _command_complete(self, buf: bytes, start: int, end: int) -> ev.Event:
+        """CommandComplete, memoized by its bytes (tags like ``SELECT 1`` repeat)."""
+        key = buf[start:end]
+        cached = self._command_tags.get(key)
+        if cached is None:
+            cached = _parse_command_complete(buf, start, end)
+            if len(self._command_tags) >= 256:
+                self._command_tags.clear()
+            self._command_tags[key] = cached
+        return cached
 
     def _row_description(self, buf: bytes, start: int, end: int) -> ev.Event:
         """RowDescription, memoized by its bytes: a repeated query reuses one event object."""

@@ -6,6 +6,7 @@ Rows are decoded with one loader per column, chosen once per result from the typ
 
 from __future__ import annotations
 
+import functools
 import struct
 from typing import Any, Callable, Iterable, Literal, Sequence
 
@@ -27,6 +28,7 @@ class _LoaderSource:
         raise NotImplementedError
 
 
+@functools.lru_cache(maxsize=512)
 def parse_command_tag(tag: str) -> tuple[str, int | None]:
     """The command word and row count of a CommandComplete tag (``INSERT 0 5`` -> INSERT, 5)."""
     parts = tag.split(" ")
