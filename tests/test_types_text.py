@@ -131,6 +131,11 @@ CASES: list[tuple[str, bytes, Any]] = [
     ("interval", b"1 mon -1 days", timedelta(days=29)),
     ("interval", b"-00:00:00.000001", timedelta(microseconds=-1)),
     ("interval", b"2562047788:00:54.775807", timedelta(hours=2562047788, seconds=54, microseconds=775807)),
+    ("interval", b"-2562047788:00:54.775808", -timedelta(hours=2562047788, seconds=54, microseconds=775808)),
+    ("interval", b"P1Y2M3DT4H5M6.789S", timedelta(days=365 + 60 + 3, seconds=14706, microseconds=789000)),
+    ("interval", b"P-1Y-2M3DT-4H-5M-6S", timedelta(days=-365 - 60 + 3, seconds=-14706)),
+    ("interval", b"PT-0.000001S", timedelta(microseconds=-1)),
+    ("interval", b"PT0S", timedelta(0)),
     ("inet", b"1.2.3.4", ip_address("1.2.3.4")),
     ("inet", b"1.2.3.4/24", ip_interface("1.2.3.4/24")),
     ("inet", b"2001:db8::1/64", ip_interface("2001:db8::1/64")),
@@ -239,7 +244,8 @@ def test_text_array_loads_as_expected(name: str, data: bytes, expected: Any) -> 
         ("time", b"24:00:00", "can't parse time"),
         ("timetz", b"24:00:00+00", "can't parse timetz"),
         ("interval", b"178000000 years", "can't parse interval"),
-        ("interval", b"P1Y", "can't parse interval"),
+        ("interval", b"@ 1 day ago", "can't parse interval"),
+        ("interval", b"1 fortnight", "can't parse interval"),
         ("date", b"03/04/2020", "can't parse date"),
     ],
 )
@@ -250,7 +256,7 @@ def test_values_python_cannot_hold_raise_data_error(name: str, data: bytes, mess
 
 @pytest.mark.parametrize(
     ("name", "data"),
-    [(n, d) for n, d, _ in CASES + ARRAY_CASES if n not in {"money", "point", "line", "lseg", "box", "path", "polygon", "circle", "jsonpath", "xml", "macaddr", "macaddr8", "bit", "varbit", "pg_lsn", "tsvector", "tsquery", "regclass", "regtype", "tid", "_box", "_point"}
+    [(n, d) for n, d, _ in CASES + ARRAY_CASES if not (n == "interval" and d.startswith(b"P")) and n not in {"money", "point", "line", "lseg", "box", "path", "polygon", "circle", "jsonpath", "xml", "macaddr", "macaddr8", "bit", "varbit", "pg_lsn", "tsvector", "tsquery", "regclass", "regtype", "tid", "_box", "_point"}
      and "range" not in n],
 )
 def test_text_loaders_agree_with_psycopg(name: str, data: bytes) -> None:

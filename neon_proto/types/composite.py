@@ -43,7 +43,7 @@ def parse_composite_text(data: bytes) -> list[bytes | None]:
             if m is None:
                 raise DataError(f"can't parse composite {data.decode(errors='replace')!r}")
             body = m.group(1)
-            fields.append(_UNESCAPE.sub(rb"\1", body) if (b"\\" in body or b'"' in body) else body)
+            fields.append(_UNESCAPE.sub(rb"\1", body) if (0x5C in body or 0x22 in body) else body)
             pos = m.end()
             # A quoted part may be followed by more unquoted text; Postgres never sends it.
         else:

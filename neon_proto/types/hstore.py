@@ -18,7 +18,7 @@ _UNESCAPE = re.compile(rb"\\(.)", re.DOTALL)
 
 
 def _text(raw: bytes) -> str:
-    return (_UNESCAPE.sub(rb"\1", raw) if b"\\" in raw else raw).decode()
+    return (_UNESCAPE.sub(rb"\1", raw) if 0x5C in raw else raw).decode()
 
 
 def load_hstore(data: bytes) -> dict[str, str | None]:

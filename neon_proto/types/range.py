@@ -129,9 +129,9 @@ _UNESCAPE = re.compile(rb'[\\"](.)', re.DOTALL)
 
 def _bound(quoted: bytes | None, raw: bytes | None, sub: Loader) -> Any:
     if quoted is not None:
-        return sub(_UNESCAPE.sub(rb"\1", quoted) if (b"\\" in quoted or b'"' in quoted) else quoted)
+        return sub(_UNESCAPE.sub(rb"\1", quoted) if (0x5C in quoted or 0x22 in quoted) else quoted)
     if raw:
-        return sub(_UNESCAPE.sub(rb"\1", raw) if b"\\" in raw else raw)
+        return sub(_UNESCAPE.sub(rb"\1", raw) if 0x5C in raw else raw)
     return None
 
 

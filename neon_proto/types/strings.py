@@ -55,7 +55,7 @@ def load_bytea(data: bytes) -> bytes:
             return a2b_hex(data[2:])
         except ValueError:
             raise DataError(f"bad bytea hex text: {data[:40]!r}") from None
-    if b"\\" not in data:
+    if 0x5C not in data:
         return data
     return _BYTEA_ESCAPE.sub(_unescape_bytea_match, data)
 
@@ -65,13 +65,14 @@ def load_uuid(data: bytes) -> UUID:
     if len(data) == 36:
         value = _new_uuid(UUID)
         _set_attr(value, "int", int(data.replace(b"-", b""), 16))
-        _set_attr(value, "is_safe", SafeUUID.unknown)
+        _set_attr(value, "is_safe", _UUID_UNKNOWN_SAFETY)
         return value
     return UUID(data.decode())
 
 
 _new_uuid = object.__new__
 _set_attr = object.__setattr__
+_UUID_UNKNOWN_SAFETY = SafeUUID.unknown  # looked up once: Enum member access is slow
 
 
 # --- binary loaders -----------------------------------------------------------------------
@@ -88,7 +89,7 @@ def load_uuid_binary(data: bytes) -> UUID:
         raise ValueError("uuid binary value must be 16 bytes")
     value = _new_uuid(UUID)
     _set_attr(value, "int", int.from_bytes(data, "big"))
-    _set_attr(value, "is_safe", SafeUUID.unknown)
+    _set_attr(value, "is_safe", _UUID_UNKNOWN_SAFETY)
     return value
 
 

@@ -1,6 +1,7 @@
 """Dates and times: date, time, timetz, timestamp, timestamptz, interval.
 
-Text loaders assume the server defaults ``DateStyle=ISO`` and ``IntervalStyle=postgres``.
+Text loaders assume the server default ``DateStyle=ISO`` (intervals may also come in
+``IntervalStyle=iso_8601``; the default is ``postgres``).
 Values Python cannot hold (infinity, BC, years after 9999, time 24:00:00) raise DataError,
 as psycopg does. Intervals follow psycopg: a month is 30 days and a year 365 days.
 """
@@ -109,44 +110,80 @@ def load_timestamptz(data: bytes) -> datetime:
         ) from None
 
 
-_INTERVAL = re.compile(
-    rb"""
-    (?: ([-+]?\d+) \s years? \s? )?
-    (?: ([-+]?\d+) \s mons? \s? )?
-    (?: ([-+]?\d+) \s days? \s? )?
-    (?: ([-+])? (\d+) : (\d+) : (\d+) (?: \. (\d+) )? )?
-    $
-    """,
-    re.VERBOSE,
+# Days per unit, as psycopg counts them: a month is 30 days, a year 365.
+_INTERVAL_UNITS = {b"year": 365, b"years": 365, b"mon": 30, b"mons": 30, b"day": 1, b"days": 1}
+_timedelta = timedelta
+
+
+def _time_parts(tok: bytes) -> tuple[int, int]:
+    """Signed (seconds, microseconds) of "[+-]HH:MM:SS[.ffffff]"; hours may exceed 23."""
+    sign = tok[0]
+    body = tok[1:] if sign == 0x2D or sign == 0x2B else tok  # "-", "+"
+    try:
+        t = _time_fromisoformat(body.decode())
+        secs = (t.hour * 60 + t.minute) * 60 + t.second
+        us = t.microsecond
+    except ValueError:
+        h, m, s = body.split(b":")
+        whole, _, frac = s.partition(b".")
+        secs = (int(h) * 60 + int(m)) * 60 + int(whole)
+        us = int(frac[:6].ljust(6, b"0")) if frac else 0
+    if sign == 0x2D:
+        return -secs, -us
+    return secs, us
+
+
+_ISO_INTERVAL = re.compile(
+    rb"P(?:([-+]?\d+)Y)?(?:([-+]?\d+)M)?(?:([-+]?\d+)W)?(?:([-+]?\d+)D)?"
+    rb"(?:T(?:([-+]?\d+)H)?(?:([-+]?\d+)M)?(?:([-+]?\d+(?:\.\d+)?)S)?)?$"
 )
 
 
-def load_interval(data: bytes) -> timedelta:
-    """interval text (IntervalStyle postgres): "1 year 2 mons -3 days +04:05:06.5"."""
-    m = _INTERVAL.match(data)
+def _load_iso_interval(data: bytes) -> timedelta:
+    m = _ISO_INTERVAL.match(data)
     if m is None:
-        s = data.decode()
-        raise DataError(f"can't parse interval {s!r} (only IntervalStyle postgres is supported)")
-    ye, mo, da, sign, ho, mi, se, fr = m.groups()
-    days = 0
-    if ye:
-        days += 365 * int(ye)
-    if mo:
-        days += 30 * int(mo)
-    if da:
-        days += int(da)
-    seconds = micros = 0
-    if ho:
-        seconds = 3600 * int(ho) + 60 * int(mi) + int(se)
-        if fr:
-            micros = int(fr[:6].ljust(6, b"0"))
-        if sign == b"-":
-            seconds = -seconds
-            micros = -micros
+        raise ValueError(data)
+    ye, mo, we, da, ho, mi, se = [g or b"0" for g in m.groups()]
+    days = 365 * int(ye) + 30 * int(mo) + 7 * int(we) + int(da)
+    whole, _, frac = se.partition(b".")
+    us = int(frac[:6].ljust(6, b"0")) if frac else 0
+    micros = (int(ho) * 3600 + int(mi) * 60 + int(whole)) * 1_000_000
+    micros += -us if whole.startswith(b"-") else us
+    return _timedelta(days, 0, micros)
+
+
+def load_interval(data: bytes) -> timedelta:
+    """interval text: IntervalStyle postgres ("1 year 2 mons -3 days +04:05:06.5") or iso_8601.
+
+    Months count 30 days and years 365, as psycopg does.
+    """
     try:
-        return timedelta(days=days, seconds=seconds, microseconds=micros)
+        if data[:1] == b"P":
+            return _load_iso_interval(data)
+        if 0x20 not in data:  # no " ": a time alone (int needles are the fast `in`)
+            if 0x3A in data:  # ":"
+                return _timedelta(0, *_time_parts(data))
+            raise ValueError(data)
+        days = secs = us = 0
+        parts = data.split()
+        i = 0
+        n = len(parts)
+        while i < n:
+            tok = parts[i]
+            if 0x3A in tok:
+                secs, us = _time_parts(tok)
+                i += 1
+            else:
+                days += int(tok) * _INTERVAL_UNITS[parts[i + 1]]
+                i += 2
+        return _timedelta(days, secs, us)
+    except (ValueError, KeyError, IndexError):
+        raise DataError(
+            f"can't parse interval {data.decode(errors='replace')!r} "
+            "(IntervalStyle postgres or iso_8601 expected)"
+        ) from None
     except OverflowError as ex:
-        raise DataError(f"can't parse interval {data.decode()!r}: {ex}") from None
+        raise DataError(f"can't parse interval {data.decode(errors='replace')!r}: {ex}") from None
 
 
 # --- binary loaders -----------------------------------------------------------------------
