@@ -244,6 +244,13 @@ def test_text_preferred_types_still_load_binary_when_asked() -> None:
     assert load("regclass", struct.pack("!I", 1259)) == 1259
 
 
+def test_a_registered_binary_loader_counts_even_for_text_preferred_types() -> None:
+    reg = TypeRegistry(parent=default_registry)
+    reg.register_loader("money", lambda b: int.from_bytes(b, "big", signed=True), format=1)
+    assert reg.has_binary_loader(790)
+    assert not default_registry.has_binary_loader(790)
+
+
 def test_composite_binary_needs_every_field_binary() -> None:
     reg = TypeRegistry(parent=default_registry)
     reg.register_type_info(TypeInfo("a", 90101, 90102, "composite", field_names=["x", "y"], field_oids=[23, 25]))

@@ -42,7 +42,7 @@ def load(oid_or_name: int | str, data: bytes, registry: TypeRegistry = default_r
 
 
 def psycopg_load(oid: int, data: bytes) -> Any:
-    loader = psycopg.adapters.get_loader(oid, 0)
+    loader = psycopg.adapters.get_loader(oid, psycopg.pq.Format.TEXT)
     assert loader is not None, f"psycopg has no text loader for {oid}"
     return loader(oid).load(data)
 

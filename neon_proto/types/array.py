@@ -130,28 +130,36 @@ def _reshape(flat: list[Any], dims: tuple[int, ...]) -> list[Any]:
     return flat
 
 
-def make_binary_array_loader(elem: Loader) -> Loader:
-    """A loader for the binary form of an array whose elements ``elem`` loads (binary)."""
+def make_binary_array_loader(elem: Loader, fixed: str | None = None) -> Loader:
+    """A loader for the binary form of an array whose elements ``elem`` loads (binary).
+
+    ``fixed`` is the struct code of an element type of fixed width ("i" for int4) whose
+    value ``elem`` would give: arrays without NULLs then unpack in one pass.
+    """
+    pairs = struct.Struct("!i" + fixed).iter_unpack if fixed else None
 
     def load_array_binary(data: bytes) -> list[Any]:
-        ndim = _unpack_head(data)[0]
+        ndim, has_null, _ = _unpack_head(data)
         if not ndim:
             return []
         dims = struct.unpack_from(f"!{2 * ndim}i", data, 12)[::2]
-        total = 1
-        for size in dims:
-            total *= size
         pos = 12 + 8 * ndim
-        out: list[Any] = []
-        append = out.append
-        for _ in range(total):
-            size = _unpack_int4_from(data, pos)[0]
-            pos += 4
-            if size < 0:
-                append(None)
-            else:
-                append(elem(data[pos : pos + size]))
-                pos += size
+        if pairs is not None and not has_null:
+            out = [value for _, value in pairs(data[pos:])]
+        else:
+            total = 1
+            for size in dims:
+                total *= size
+            out = []
+            append = out.append
+            for _ in range(total):
+                size = _unpack_int4_from(data, pos)[0]
+                pos += 4
+                if size < 0:
+                    append(None)
+                else:
+                    append(elem(data[pos : pos + size]))
+                    pos += size
         if ndim > 1:
             return _reshape(out, dims)
         return out

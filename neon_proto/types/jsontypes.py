@@ -10,7 +10,7 @@ import attrs
 
 from neon_proto.errors import DataError
 
-__all__ = ["Json", "load_json", "load_jsonb_binary", "dump_json", "json_text"]
+__all__ = ["Json", "load_json", "load_jsonb_binary", "dump_json"]
 
 JSONB_OID = 3802
 
@@ -46,10 +46,6 @@ class Json:
     obj: Any
     dumps: Callable[[Any], str] = json.dumps
 
-
-def json_text(value: Json) -> bytes:
-    """The text form of a Json-wrapped value."""
-    return value.dumps(value.obj).encode()
 
 
 def dump_json(value: Json) -> tuple[int, int, bytes]:

@@ -32,8 +32,6 @@ __all__ = [
     "dump_int",
     "dump_float",
     "dump_decimal",
-    "bool_text",
-    "int_text",
     "float_text",
     "decimal_text",
 ]
@@ -171,19 +169,11 @@ def load_money_binary(data: bytes) -> Decimal:
 # --- dumpers ------------------------------------------------------------------------------
 
 
-def bool_text(value: bool) -> bytes:
-    """The text form of a bool, as the server writes it."""
-    return b"t" if value else b"f"
-
 
 def dump_bool(value: bool) -> tuple[int, int, bytes]:
     """bool as bool."""
     return (BOOL_OID, 0, b"t" if value else b"f")
 
-
-def int_text(value: int) -> bytes:
-    """The text form of an int (also for int subclasses such as IntEnum)."""
-    return int.__repr__(value).encode()
 
 
 def dump_int(value: int) -> tuple[int, int, bytes]:

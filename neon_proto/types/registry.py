@@ -97,6 +97,21 @@ TEXT_PREFERRED_OIDS: frozenset[int] = frozenset(
     {24, 2202, 2203, 2204, 2205, 2206, 3734, 3769, 4089, 4096, 4191, 790, 2249}
 )
 
+# Binary element loaders of fixed width, by the struct code that decodes the same value:
+# arrays of them without NULLs unpack in one pass.
+_FIXED_WIDTH: dict[Loader, str] = {
+    numeric.load_bool_binary: "?",
+    numeric.load_int2_binary: "h",
+    numeric.load_int4_binary: "i",
+    numeric.load_int8_binary: "q",
+    numeric.load_oid_binary: "I",
+    numeric.load_float4_binary: "f",
+    numeric.load_float8_binary: "d",
+}
+
+# The built-in binary loaders of TEXT_PREFERRED_OIDS types.
+_TEXT_PREFERRED_BUILTINS = (numeric.load_oid_binary, numeric.load_money_binary)
+
 # Bumped by every registration anywhere, so child registries drop caches built from a
 # parent that has changed since.
 _generation = [0]
@@ -139,6 +154,10 @@ class TypeInfo:
     def _check_kind(self, attribute: Any, value: str) -> None:
         if value not in ("base", "enum", "composite", "domain", "range"):
             raise ValueError(f"unknown type kind {value!r}")
+
+    def __attrs_post_init__(self) -> None:
+        if len(self.field_names) != len(self.field_oids):
+            raise ValueError("field_names and field_oids must have the same length")
 
 
 @attrs.frozen
@@ -242,6 +261,11 @@ class TypeRegistry:
 
     def _resolve_loader(self, oid: int, fmt: int, strict: bool) -> Loader | None:
         if strict and oid in TEXT_PREFERRED_OIDS:
+            # Only the built-in binary loaders of these types are passed over.
+            for reg in self._chain:
+                loader = reg._binary_loaders.get(oid)
+                if loader is not None:
+                    return None if loader in _TEXT_PREFERRED_BUILTINS else loader
             return None
         for reg in self._chain:
             loader = (reg._binary_loaders if fmt else reg._text_loaders).get(oid)
@@ -261,7 +285,9 @@ class TypeRegistry:
         elem = self._sub(elem_oid, fmt, strict)
         if elem is None:
             return None
-        return make_binary_array_loader(elem) if fmt else make_text_array_loader(elem, delimiter)
+        if fmt:
+            return make_binary_array_loader(elem, _FIXED_WIDTH.get(elem))
+        return make_text_array_loader(elem, delimiter)
 
     def _derive_loader(self, info: TypeInfo, role: str, fmt: int, strict: bool) -> Loader | None:
         if role == "array":

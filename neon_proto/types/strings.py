@@ -28,9 +28,7 @@ __all__ = [
     "dump_str",
     "dump_bytes",
     "dump_uuid",
-    "str_text",
     "bytes_text",
-    "uuid_text",
 ]
 
 BYTEA_OID = 17
@@ -143,12 +141,6 @@ def load_unknown_binary(data: bytes) -> str | bytes:
 # --- dumpers ------------------------------------------------------------------------------
 
 
-def str_text(value: str) -> bytes:
-    """The text form of a str; a NUL character cannot travel to Postgres."""
-    if "\x00" in value:
-        raise DataError("PostgreSQL text fields cannot contain NUL (0x00) characters")
-    return value.encode()
-
 
 def dump_str(value: str) -> tuple[int, int, bytes]:
     """str with OID 0 (unknown), so the server infers the type from the query."""
@@ -166,10 +158,6 @@ def dump_bytes(value: Any) -> tuple[int, int, bytes]:
     """bytes-like as bytea in binary format: no escaping, no doubling in size."""
     return (BYTEA_OID, 1, value if type(value) is bytes else bytes(value))
 
-
-def uuid_text(value: UUID) -> bytes:
-    """The text form of a UUID."""
-    return str(value).encode()
 
 
 def dump_uuid(value: UUID) -> tuple[int, int, bytes]:

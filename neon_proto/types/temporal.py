@@ -31,9 +31,7 @@ __all__ = [
     "dump_time",
     "dump_datetime",
     "dump_timedelta",
-    "date_text",
     "time_text",
-    "datetime_text",
     "timedelta_text",
 ]
 
@@ -240,7 +238,7 @@ def load_timestamp_binary(data: bytes) -> datetime:
     """timestamp binary: int8 microseconds since 2000-01-01."""
     micros = _unpack_int8(data)[0]
     try:
-        return _PG_EPOCH + timedelta(microseconds=micros)
+        return _PG_EPOCH + _timedelta(0, 0, micros)
     except OverflowError:
         if micros <= 0:
             raise DataError("timestamp too small (before year 1)") from None
@@ -251,7 +249,7 @@ def load_timestamptz_binary(data: bytes) -> datetime:
     """timestamptz binary: int8 microseconds since 2000-01-01 UTC, as a UTC datetime."""
     micros = _unpack_int8(data)[0]
     try:
-        return _PG_EPOCH_UTC + timedelta(microseconds=micros)
+        return _PG_EPOCH_UTC + _timedelta(0, 0, micros)
     except OverflowError:
         if micros <= 0:
             raise DataError("timestamp too small (before year 1)") from None
@@ -268,17 +266,13 @@ def load_interval_binary(data: bytes) -> timedelta:
         years, months = divmod(-months, 12)
         days -= 30 * months + 365 * years
     try:
-        return timedelta(days=days, microseconds=micros)
+        return _timedelta(days, 0, micros)
     except OverflowError as ex:
         raise DataError(f"can't load interval: {ex}") from None
 
 
 # --- dumpers ------------------------------------------------------------------------------
 
-
-def date_text(value: date) -> bytes:
-    """The text form of a date: YYYY-MM-DD, understood whatever the DateStyle."""
-    return value.isoformat().encode()
 
 
 def dump_date(value: date) -> tuple[int, int, bytes]:
@@ -299,10 +293,6 @@ def dump_time(value: time) -> tuple[int, int, bytes]:
         return (TIME_OID, 0, value.isoformat().encode())
     return (TIMETZ_OID, 0, time_text(value))
 
-
-def datetime_text(value: datetime) -> bytes:
-    """The text form of a datetime: ISO with a space, and the offset when aware."""
-    return value.isoformat(" ").encode()
 
 
 def dump_datetime(value: datetime) -> tuple[int, int, bytes]:
