@@ -152,6 +152,22 @@ def test_dump_gives_oid_format_and_data(value: Any, expected: tuple[int, int, by
     assert dump(value) == expected
 
 
+def test_int4_params_option_sends_narrow_ints_as_int4() -> None:
+    reg = TypeRegistry(parent=default_registry)
+    assert reg.dump(5) == (20, 0, b"5")
+    reg.int4_params = True
+    assert reg.dump(5) == (23, 0, b"5")
+    assert reg.dump(-(2**31)) == (23, 0, b"-2147483648")
+    assert reg.dump(2**31) == (20, 0, b"2147483648")
+    assert reg.dump(2**63) == (1700, 0, b"9223372036854775808")
+    assert reg.dump([1, None]) == (1007, 0, b"{1,NULL}")
+    assert reg.dump([1, 2**40]) == (1016, 0, b"{1,1099511627776}")
+    assert reg.dump([1, 2**70]) == (1231, 0, b"{1,1180591620717411303424}")
+    assert TypeRegistry(parent=reg).int4_params
+    assert reg.copy().int4_params
+    assert default_registry.dump(5) == (20, 0, b"5")
+
+
 def test_str_with_nul_raises_data_error_before_sending() -> None:
     with pytest.raises(DataError, match="NUL"):
         dump("a\x00b")

@@ -30,6 +30,7 @@ __all__ = [
     "load_money_binary",
     "dump_bool",
     "dump_int",
+    "dump_int_narrow",
     "dump_float",
     "dump_decimal",
     "float_text",
@@ -38,9 +39,12 @@ __all__ = [
 
 BOOL_OID = 16
 INT8_OID = 20
+INT4_OID = 23
 FLOAT8_OID = 701
 NUMERIC_OID = 1700
 
+_INT4_MIN = -(2**31)
+_INT4_MAX = 2**31 - 1
 _INT8_MIN = -(2**63)
 _INT8_MAX = 2**63 - 1
 
@@ -179,18 +183,33 @@ def dump_bool(value: bool) -> tuple[int, int, bytes]:
 def dump_int(value: int) -> tuple[int, int, bytes]:
     """int as int8 when it fits in 64 bits, else numeric."""
     if _INT8_MIN <= value <= _INT8_MAX:
-        return (INT8_OID, 0, int.__repr__(value).encode())
-    return (NUMERIC_OID, 0, int.__repr__(value).encode())
+        return (INT8_OID, 0, b"%d" % value)
+    return (NUMERIC_OID, 0, b"%d" % value)
+
+
+def dump_int_narrow(value: int) -> tuple[int, int, bytes]:
+    """int as int4 when it fits in 32 bits, else int8, else numeric.
+
+    Functions taking integer (substr, left, repeat, make_date) do not accept a bigint
+    argument, but do accept int4; int2 is not used, since int2 * int2 overflows easily.
+    """
+    if _INT4_MIN <= value <= _INT4_MAX:
+        return (INT4_OID, 0, b"%d" % value)
+    if _INT8_MIN <= value <= _INT8_MAX:
+        return (INT8_OID, 0, b"%d" % value)
+    return (NUMERIC_OID, 0, b"%d" % value)
 
 
 _FLOAT_SPECIAL = {"inf": b"Infinity", "-inf": b"-Infinity", "nan": b"NaN"}
+_float_repr = float.__repr__
 
 
 def float_text(value: float) -> bytes:
     """The text form of a float: shortest round-trip repr, Postgres spellings of NaN and infinities."""
-    s = float.__repr__(value)
-    special = _FLOAT_SPECIAL.get(s)
-    return special if special is not None else s.encode()
+    s = _float_repr(value)
+    if s[-1] in "fn":  # "inf", "-inf", "nan"; every other repr ends with a digit
+        return _FLOAT_SPECIAL[s]
+    return s.encode()
 
 
 def dump_float(value: float) -> tuple[int, int, bytes]:

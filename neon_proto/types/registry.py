@@ -86,8 +86,7 @@ TypeKind = Literal["base", "enum", "composite", "domain", "range"]
 
 _NULL_PARAM: tuple[int, int, None] = (0, 0, None)
 _RECORD_OID = 2249
-_NUMERIC_OID = 1700
-_INT8_OID = 20
+_INTEGER_OIDS = (23, 20, 1700)  # what ints dump as, narrowest first
 
 # Types with a binary loader whose result differs from the text one (reg* are names in text
 # but OIDs in binary; money's binary scale depends on the locale; record fields are str in
@@ -188,12 +187,17 @@ class TypeRegistry:
 
     ``TypeRegistry()`` is a root holding the built-in types; ``TypeRegistry(parent=r)``
     starts empty and defers to ``r`` for everything it does not register itself.
-    Option ``dict_as_jsonb`` (inherited from the parent at creation) sends dicts as jsonb.
+    Options, inherited from the parent at creation:
+
+    - ``dict_as_jsonb``: send dicts as jsonb (else a dict raises ProgrammingError).
+    - ``int4_params``: send ints that fit in 32 bits as int4 rather than int8, so that
+      functions taking integer resolve (``substr(s, $1)`` has no bigint version).
     """
 
     def __init__(self, parent: TypeRegistry | None = None) -> None:
         self.parent = parent
         self.dict_as_jsonb: bool = parent.dict_as_jsonb if parent is not None else False
+        self._int4_params: bool = parent._int4_params if parent is not None else False
         self._text_loaders: dict[int, Loader] = {}
         self._binary_loaders: dict[int, Loader] = {}
         self._dumpers: dict[type, ParamDumper | _Contextual] = {}
@@ -206,6 +210,16 @@ class TypeRegistry:
         self._dump_cache: dict[type, ParamDumper] = {}
         if parent is None:
             _install_builtins(self)
+
+    @property
+    def int4_params(self) -> bool:
+        """Whether ints that fit in 32 bits are sent as int4 (default: int8)."""
+        return self._int4_params
+
+    @int4_params.setter
+    def int4_params(self, value: bool) -> None:
+        self._int4_params = value
+        self._changed()
 
     # --- loading --------------------------------------------------------------------------
 
@@ -531,8 +545,8 @@ class TypeRegistry:
         data = write_array_text(value, elem_text)
         if len(oids) == 1:
             elem_oid = oids.pop()
-        elif oids == {_INT8_OID, _NUMERIC_OID}:
-            elem_oid = _NUMERIC_OID
+        elif oids and oids.issubset(_INTEGER_OIDS):
+            elem_oid = max(oids, key=_INTEGER_OIDS.index)  # the widest
         else:
             return (0, 0, data)
         if not elem_oid:
@@ -581,6 +595,7 @@ class TypeRegistry:
         """An independent registry with the same registrations, options and parent."""
         new = TypeRegistry(self.parent)
         new.dict_as_jsonb = self.dict_as_jsonb
+        new._int4_params = self._int4_params
         new._text_loaders = dict(self._text_loaders)
         new._binary_loaders = dict(self._binary_loaders)
         new._dumpers = dict(self._dumpers)
@@ -714,7 +729,7 @@ def _install_builtins(reg: TypeRegistry) -> None:
 
     d = reg._dumpers
     d[bool] = numeric.dump_bool
-    d[int] = numeric.dump_int
+    d[int] = _Contextual(lambda r: numeric.dump_int_narrow if r.int4_params else numeric.dump_int)
     d[float] = numeric.dump_float
     d[Decimal] = numeric.dump_decimal
     d[str] = strings.dump_str
