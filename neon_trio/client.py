@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Self, Sequence
 
 import attrs
 import trio
@@ -100,7 +100,7 @@ class Client:
         binary: bool = False,
         max_message_size: int | None = None,
         cancel_timeout: float = _DEFAULT_CANCEL_TIMEOUT,
-    ) -> "Client":
+    ) -> Self:
         """A client for already parsed parameters (no PG* environment is consulted)."""
         client = cls.__new__(cls)
         client._init(
@@ -148,7 +148,7 @@ class Client:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def connect(self) -> "Client":
+    async def connect(self) -> Self:
         """Open the connection: TCP, TLS per sslmode, startup and authentication."""
         if self._connected:
             return self
@@ -222,7 +222,7 @@ class Client:
 
     aclose = close
 
-    async def __aenter__(self) -> "Client":
+    async def __aenter__(self) -> Self:
         return await self.connect()
 
     async def __aexit__(self, *exc: Any) -> None:

@@ -50,3 +50,18 @@ def fresh_db(pg: EmbeddedPostgres) -> Iterator[str]:
     admin_execute(pg, f'CREATE DATABASE "{name}"')
     yield name
     admin_execute(pg, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def proxy(pg: EmbeddedPostgres) -> Iterator[object]:
+    """neon_proxy in front of `pg` (TLS verified upstream), from a background thread.
+
+    A ``neon_proxy.testing.DevStack``: ``.url`` is http://127.0.0.1:PORT/sql, ``.pg`` the server,
+    ``.database_url(user, password, database)`` a connection string for the proxy's clients,
+    ``.server`` the running ProxyServer (its pool). Default limits (10 MiB each way).
+    """
+    from neon_proxy.config import ProxyConfig
+    from neon_proxy.testing import DevStack
+
+    with DevStack(postgres=pg, config=ProxyConfig(listen_port=0, shutdown_timeout=5.0)) as stack:
+        yield stack

@@ -1,0 +1,13 @@
+"""neon_proxy: Neon's SQL-over-HTTP protocol (``POST /sql``), served with trio and h11 in front of any Postgres.
+
+``ProxyServer(config).run()`` serves; ``serve(config)`` does the same under a nursery;
+``neon_proxy.testing.ProxyThread`` and ``DevStack`` run it from a background thread;
+``python -m neon_proxy`` is the command line.
+"""
+
+from neon_proxy.config import ProxyConfig
+from neon_proxy.pool import PoolKey, PoolTimeout, UpstreamPool
+from neon_proxy.server import ProxyServer, serve
+from neon_proxy.testing import DevStack, ProxyThread
+
+__all__ = ["ProxyConfig", "ProxyServer", "serve", "UpstreamPool", "PoolKey", "PoolTimeout", "ProxyThread", "DevStack"]

@@ -1,0 +1,598 @@
+"""The HTTP side of the proxy: trio streams, h11 machines, routing, and one request's life.
+
+A request for ``POST /sql`` goes through these steps: the headers are checked (connection
+string, Neon-* settings), then the body is read while an upstream connection is acquired,
+then the queries run while the client socket is watched (a client that goes away gets its
+query cancelled) and the response size is counted (past the limit the query is cancelled
+and 507 answered). The response goes out, and only then is the upstream connection reset
+and returned to the pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import uuid
+from typing import Any, Callable, Iterable
+
+import attrs
+import h11
+import trio
+
+from neon_proto.errors import Error, ProgrammingError
+from neon_proxy.cells import ResponseBudget
+from neon_proxy.config import ProxyConfig
+from neon_proxy.pool import PooledConnection, PoolKey, UpstreamPool
+from neon_proxy.request import (
+    ConnInfo,
+    Payload,
+    RequestError,
+    parse_conn_info,
+    parse_payload,
+    parse_request_options,
+)
+from neon_proxy.response import CANCELLED_MESSAGE, error_json, pg_error_json
+from neon_proxy.upstream import PlainTextRegistry, QueryOutcome, UpstreamClient, reset_session, run_payload
+
+__all__ = ["ProxyServer", "serve", "CORS_ALLOW_HEADERS"]
+
+logger = logging.getLogger("neon_proxy")
+
+CORS_ALLOW_HEADERS = (
+    "Authorization, Neon-Connection-String, Neon-Raw-Text-Output, Neon-Array-Mode, Neon-Pool-Opt-In, "
+    "Neon-Batch-Read-Only, Neon-Batch-Isolation-Level"
+)
+_NOT_SUPPORTED = b'"query is not supported"'
+_WEBSOCKET_NOT_SUPPORTED = b'"WebSocket connections are not supported by this proxy yet"'
+_RECEIVE_SIZE = 65536
+_MAX_HEADER_BYTES = 64 * 1024
+_MAX_BUFFERED_WHILE_WATCHING = 1024 * 1024
+_CLIENT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+_MIGHT_SWITCH_PROTOCOL = getattr(h11, "MIGHT_SWITCH_PROTOCOL")  # after an Upgrade request's body
+
+
+class _ClientGone(Exception):
+    """The client closed its connection or broke the HTTP protocol mid-request."""
+
+
+class _HttpConnection:
+    """One client connection: its stream and the h11 machine reading it."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER_BYTES)
+        self.must_close = False
+
+    async def receive(self) -> bytes:
+        try:
+            return bytes(await self.stream.receive_some(_RECEIVE_SIZE))
+        except _CLIENT_ERRORS as exc:
+            raise _ClientGone(str(exc)) from exc
+
+    def next_event(self) -> Any:
+        try:
+            return self.h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise _ClientGone(f"bad HTTP from the client: {exc}") from exc
+
+    async def send(self, *events: Any) -> None:
+        data = b"".join(self.h11.send(event) or b"" for event in events)
+        try:
+            await self.stream.send_all(data)
+        except _CLIENT_ERRORS as exc:
+            raise _ClientGone(str(exc)) from exc
+
+
+@attrs.define
+class _Acquisition:
+    conn: PooledConnection | None = None
+    error: Exception | None = None
+
+
+def _header_map(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str | None]:
+    """Lower-case names to the first value; a value that is not visible ASCII maps to None."""
+    result: dict[str, str | None] = {}
+    for name, value in headers:
+        key = name.decode("ascii").lower()
+        if key in result:
+            continue
+        try:
+            text: str | None = value.decode("ascii")
+        except UnicodeDecodeError:
+            text = None
+        result[key] = text
+    return result
+
+
+def _upstream_options(options: str | None) -> str | None:
+    """The ``options`` for Postgres, without Neon's ``endpoint=``/``project=`` routing hints."""
+    if options is None:
+        return None
+    kept = [t for t in options.split() if not t.startswith(("endpoint=", "project="))]
+    return " ".join(kept) or None
+
+
+class ProxyServer:
+    """Neon's SQL-over-HTTP protocol on ``config.listen_host:listen_port``, over a pool of upstreams.
+
+    ``await server.run(task_status=...)`` serves until ``shutdown()``, which stops
+    accepting, lets in-flight requests finish (up to ``shutdown_timeout``) and returns.
+    """
+
+    def __init__(self, config: ProxyConfig) -> None:
+        self.config = config
+        self.pool = UpstreamPool(
+            reset=reset_session,
+            max_per_key=config.pool_max_per_key,
+            max_total=config.pool_max_total,
+            idle_timeout=config.pool_idle_timeout,
+            acquire_timeout=config.connect_timeout,
+            reset_timeout=config.cancel_timeout,
+        )
+        self.port: int | None = None
+        self.in_flight = 0
+        self._stopping = False
+        self._accept_scope: trio.CancelScope | None = None
+        self._connections_scope: trio.CancelScope | None = None
+        self._idle_scopes: set[trio.CancelScope] = set()
+
+    def __repr__(self) -> str:
+        return f"<ProxyServer {self.config.listen_host}:{self.port} in_flight={self.in_flight}>"
+
+    @property
+    def url(self) -> str:
+        """The fetch endpoint clients post to (``http(s)://host:port/sql``)."""
+        scheme = "https" if self.config.tls else "http"
+        return f"{scheme}://{self.config.listen_url_host}:{self.port}/sql"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if not self.config.tls:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        assert self.config.tls_cert is not None
+        ctx.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+        ctx.set_alpn_protocols(["http/1.1"])
+        return ctx
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen and serve until ``shutdown()``; ``task_status.started`` gets the bound port."""
+        ssl_context = self._ssl_context()
+        listeners = await trio.open_tcp_listeners(self.config.listen_port, host=self.config.listen_host)
+        self.port = listeners[0].socket.getsockname()[1]
+        logger.info("neon_proxy listening on %s", self.url)
+        try:
+            async with trio.open_nursery() as outer:
+                await outer.start(self.pool.run)
+                async with trio.open_nursery() as connections:
+                    self._connections_scope = connections.cancel_scope
+                    with trio.CancelScope() as accept_scope:
+                        self._accept_scope = accept_scope
+                        if self._stopping:
+                            accept_scope.cancel()
+                        async with trio.open_nursery() as acceptors:
+                            for listener in listeners:
+                                acceptors.start_soon(self._accept_loop, listener, connections, ssl_context)
+                            task_status.started(self.port)
+                    for listener in listeners:
+                        await trio.aclose_forcefully(listener)
+                    if self.in_flight:
+                        logger.info("stopped accepting; finishing %d in-flight requests", self.in_flight)
+                outer.cancel_scope.cancel()
+        finally:
+            for listener in listeners:
+                await trio.aclose_forcefully(listener)
+            logger.info("neon_proxy on port %s stopped", self.port)
+
+    def shutdown(self) -> None:
+        """Stop accepting and close idle connections; in-flight requests finish, then ``run`` returns.
+
+        A second call stops at once. Call it from the trio thread (``trio.from_thread.run_sync``
+        from others).
+        """
+        if self._stopping:
+            if self._connections_scope is not None:
+                self._connections_scope.cancel()
+            return
+        self._stopping = True
+        logger.info("neon_proxy shutting down")
+        if self._accept_scope is not None:
+            self._accept_scope.cancel()
+        for scope in list(self._idle_scopes):
+            scope.cancel()
+        if self._connections_scope is not None:
+            self._connections_scope.deadline = trio.current_time() + self.config.shutdown_timeout
+
+    async def _accept_loop(
+        self, listener: trio.SocketListener, nursery: trio.Nursery, ssl_context: ssl.SSLContext | None
+    ) -> None:
+        while True:
+            try:
+                stream: trio.abc.Stream = await listener.accept()
+            except OSError as exc:  # e.g. out of file descriptors: back off, keep serving
+                logger.error("accept failed: %s", exc)
+                await trio.sleep(0.1)
+                continue
+            if ssl_context is not None:
+                stream = trio.SSLStream(stream, ssl_context, server_side=True, https_compatible=True)
+            nursery.start_soon(self._serve_connection, stream)
+
+    # ------------------------------------------------------------------ one connection
+
+    async def _serve_connection(self, stream: trio.abc.Stream) -> None:
+        http = _HttpConnection(stream)
+        try:
+            while True:
+                request = await self._read_request_head(http)
+                if request is None:
+                    break
+                self.in_flight += 1
+                try:
+                    await self._handle(http, request)
+                finally:
+                    self.in_flight -= 1
+                conn = http.h11
+                if http.must_close or self._stopping or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    break
+                conn.start_next_cycle()
+        except _ClientGone as exc:
+            logger.debug("client connection ended: %s", exc)
+        except Exception:
+            logger.exception("unexpected error while serving an HTTP connection")
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _receive_idle(self, http: _HttpConnection) -> bytes | None:
+        """The first bytes of the next request; None at keep-alive timeout or shutdown."""
+        with trio.CancelScope(deadline=trio.current_time() + self.config.keepalive_timeout) as scope:
+            self._idle_scopes.add(scope)
+            try:
+                if self._stopping:
+                    return None
+                return await http.receive()
+            finally:
+                self._idle_scopes.discard(scope)
+        return None
+
+    async def _read_request_head(self, http: _HttpConnection) -> h11.Request | None:
+        first = True
+        while True:
+            try:
+                event = http.next_event()
+            except _ClientGone as exc:
+                await self._answer_protocol_error(http, exc)
+                return None
+            if event is h11.NEED_DATA:
+                if first and not http.h11.trailing_data[0]:
+                    data = await self._receive_idle(http)
+                    if data is None:
+                        return None
+                else:
+                    with trio.move_on_after(self.config.request_timeout):
+                        data = await http.receive()
+                        http.h11.receive_data(data)
+                        first = False
+                        continue
+                    return None
+                http.h11.receive_data(data)
+                first = False
+                continue
+            if isinstance(event, h11.Request):
+                return event
+            return None  # ConnectionClosed
+
+    async def _answer_protocol_error(self, http: _HttpConnection, exc: _ClientGone) -> None:
+        cause = exc.__cause__
+        if http.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE) or not isinstance(cause, h11.RemoteProtocolError):
+            return
+        http.must_close = True
+        try:
+            await self._respond(http, str(uuid.uuid4()), cause.error_status_hint, error_json(str(cause)))
+        except _ClientGone:
+            pass
+
+    async def _read_body(self, http: _HttpConnection, request: h11.Request) -> bytes:
+        limit = self.config.max_request_size
+        length = _content_length(request)
+        if length is not None and length > limit:
+            raise RequestError(413, f"request is too large (max is {limit} bytes)")
+        if http.h11.they_are_waiting_for_100_continue:
+            await http.send(h11.InformationalResponse(status_code=100, headers=[]))
+        chunks: list[bytes] = []
+        size = 0
+        with trio.fail_after(self.config.request_timeout):
+            while True:
+                event = http.next_event()
+                if event is h11.NEED_DATA:
+                    http.h11.receive_data(await http.receive())
+                elif isinstance(event, h11.Data):
+                    size += len(event.data)
+                    if size > limit:
+                        raise RequestError(413, f"request is too large (max is {limit} bytes)")
+                    chunks.append(bytes(event.data))
+                elif isinstance(event, h11.EndOfMessage):
+                    return b"".join(chunks)
+                else:
+                    raise _ClientGone("the client closed the connection mid-request")
+
+    async def _discard_body(self, http: _HttpConnection) -> None:
+        """Read what is left of the request body (bounded), so the connection can go on.
+
+        If too much is left, or it takes too long, the connection is closed after the response.
+        """
+        budget = 8 * self.config.max_request_size
+        with trio.move_on_after(self.config.request_timeout):
+            try:
+                while http.h11.their_state is h11.SEND_BODY:
+                    event = http.next_event()
+                    if event is h11.NEED_DATA:
+                        if http.h11.they_are_waiting_for_100_continue:
+                            break  # never told to send it: nothing more will come
+                        http.h11.receive_data(await http.receive())
+                    elif isinstance(event, h11.Data):
+                        budget -= len(event.data)
+                        if budget < 0:
+                            break
+                    else:
+                        break
+            except _ClientGone:
+                pass
+        if http.h11.their_state is not h11.DONE and http.h11.their_state is not _MIGHT_SWITCH_PROTOCOL:
+            http.must_close = True
+
+    async def _respond(
+        self,
+        http: _HttpConnection,
+        request_id: str,
+        status: int,
+        body: bytes,
+        extra_headers: Iterable[tuple[bytes, bytes]] = (),
+        *,
+        content_type: bytes | None = b"application/json",
+    ) -> None:
+        headers: list[tuple[bytes, bytes]] = []
+        if content_type is not None:
+            headers.append((b"content-type", content_type))
+        headers += [
+            (b"content-length", str(len(body)).encode()),
+            (b"neon-request-id", request_id.encode()),
+            (b"access-control-allow-origin", b"*"),
+            *extra_headers,
+        ]
+        if http.must_close or self._stopping:
+            headers.append((b"connection", b"close"))
+        await http.send(h11.Response(status_code=status, headers=headers), h11.Data(data=body), h11.EndOfMessage())
+
+    # ------------------------------------------------------------------ one request
+
+    async def _handle(self, http: _HttpConnection, request: h11.Request) -> None:
+        started = trio.current_time()
+        request_id = str(uuid.uuid4())
+        headers = _header_map(request.headers)
+        path = request.target.split(b"?", 1)[0]
+        method = request.method
+        status: int
+        if "websocket" in (headers.get("upgrade") or "").lower():
+            # The WebSocket transport (any path) is not served yet.
+            await self._discard_body(http)
+            status = 400
+            await self._respond(http, request_id, status, _WEBSOCKET_NOT_SUPPORTED)
+        elif path == b"/sql" and method == b"POST":
+            status = await self._handle_sql(http, request, headers, request_id)
+        elif path == b"/sql" and method == b"OPTIONS":
+            await self._discard_body(http)
+            status = 200
+            cors = [
+                (b"allow", b"OPTIONS, POST"),
+                (b"access-control-allow-headers", CORS_ALLOW_HEADERS.encode()),
+                (b"access-control-max-age", b"86400"),
+            ]
+            await self._respond(http, request_id, status, b"", cors, content_type=None)
+        else:
+            await self._discard_body(http)
+            status = 400
+            await self._respond(http, request_id, status, _NOT_SUPPORTED)
+        logger.info(
+            "%s %s -> %d in %.1f ms (request %s)",
+            method.decode("ascii", "replace"),
+            path.decode("ascii", "replace"),
+            status,
+            (trio.current_time() - started) * 1000,
+            request_id,
+        )
+
+    async def _refuse(self, http: _HttpConnection, request_id: str, exc: RequestError) -> int:
+        if exc.status == 413:
+            await self._discard_body(http)
+        elif http.h11.their_state is h11.SEND_BODY:
+            await self._discard_body(http)
+        await self._respond(http, request_id, exc.status, error_json(exc.message))
+        return exc.status
+
+    def _connect(self, info: ConnInfo) -> tuple[PoolKey, Callable[[], Any]]:
+        upstream = self.config.upstream_for(info.endpoint)
+        if upstream is None:
+            logger.info("no upstream for endpoint %r", info.endpoint)
+            raise RequestError(400, f"password authentication failed for user '{info.user}'")
+        try:
+            params = upstream.with_(
+                user=info.user,
+                password=info.password,
+                database=info.database,
+                options=_upstream_options(info.options),
+                connect_timeout=self.config.connect_timeout,
+            )
+        except ProgrammingError as exc:
+            raise RequestError(400, str(exc)) from None
+        cancel_timeout = self.config.cancel_timeout
+
+        async def connect() -> UpstreamClient:
+            client = UpstreamClient.from_params(params, registry=PlainTextRegistry(), cancel_timeout=cancel_timeout)
+            await client.connect()
+            return client
+
+        key = PoolKey.build(info.endpoint, info.database, info.user, info.password, info.options)
+        return key, connect
+
+    async def _handle_sql(
+        self, http: _HttpConnection, request: h11.Request, headers: dict[str, str | None], request_id: str
+    ) -> int:
+        try:
+            info = parse_conn_info(headers)
+            options = parse_request_options(headers)
+            key, connect = self._connect(info)
+        except RequestError as exc:
+            return await self._refuse(http, request_id, exc)
+
+        # Read the body while the upstream connection is acquired.
+        acquisition = _Acquisition()
+
+        async def acquire() -> None:
+            try:
+                acquisition.conn = await self.pool.acquire(key, connect)
+            except Error as exc:
+                acquisition.error = exc
+            except OSError as exc:
+                acquisition.error = exc
+
+        refused: RequestError | None = None
+        payload: Payload | None = None
+        gone = False
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(acquire)
+            try:
+                payload = parse_payload(await self._read_body(http, request))
+            except RequestError as exc:
+                refused = exc
+                nursery.cancel_scope.cancel()
+            except (_ClientGone, trio.TooSlowError):
+                gone = True
+                nursery.cancel_scope.cancel()
+        conn = acquisition.conn
+        if gone or refused is not None:
+            if conn is not None:
+                await self.pool.release(conn, reusable=True)
+            if gone:
+                http.must_close = True
+                return 400
+            assert refused is not None
+            return await self._refuse(http, request_id, refused)
+        if conn is None:
+            error = acquisition.error
+            status, body = _connect_error(error)
+            logger.info("connecting to endpoint %r as %r failed: %s", info.endpoint, info.user, error)
+            await self._respond(http, request_id, status, body)
+            return status
+        assert payload is not None
+        return await self._run_queries(http, request_id, conn, payload, options)
+
+    async def _run_queries(
+        self, http: _HttpConnection, request_id: str, conn: PooledConnection, payload: Payload, options: Any
+    ) -> int:
+        client = conn.client
+        assert isinstance(client, UpstreamClient)
+        limit = self.config.max_response_size
+        too_large = trio.Event()
+        budget = ResponseBudget(limit, too_large.set)
+        reasons: list[str] = []
+        outcome: QueryOutcome | None = None
+        work = trio.CancelScope()
+
+        def stop(reason: str) -> None:
+            if not reasons:
+                reasons.append(reason)
+                work.cancel()
+
+        async with trio.open_nursery() as watchers:
+            watchers.start_soon(self._watch_client, http, stop)
+            watchers.start_soon(_stop_when, too_large, stop, "too large")
+            with work:
+                try:
+                    outcome = await run_payload(client, payload, options, budget)
+                except Error as exc:
+                    outcome = QueryOutcome(error=exc)
+                except Exception:
+                    logger.exception("unexpected error running a request's queries (request %s)", request_id)
+                    outcome = QueryOutcome(conversion_failed=True)
+            watchers.cancel_scope.cancel()
+
+        healthy = not client.closed and client.session.idle
+        extra: list[tuple[bytes, bytes]] = []
+        if reasons and reasons[0] == "client":
+            logger.info("client went away during the query; it was cancelled (request %s)", request_id)
+            http.must_close = True
+            status, body, reusable = 400, error_json(CANCELLED_MESSAGE, code="08P01"), healthy
+        elif budget.exceeded or (outcome is not None and outcome.body is not None and len(outcome.body) > limit):
+            status, body, reusable = 507, error_json(f"response is too large (max is {limit} bytes)"), healthy
+        elif outcome is None or outcome.conversion_failed:
+            status, body, reusable = 500, error_json("could not parse postgres response"), False
+        elif outcome.error is not None:
+            error = outcome.error
+            if error.diag.code:
+                status, body = 400, pg_error_json(error.diag, str(error))
+            else:
+                status, body = 500, error_json(str(error))
+            # A failed single query's connection is dropped; a batch's is kept once rolled back.
+            reusable = healthy and payload.batch and outcome.rolled_back
+        else:
+            assert outcome.body is not None
+            status, body, reusable = 200, outcome.body.encode("utf-8"), healthy
+            if payload.batch:
+                if options.isolation_level is not None:
+                    extra.append((b"neon-batch-isolation-level", options.isolation_level.encode()))
+                if options.read_only:
+                    extra.append((b"neon-batch-read-only", b"true"))
+                if options.deferrable:
+                    extra.append((b"neon-batch-deferrable", b"true"))
+        try:
+            await self._respond(http, request_id, status, body, extra)
+        finally:
+            await self.pool.release(conn, reusable=reusable)
+        return status
+
+    async def _watch_client(self, http: _HttpConnection, stop: Callable[[str], None]) -> None:
+        """While queries run: a client that closes its connection stops them."""
+        try:
+            while True:
+                data = await http.stream.receive_some(_RECEIVE_SIZE)
+                if not data:
+                    break
+                http.h11.receive_data(bytes(data))  # a pipelined request: kept for later
+                if len(http.h11.trailing_data[0]) > _MAX_BUFFERED_WHILE_WATCHING:
+                    return
+        except _CLIENT_ERRORS:
+            pass
+        stop("client")
+
+
+async def _stop_when(event: trio.Event, stop: Callable[[str], None], reason: str) -> None:
+    await event.wait()
+    stop(reason)
+
+
+def _content_length(request: h11.Request) -> int | None:
+    for name, value in request.headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _connect_error(error: Exception | None) -> tuple[int, bytes]:
+    """Status and body for a failed connect: the user's fault (auth, database) is 400, the rest 500."""
+    if isinstance(error, Error) and error.diag.code:
+        code = error.diag.code
+        status = 400 if code.startswith("28") or code == "3D000" else 500
+        return status, pg_error_json(error.diag, str(error))
+    return 500, error_json(str(error) if error is not None else "could not connect to the database")
+
+
+async def serve(config: ProxyConfig, *, task_status: trio.TaskStatus[ProxyServer] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run a proxy for ``config`` until cancelled; ``task_status.started`` gets the server."""
+    server = ProxyServer(config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        task_status.started(server)
