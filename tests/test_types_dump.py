@@ -504,3 +504,30 @@ def test_hstore_round_trip(value: dict[str, str | None]) -> None:
 def test_point_round_trip(x: float, y: float) -> None:
     oid, _, data = dump(Point(x, y))
     assert load(oid, data) == Point(x, y)
+
+
+# --- value classes ------------------------------------------------------------------------------
+
+
+def test_range_contains_respects_bounds() -> None:
+    r = Range(1, 5)
+    assert 1 in r and 4 in r and 5 not in r and 0 not in r
+    assert 5 in Range(1, 5, "[]") and 1 not in Range(1, 5, "(]")
+    assert 10**9 in Range(1, None) and -(10**9) in Range(None, 5)
+    assert 3 not in Range.empty()
+
+
+def test_range_properties_and_validation() -> None:
+    assert Range(None, 5, "()").lower_inf and not Range(None, 5, "()").upper_inf
+    assert Range(1, 5, "[]").lower_inc and Range(1, 5, "[]").upper_inc
+    assert not Range(None, 5, "[)").lower_inc
+    assert not Range.empty() and Range(1, 2)
+    assert Range(1, 2, isempty=True) == Range.empty()
+    with pytest.raises(ValueError):
+        Range(1, 2, "[[")
+
+
+def test_geometry_values_coerce_numbers_to_float() -> None:
+    assert Point(1, 2) == Point(1.0, 2.0)
+    assert Circle(Point(0, 0), 1).radius == 1.0
+    assert Path([Point(0, 0)]).points == (Point(0, 0),)
