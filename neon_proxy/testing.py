@@ -139,6 +139,13 @@ class DevStack:
         return self.proxy.url
 
     @property
+    def port(self) -> int:
+        """The proxy's port."""
+        if self.proxy is None:
+            raise RuntimeError("the DevStack is not started")
+        return self.proxy.port
+
+    @property
     def server(self) -> ProxyServer:
         """The running proxy server (its pool, its settings)."""
         if self.proxy is None:
