@@ -339,7 +339,7 @@ def test_websocket_upgrade_is_refused_for_now(proxy: DevStack) -> None:
 def test_batch_isolation_levels_are_applied_and_echoed(sql: Sql, level: str, shown: str) -> None:
     response = sql.post(
         {"queries": [{"query": "SHOW transaction_isolation"}, {"query": "SELECT 1 AS one", "arrayMode": False}]},
-        **{"Neon-Batch-Isolation-Level": level},
+        **{"Neon-Batch-Isolation-Level": level},  # type: ignore[arg-type]
     )
     assert response.status == 200
     assert response.headers["neon-batch-isolation-level"] == level
@@ -352,7 +352,7 @@ def test_batch_isolation_levels_are_applied_and_echoed(sql: Sql, level: str, sho
 
 def test_batch_read_only_rejects_writes_and_rolls_back(db_sql: Sql) -> None:
     db_sql.ok("CREATE TABLE t (n int)")
-    flags = {"Neon-Batch-Read-Only": "true", "Neon-Batch-Deferrable": "true", "Neon-Batch-Isolation-Level": "Serializable"}
+    flags: dict[str, Any] = {"Neon-Batch-Read-Only": "true", "Neon-Batch-Deferrable": "true", "Neon-Batch-Isolation-Level": "Serializable"}
     shown = db_sql.post({"queries": [{"query": "SHOW transaction_read_only"}, {"query": "SHOW transaction_deferrable"}]}, **flags)
     assert shown.status == 200
     assert [r["rows"] for r in shown.json["results"]] == [[["on"]], [["on"]]]
