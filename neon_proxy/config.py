@@ -50,6 +50,9 @@ def _upstream_params(url: str, what: str) -> ConnectionParams:
         params = parse_connection_string(url, env=None)
     except ProgrammingError as exc:
         raise ValueError(f"invalid {what}: {exc}") from None
+    if params.user is not None or params.password is not None or params.database is not None:
+        # They would be ignored (each request brings its own), and could leak into a repr.
+        raise ValueError(f"invalid {what}: give only host, port and TLS settings; credentials come from each request")
     kept = {name: getattr(params, name) for name in _UPSTREAM_KEEP}
     return ConnectionParams(**kept, channel_binding=params.channel_binding)
 

@@ -392,6 +392,10 @@ class Client:
         """UNLISTEN a channel, or all of them."""
         await self.query("UNLISTEN *" if channel == "*" else f"UNLISTEN {_quote_ident(channel)}")
 
+    async def notify(self, channel: str, payload: str = "") -> None:
+        """NOTIFY a channel with a payload."""
+        await self.query("SELECT pg_notify($1, $2)", [channel, payload])
+
     async def wait_notification(self, timeout: float | None = None) -> Notification | None:
         """The next notification, waiting up to ``timeout`` seconds (None: forever); None on timeout.
 

@@ -528,3 +528,27 @@ def test_https_proxy(pg: EmbeddedPostgres) -> None:
 def test_databases_are_separate_pool_keys(proxy: DevStack, fresh_db: str) -> None:
     assert Sql(proxy, database=fresh_db).rows("SELECT current_database()") == [[fresh_db]]
     assert Sql(proxy).rows("SELECT current_database()") == [["postgres"]]
+
+
+def test_malformed_http_gets_400_and_the_proxy_keeps_serving(proxy: DevStack, sql: Sql) -> None:
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert sql.rows("SELECT 1") == [["1"]]
+
+
+def test_pipelined_requests_on_one_connection(proxy: DevStack, sql: Sql) -> None:
+    def raw_request(n: int) -> bytes:
+        body = json.dumps({"query": f"SELECT {n} AS n"}).encode()
+        head = f"POST /sql HTTP/1.1\r\nHost: x\r\nNeon-Connection-String: {sql.url}\r\nNeon-Array-Mode: true\r\nContent-Length: {len(body)}\r\n\r\n"
+        return head.encode() + body
+
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.sendall(raw_request(1) + raw_request(2))
+        received = b""
+        while received.count(b'"rows":') < 2:
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+    assert received.index(b'"rows":[[1]]') < received.index(b'"rows":[[2]]')

@@ -256,3 +256,6 @@ def test_config_routes_endpoints_before_the_default_upstream() -> None:
     assert ProxyConfig(endpoints={"only": "postgres://h:1"}).upstream_for("other") is None
     with pytest.raises(ValueError):
         ProxyConfig(upstream="mysql://x")
+    with pytest.raises(ValueError, match="credentials come from each request") as info:
+        ProxyConfig(upstream="postgres://admin:s3cret@db:5432/postgres")
+    assert "s3cret" not in str(info.value)
