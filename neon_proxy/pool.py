@@ -177,7 +177,8 @@ class UpstreamPool:
                 conn = bucket.idle.pop()
                 conn.taken = True
                 conn.watch_scope.cancel()
-                await conn.watch_done.wait()
+                with trio.CancelScope(shield=True):  # taken now: must not be lost to a cancellation
+                    await conn.watch_done.wait()
                 if conn.dead or conn.client.closed:
                     await self._discard(conn)
                     continue

@@ -256,31 +256,29 @@ class ProxyServer:
         return None
 
     async def _read_request_head(self, http: _HttpConnection) -> h11.Request | None:
-        first = True
+        """The next request's head; None when the client is done (or idle too long, or we stop)."""
+        waiting_for_new_request = True
         while True:
             try:
                 event = http.next_event()
             except _ClientGone as exc:
                 await self._answer_protocol_error(http, exc)
                 return None
-            if event is h11.NEED_DATA:
-                if first and not http.h11.trailing_data[0]:
-                    data = await self._receive_idle(http)
-                    if data is None:
-                        return None
-                else:
-                    with trio.move_on_after(self.config.request_timeout):
-                        data = await http.receive()
-                        http.h11.receive_data(data)
-                        first = False
-                        continue
-                    return None
-                http.h11.receive_data(data)
-                first = False
-                continue
             if isinstance(event, h11.Request):
                 return event
-            return None  # ConnectionClosed
+            if event is not h11.NEED_DATA:
+                return None  # ConnectionClosed
+            data: bytes | None
+            if waiting_for_new_request and not http.h11.trailing_data[0]:
+                data = await self._receive_idle(http)
+            else:
+                data = None
+                with trio.move_on_after(self.config.request_timeout):
+                    data = await http.receive()
+            if data is None:
+                return None
+            http.h11.receive_data(data)
+            waiting_for_new_request = False
 
     async def _answer_protocol_error(self, http: _HttpConnection, exc: _ClientGone) -> None:
         cause = exc.__cause__
