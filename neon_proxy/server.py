@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import ssl
 import uuid
-from typing import Any, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 import attrs
 import h11
@@ -33,6 +33,7 @@ from neon_proxy.request import (
 )
 from neon_proxy.response import CANCELLED_MESSAGE, error_json, pg_error_json
 from neon_proxy.upstream import PlainTextRegistry, QueryOutcome, UpstreamClient, reset_session, run_payload
+from neon_trio import Client
 
 __all__ = ["ProxyServer", "serve", "CORS_ALLOW_HEADERS"]
 
@@ -401,14 +402,13 @@ class ProxyServer:
         )
 
     async def _refuse(self, http: _HttpConnection, request_id: str, exc: RequestError) -> int:
-        if exc.status == 413:
-            await self._discard_body(http)
-        elif http.h11.their_state is h11.SEND_BODY:
+        if http.h11.their_state is h11.SEND_BODY:
             await self._discard_body(http)
         await self._respond(http, request_id, exc.status, error_json(exc.message))
         return exc.status
 
-    def _connect(self, info: ConnInfo) -> tuple[PoolKey, Callable[[], Any]]:
+    def _connect(self, info: ConnInfo) -> tuple[PoolKey, Callable[[], Awaitable[Client]]]:
+        """The pool key and the connect function for a request's endpoint and credentials."""
         upstream = self.config.upstream_for(info.endpoint)
         if upstream is None:
             logger.info("no upstream for endpoint %r", info.endpoint)
@@ -425,7 +425,7 @@ class ProxyServer:
             raise RequestError(400, str(exc)) from None
         cancel_timeout = self.config.cancel_timeout
 
-        async def connect() -> UpstreamClient:
+        async def connect() -> Client:
             client = UpstreamClient.from_params(params, registry=PlainTextRegistry(), cancel_timeout=cancel_timeout)
             await client.connect()
             return client
