@@ -174,6 +174,10 @@ def run(
     cancel the query) and the operation runs on to its end; without ``on_timeout`` a
     timeout raises OperationalError and the connection is closed.
     """
+    # The deadline is applied as a socket timeout: put the caller's back afterwards, or
+    # it would cut short the next operation.
+    restore_timeout = deadline is not None
+    previous_timeout = transport.sock.gettimeout() if restore_timeout else None
     try:
         out = op.send(None)
         while True:
@@ -214,4 +218,7 @@ def run(
     except Exception:
         transport.close()
         raise
+    finally:
+        if restore_timeout and not transport.closed:
+            transport.sock.settimeout(previous_timeout)
 
