@@ -81,10 +81,10 @@ class TrioTransport:
         cannot finish by then leaves the stream in an unknown state, so the transport is
         closed. Large writes keep reading (into ``conn``) so neither side's buffer deadlocks.
         """
-        deadline = trio.current_effective_deadline()
+        deadline = trio.current_effective_deadline()  # -inf when already cancelled
         with trio.CancelScope(shield=True) as scope:
-            if not math.isinf(deadline):
-                scope.deadline = deadline + SEND_GRACE
+            if deadline != math.inf:
+                scope.deadline = max(deadline, trio.current_time()) + SEND_GRACE
             try:
                 if len(data) <= _SMALL_SEND or conn is None:
                     await self.stream.send_all(data)

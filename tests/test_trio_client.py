@@ -250,3 +250,19 @@ def test_server_terminating_the_session_is_seen_by_an_idle_watcher(pg: EmbeddedP
             assert client.closed
 
     run(main)
+
+
+def test_query_in_an_already_cancelled_scope_leaves_the_connection_usable(pg: EmbeddedPostgres) -> None:
+    async def main() -> None:
+        async with Client(pg.dsn(sslmode="disable")) as client:
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await client.query("SELECT pg_sleep(10)")
+            assert scope.cancelled_caught
+            assert not client.closed
+            assert (await client.query("SELECT 6 AS n")).rows == [{"n": 6}]
+            with trio.move_on_after(0):
+                await client.query("SELECT pg_sleep(10)")
+            assert (await client.query("SELECT 7 AS n")).rows == [{"n": 7}]
+
+    run(main)
