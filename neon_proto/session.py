@@ -701,7 +701,9 @@ class Session:
             elif cls is ev.EmptyQueryResponse:
                 results.append(Result(()))
             elif cls is ev.ErrorResponse:
-                error = event.to_exception()
+                # The first error wins: after our CopyFail the server's 57014 is only its echo.
+                if error is None:
+                    error = event.to_exception()
             elif cls is ev.ReadyForQuery:
                 if error is not None:
                     raise error
