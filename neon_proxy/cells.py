@@ -242,11 +242,14 @@ class TextCellRegistry:
         """A loader giving the cell's JSON text (or its plain text, for a pending type)."""
         known = self.known_arrays
         convert = converter_for(oid, raw=self.raw, is_array=(known.__getitem__ if oid in known else None))
-        charge = self.budget.charge
+        budget = self.budget
+        charge = budget.charge
         if convert is None:
             self.pending.add(oid)
 
             def load_pending(data: bytes) -> str:
+                if budget.exceeded:
+                    return ""
                 text = data.decode("utf-8", "replace")
                 charge(len(text) + 3)
                 return text
@@ -254,6 +257,8 @@ class TextCellRegistry:
             return load_pending
 
         def load(data: bytes) -> str:
+            if budget.exceeded:
+                return "null"  # the response is refused anyway: keep nothing while the rest drains
             text = data.decode("utf-8", "replace")
             try:
                 fragment = convert(text)
