@@ -291,16 +291,20 @@ class Client:
         transport = self._transport
         assert transport is not None
         session = self._session
-        failure: str | None = None
         try:
             for chunk in _chunks(data):
                 transport.sock.sendall(session.copy_in_data(chunk))
         except OSError as exc:
             transport.close()
             raise ConnectionClosed(f"the connection was lost during COPY: {exc}") from exc
+        except KeyboardInterrupt:
+            self._abandon()
+            raise
         except BaseException as exc:
-            failure = f"client error: {type(exc).__name__}"
-            self._run(session.copy_in_finish(failure)) if not isinstance(exc, KeyboardInterrupt) else None
+            try:
+                self._run(session.copy_in_finish(f"client error: {type(exc).__name__}"))
+            except Error:
+                pass  # the server's answer to our CopyFail: the caller's own error is the one to raise
             raise
         result: Result = self._run(session.copy_in_finish(None))
         return result.row_count or 0
