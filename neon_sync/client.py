@@ -313,13 +313,22 @@ class Client:
         """COPY ... TO STDOUT: an iterator of data chunks, read as they arrive."""
         start = self._run(self._session.copy_start(sql))
         if not isinstance(start, ev.CopyOutResponse):
-            self._run(self._session.copy_in_finish("copy_to() needs COPY ... TO STDOUT"))
+            try:
+                self._run(self._session.copy_in_finish("copy_to() needs COPY ... TO STDOUT"))
+            except Error:
+                pass  # the server's answer to our CopyFail
             raise ProgrammingError("copy_to() needs a COPY ... TO STDOUT statement")
         while True:
             chunk = self._run(self._session.copy_out_chunk())
             if chunk is None:
                 return
-            yield chunk
+            try:
+                yield chunk
+            except GeneratorExit:
+                # The caller stopped early: read the rest, so the connection can run queries again.
+                if not self.closed:
+                    self._drain_copy_out()
+                raise
 
     def _drain_copy_out(self) -> None:
         while self._run(self._session.copy_out_chunk()) is not None:
