@@ -213,12 +213,16 @@ def http_param(value: Any, registry: Any = None) -> str | None:
 # --------------------------------------------------------------------------- requests
 
 
+def _as_tuple(values: Iterable[Any]) -> tuple[Any, ...]:
+    return values if type(values) is tuple else tuple(values)
+
+
 @attrs.frozen
 class HTTPQuery:
     """One statement with ``$n`` placeholders, its parameters, and per-query options."""
 
     text: str
-    params: tuple[Any, ...] = attrs.field(default=(), converter=tuple, repr=lambda p: f"<{len(p)} params>")
+    params: tuple[Any, ...] = attrs.field(default=(), converter=_as_tuple, repr=lambda p: f"<{len(p)} params>")
     array_mode: bool | None = None
     full_results: bool | None = None
     types: Any = None

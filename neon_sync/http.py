@@ -50,19 +50,40 @@ AuthToken = str | Callable[[], str]
 FetchEndpoint = str | Callable[[str, int], str]
 
 _SMALL_SEND = 256 * 1024
-_RECV_SIZE = 256 * 1024
+_MAX_RECV_SIZE = 1024 * 1024
 
 
 class _HTTPConnection:
     """A socket to one endpoint and the h11-based machine that speaks on it."""
 
-    __slots__ = ("endpoint", "sock", "machine", "idle_since")
+    __slots__ = ("endpoint", "sock", "machine", "idle_since", "_timeout", "_recv_size")
 
     def __init__(self, endpoint: Endpoint, sock: socket.socket, machine: FetchConnection) -> None:
         self.endpoint = endpoint
         self.sock = sock
         self.machine = machine
         self.idle_since = 0.0
+        self._timeout: float | None = None
+        self._recv_size = 65536
+
+    def set_deadline(self, deadline: float | None) -> None:
+        """Make the next blocking call end at ``deadline``; no syscall when nothing changes."""
+        if deadline is None:
+            if self._timeout is not None:
+                self.sock.settimeout(None)
+                self._timeout = None
+            return
+        timeout = _remaining(deadline)
+        self.sock.settimeout(timeout)
+        self._timeout = timeout
+
+    def recv(self) -> bytes:
+        """Bytes from the server, b"" at EOF. The read size grows while reads come back full."""
+        size = self._recv_size
+        data = self.sock.recv(size)
+        if len(data) == size and size < _MAX_RECV_SIZE:
+            self._recv_size = size * 4
+        return data
 
     def is_alive(self) -> bool:
         """Whether an idle connection is still open: it must have nothing to read.
@@ -88,6 +109,7 @@ class _HTTPConnection:
                 return True
             finally:
                 sock.setblocking(True)
+                self._timeout = None
         except (OSError, ValueError):
             return False
         return False  # EOF or unexpected data
@@ -473,7 +495,7 @@ class NeonHTTP:
         sock = conn.sock
         machine = conn.machine
         if len(data) <= _SMALL_SEND:
-            sock.settimeout(_remaining(deadline))
+            conn.set_deadline(deadline)
             try:
                 sent = sock.send(data)
             except socket.timeout:
@@ -497,8 +519,8 @@ class NeonHTTP:
                 if event is not NEED_DATA:
                     result: FetchResponse = event
                     return result
-                sock.settimeout(_remaining(deadline))
-                machine.receive_data(sock.recv(_RECV_SIZE))
+                conn.set_deadline(deadline)
+                machine.receive_data(conn.recv())
         except socket.timeout:
             raise
         except Error:
@@ -521,7 +543,7 @@ class NeonHTTP:
                     raise socket.timeout()
                 if readable:
                     try:
-                        chunk = sock.recv(_RECV_SIZE)
+                        chunk = conn.recv()
                     except (ssl.SSLWantReadError, BlockingIOError):
                         chunk = None
                     except OSError as exc:
@@ -547,6 +569,7 @@ class NeonHTTP:
                     view = view[n:]
         finally:
             sock.setblocking(True)
+            conn._timeout = None
         return None
 
     def _read_after_reset(self, conn: _HTTPConnection, error: OSError, deadline: float | None) -> FetchResponse:
@@ -559,8 +582,8 @@ class NeonHTTP:
                     machine.close()
                     result: FetchResponse = event
                     return result
-                conn.sock.settimeout(_remaining(deadline))
-                machine.receive_data(conn.sock.recv(_RECV_SIZE))
+                conn.set_deadline(deadline)
+                machine.receive_data(conn.recv())
         except (OSError, Error):
             raise ConnectionClosed(f"the connection to the server was lost while sending: {error}") from error
 

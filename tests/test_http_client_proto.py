@@ -332,7 +332,7 @@ def test_a_later_duplicate_column_name_wins() -> None:
 
 
 def test_full_results_give_a_result() -> None:
-    payload = result([field("n", 23, table=16384, column=2, size=4)], [["5"]])
+    payload: dict[str, Any] = result([field("n", 23, table=16384, column=2, size=4)], [["5"]])
     res = roundtrip(HTTPQuery("SELECT ...", full_results=True), payload)
     assert isinstance(res, Result)
     assert res.rows == [{"n": 5}]
@@ -363,7 +363,7 @@ def test_transaction_options_sit_between_query_and_settings() -> None:
 
 
 def test_command_and_row_count_without_rows() -> None:
-    payload = {"fields": [], "rows": [], "command": "CREATE", "rowCount": None, "rowAsArray": True}
+    payload: dict[str, Any] = {"fields": [], "rows": [], "command": "CREATE", "rowCount": None, "rowAsArray": True}
     res = roundtrip(HTTPQuery("CREATE TABLE t ()", full_results=True), payload)
     assert (res.command, res.row_count, res.rows) == ("CREATE", None, [])
 
