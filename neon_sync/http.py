@@ -135,12 +135,15 @@ class NeonQuery:
     """A query built by ``sql.query()``: run it with ``execute()`` (each call runs it again),
     or pass it to ``sql.transaction()``."""
 
-    __slots__ = ("_sql", "http_query", "timeout")
+    __slots__ = ("_sql", "http_query", "timeout", "_auth_token")
 
-    def __init__(self, sql: NeonHTTP, http_query: HTTPQuery, timeout: float | None = None) -> None:
+    def __init__(
+        self, sql: NeonHTTP, http_query: HTTPQuery, timeout: float | None = None, auth_token: AuthToken | None = None
+    ) -> None:
         self._sql = sql
         self.http_query = http_query
         self.timeout = timeout
+        self._auth_token = auth_token
 
     @property
     def text(self) -> str:
@@ -154,7 +157,7 @@ class NeonQuery:
 
     def execute(self) -> Any:
         """Send the query and return its rows (or its ``Result`` with ``full_results``)."""
-        return self._sql._run_query(self.http_query, None, self.timeout)
+        return self._sql._run_query(self.http_query, self._auth_token, self.timeout)
 
     def __repr__(self) -> str:
         return f"<NeonQuery {self.http_query.text[:60]!r} params={len(self.http_query.params)}>"
@@ -282,9 +285,15 @@ class NeonHTTP:
         full_results: bool | None = None,
         types: Any = None,
         timeout: float | None = None,
+        auth_token: AuthToken | None = None,
     ) -> NeonQuery:
-        """A query to ``execute()`` later or to pass to ``transaction()``; nothing is sent yet."""
-        return NeonQuery(self, HTTPQuery(text, _params(params), array_mode, full_results, types), timeout)
+        """A query to ``execute()`` later or to pass to ``transaction()``; nothing is sent yet.
+
+        ``timeout`` and ``auth_token`` apply when it runs alone: in a transaction, the
+        transaction's timeout and the ``neon()``-level token apply, as in the JS driver.
+        """
+        query = HTTPQuery(text, _params(params), array_mode, full_results, types)
+        return NeonQuery(self, query, timeout, auth_token)
 
     def transaction(
         self,
@@ -423,9 +432,9 @@ class NeonHTTP:
         now = time.monotonic()
         stale: list[_HTTPConnection] = []
         found: _HTTPConnection | None = None
+        if self._pid != os.getpid():
+            self._after_fork()
         with self._lock:
-            if self._pid != os.getpid():
-                self._after_fork()
             idle = self._idle.get(endpoint)
             while idle:
                 conn = idle.pop()
@@ -450,10 +459,17 @@ class NeonHTTP:
         conn.close()
 
     def _after_fork(self) -> None:
-        """In a child process: forget the parent's connections without touching them."""
-        self._idle.clear()
-        self._pid = os.getpid()
+        """In a child process: drop the parent's connections (closing our copies of the
+        descriptors leaves the parent's untouched) and the lock another thread may hold."""
         self._lock = threading.Lock()
+        self._pid = os.getpid()
+        conns = [c for lst in self._idle.values() for c in lst]
+        self._idle = {}
+        for conn in conns:
+            try:
+                conn.sock.close()
+            except OSError:  # pragma: no cover
+                pass
 
     def _connect(self, endpoint: Endpoint, deadline: float | None) -> _HTTPConnection:
         host, port = endpoint.host, endpoint.port

@@ -635,3 +635,41 @@ def test_table_columns_carry_table_oid_and_column_number(db_sql: NeonHTTP, pg: E
     res = db_sql("SELECT name, id FROM items", full_results=True)
     (table_oid,) = db_sql("SELECT 'items'::regclass::oid AS o", array_mode=True)[0]
     assert [(f.name, f.table_oid, f.column_id) for f in res.fields] == [("name", table_oid, 2), ("id", table_oid, 1)]
+
+
+# --------------------------------------------------------------------------- endpoints and processes
+
+
+def test_fetch_endpoint_as_a_function(proxy: Any) -> None:
+    seen: list[tuple[str, int]] = []
+
+    def endpoint(host: str, port: int) -> str:
+        seen.append((host, port))
+        return str(proxy.url)
+
+    with neon(proxy.database_url(host="ep-fn.localhost"), fetch_endpoint=endpoint) as s:
+        assert s("SELECT 1 AS n") == [{"n": 1}]
+    assert seen == [("ep-fn.localhost", proxy.pg.port)]
+
+
+def test_a_forked_child_opens_its_own_connection(forwarder: Forwarder, proxy: Any) -> None:
+    import os
+
+    with neon(proxy.database_url(), fetch_endpoint=forwarder.url()) as s:
+        assert s("SELECT 1 AS n") == [{"n": 1}]
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                ok = s("SELECT 2 AS n") == [{"n": 2}] and s.connections_opened == 2
+                os.write(write_end, b"ok" if ok else b"bad")
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        answer = os.read(read_end, 16)
+        os.close(read_end)
+        os.waitpid(pid, 0)
+        assert answer == b"ok"
+        assert s("SELECT 3 AS n") == [{"n": 3}]  # the parent's connection is intact
+        assert s.connections_opened == 1
+    assert forwarder.connections == 2
