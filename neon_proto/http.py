@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import json
+import re
 from typing import Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
@@ -280,6 +281,7 @@ class FetchRequest:
 
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 _FORBIDDEN_HEADERS = frozenset({"content-length", "transfer-encoding"})
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 def _header_value(value: str, what: str) -> bytes:
@@ -319,10 +321,12 @@ def _headers(
     for name, value in extra:
         headers[name.lower()] = (name.encode(), value)
     for name, text in settings.headers:
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ProgrammingError(f"invalid header name {name!r}")
         key = name.lower()
         if key in _FORBIDDEN_HEADERS:
             raise ProgrammingError(f"the {name} header is set by the driver")
-        headers[key] = (_header_value(name, "a header name"), _header_value(text, f"the {name} header"))
+        headers[key] = (name.encode(), _header_value(text, f"the {name} header"))
     return tuple(headers.values())
 
 

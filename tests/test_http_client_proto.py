@@ -187,6 +187,12 @@ def test_framing_headers_cannot_be_overridden() -> None:
         build_query_request(ENDPOINT, settings(headers=(("Content-Length", "3"),)), HTTPQuery("SELECT 1"))
 
 
+@pytest.mark.parametrize("name", ["", "X Bad", "X:Y", "Ünicode"])
+def test_invalid_header_names_are_refused(name: str) -> None:
+    with pytest.raises(errors.ProgrammingError, match="invalid header name"):
+        build_query_request(ENDPOINT, settings(headers=((name, "v"),)), HTTPQuery("SELECT 1"))
+
+
 def test_transaction_request_sends_queries_and_batch_headers() -> None:
     conn, server = FetchConnection(), Server()
     options = TransactionOptions("serializable", read_only=True, deferrable=False)
