@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -76,6 +77,7 @@ class Forwarder:
         self.swallowed = 0
         self.swallow_next = False
         self._clients: list[socket.socket] = []
+        self._to_reset: set[socket.socket] = set()
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -109,6 +111,13 @@ class Forwarder:
         except OSError:
             pass
         for s in (src, dst):
+            if s in self._to_reset:
+                try:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                except OSError:  # the other direction's pump closed it already
+                    pass
+                s.close()  # with a zero linger: RST, no FIN
+                continue
             try:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -124,6 +133,14 @@ class Forwarder:
                 client.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+    def reset_idle_connections(self) -> None:
+        """Abort every connection with a TCP reset, as a crashed server would."""
+        with self._lock:
+            clients, self._clients = self._clients, []
+            self._to_reset.update(clients)
+        for client in clients:
+            client.shutdown(socket.SHUT_RD)  # wakes its pump, which resets it
 
     def close(self) -> None:
         self.listener.close()
@@ -542,6 +559,32 @@ def test_a_request_that_may_have_arrived_is_never_sent_again(forwarder: Forwarde
         assert forwarder.connections == 1  # no silent second attempt
         assert s("SELECT 3 AS n") == [{"n": 3}]
         assert forwarder.connections == 2
+
+
+def test_a_reset_connection_is_replaced_when_the_write_fails_at_once(
+    forwarder: Forwarder, proxy: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Without the idle check, the first write hits the reset: no byte left, so one retry is safe.
+    from neon_sync import http as neon_http
+
+    with neon(proxy.database_url(), fetch_endpoint=forwarder.url()) as s:
+        assert s("SELECT 1 AS n") == [{"n": 1}]
+        monkeypatch.setattr(neon_http._HTTPConnection, "is_alive", lambda self: True)
+        forwarder.reset_idle_connections()
+        time.sleep(0.1)
+        with caplog.at_level("DEBUG", logger="neon_sync"):
+            assert s("SELECT 2 AS n") == [{"n": 2}]
+        assert "reconnecting" in caplog.text
+        assert s.connections_opened == 2
+
+
+def test_a_connection_reset_while_idle_is_replaced(forwarder: Forwarder, proxy: Any) -> None:
+    with neon(proxy.database_url(), fetch_endpoint=forwarder.url()) as s:
+        assert s("SELECT 1 AS n") == [{"n": 1}]
+        forwarder.reset_idle_connections()
+        time.sleep(0.1)
+        assert s("SELECT 2 AS n") == [{"n": 2}]
+        assert s.connections_opened == 2
 
 
 def test_idle_connections_expire_on_the_client(forwarder: Forwarder, proxy: Any) -> None:
