@@ -82,9 +82,10 @@ class FrontendConnection:
         self._pending_ready = 0  # outstanding Sync / Query messages
         self._row_descriptions: dict[bytes, ev.Event] = {}
         self._command_tags: dict[bytes, ev.Event] = {}
-        #: Decodes one DataRow payload ``(buf, start, end) -> row``; set by the session after a
-        #: RowDescription, cleared by the machine at the end of each result.
+        #: Decodes one DataRow payload ``(buf, start, end) -> row``; installed with
+        #: ``set_row_parser`` after a RowDescription, cleared by the machine when the result ends.
         self.row_parser: Callable[[bytes, int, int], Any] | None = None
+        self._description: Any = None  # the RowDescription of the result being received
         self._parse_cache: dict[tuple[str, str, tuple[int, ...]], bytes] = {}
         self._parsers: dict[int, Callable[[bytes, int, int], ev.Event]] = self._parser_table()
 
@@ -120,6 +121,14 @@ class FrontendConnection:
             self._chunks = []
             self._chunks_len = 0
             self._pos = 0
+
+    def set_row_parser(self, description: ev.RowDescription, parser: Callable[[bytes, int, int], Any]) -> None:
+        """Decode the DataRows of ``description``'s result with ``parser`` (``DataRows.decoded``).
+
+        Ignored unless that result is the one being received: the parser never outlives it.
+        """
+        if description is self._description:
+            self.row_parser = parser
 
     @property
     def has_buffered_data(self) -> bool:
@@ -184,7 +193,11 @@ class FrontendConnection:
             raise
         except (struct.error, UnicodeDecodeError, IndexError, ValueError) as exc:
             self._fail(f"malformed backend message {bytes([type_code])!r}: {exc}")
-        if type_code == 67 or type_code == 69 or type_code == 90:
+        if type_code == 84:
+            self._description = event
+            self.row_parser = None
+        elif type_code == 67 or type_code == 69 or type_code == 90:
+            self._description = None
             self.row_parser = None
         if action == 0:
             return event
@@ -239,10 +252,14 @@ class FrontendConnection:
                     break
                 append(event)
                 pos = end
-                if code == 84 and n - end > 8192:
-                    # 'T' with many rows behind it: let the caller install a row parser first.
-                    break
-                if code == 67 or code == 69:  # 'C', 'E': the result is over
+                if code == 84:  # 'T'
+                    self._description = event
+                    self.row_parser = None
+                    if n - end > 8192:
+                        # Many rows behind it: let the caller install a row parser first.
+                        break
+                elif code == 67 or code == 69:  # 'C', 'E': the result is over
+                    self._description = None
                     self.row_parser = None
                 continue
             if action == 1:
@@ -253,6 +270,7 @@ class FrontendConnection:
                 pos = end
                 self._pos = pos
                 self.row_parser = None
+                self._description = None
                 self._ready(event)  # type: ignore[arg-type]
                 append(event)
                 if self.state is not _BUSY:

@@ -403,19 +403,19 @@ class Session:
         arrive already decoded (``DataRows.decoded``); the converter serves the raw ones.
         """
         if loaders is not None:
-            self.conn.row_parser = make_row_parser(description.fields, registry, mode, loaders)
+            self.conn.set_row_parser(description, make_row_parser(description.fields, registry, mode, loaders))
             return make_row_converter(description.fields, registry, mode, loaders)
         key = (id(description), mode, id(registry))
         cached = self._converters.get(key)
         if cached is not None and cached[0] is description and cached[1] is registry:
-            self.conn.row_parser = cached[3]
+            self.conn.set_row_parser(description, cached[3])
             return cached[2]
         convert = make_row_converter(description.fields, registry, mode)
         parser = make_row_parser(description.fields, registry, mode)
         if len(self._converters) >= 256:
             self._converters.clear()
         self._converters[key] = (description, registry, convert, parser)
-        self.conn.row_parser = parser
+        self.conn.set_row_parser(description, parser)
         return convert
 
     @staticmethod
