@@ -77,6 +77,7 @@ class Session:
         max_message_size: int | None = None,
         prepared_statement_cache_size: int = 0,
         result_format: int = 0,
+        declare_param_types: bool = True,
     ) -> None:
         if registry is None:
             from neon_proto.types import default_registry
@@ -86,6 +87,9 @@ class Session:
         self.conn = FrontendConnection(**kwargs)
         self.registry: Any = registry
         self.result_format = result_format
+        #: Whether Parse declares each parameter's type. Without it (as Neon's proxy does) an
+        #: untyped ``$1`` is text, and a wrong count fails with "bind message supplies N ...".
+        self.declare_param_types = declare_param_types
         self.notifications: deque[ev.NotificationResponse] = deque()
         self.notice_handlers: list[NoticeHandler] = []
         self.notification_handlers: list[NotificationHandler] = []
@@ -329,7 +333,12 @@ class Session:
                 formats.append(pfmt)
                 values.append(data)
         yield conn.send_extended_query(
-            "", sql, tuple(oids), values, formats if any(formats) else (), (fmt,) if fmt else ()
+            "",
+            sql,
+            tuple(oids) if self.declare_param_types else (),
+            values,
+            formats if any(formats) else (),
+            (fmt,) if fmt else (),
         )
         if not conn.has_buffered_data:
             conn.receive_data((yield None) or b"")
@@ -472,7 +481,7 @@ class Session:
                 oids.append(oid)
                 formats.append(pfmt)
                 values.append(data)
-            toids = tuple(oids)
+            toids = tuple(oids) if self.declare_param_types else ()
             name, parse = self._statement_for(query.sql, toids, out)
             query._stmt_name = name if parse else ""
             query._oids = toids

@@ -9,12 +9,11 @@ follows. Cells come back as JSON text (see ``neon_proxy.cells``).
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Any
 
 import attrs
 
 from neon_proto.errors import Error, PipelineAborted
-from neon_proto.frontend import FrontendConnection
 from neon_proto.results import Result
 from neon_proto.session import Query, Session
 from neon_proxy.cells import ResponseBudget, TextCellRegistry, converter_for, json_string
@@ -22,7 +21,7 @@ from neon_proxy.request import Payload, RequestOptions, begin_statement
 from neon_proxy.response import result_json, results_json
 from neon_trio import Client
 
-__all__ = ["TextSession", "UntypedParseConnection", "UpstreamClient", "PlainTextRegistry", "QueryOutcome", "run_payload", "RESET_STATEMENTS", "reset_session"]
+__all__ = ["TextSession", "UpstreamClient", "PlainTextRegistry", "QueryOutcome", "run_payload", "RESET_STATEMENTS", "reset_session"]
 
 logger = logging.getLogger("neon_proxy")
 
@@ -43,36 +42,6 @@ _TYPE_LOOKUP = (
 )
 
 
-class UntypedParseConnection(FrontendConnection):
-    """A frontend machine whose Parse messages declare no parameter types at all.
-
-    Sending explicit zeros would not be the same: Postgres then expects exactly that many
-    parameters, so a surplus one fails with "could not determine data type of parameter"
-    instead of Neon's "bind message supplies N parameters".
-    """
-
-    def send_extended_query(
-        self,
-        statement: str,
-        sql: str,
-        param_oids: tuple[int, ...],
-        params: Sequence[bytes | None],
-        param_formats: Sequence[int] = (),
-        result_formats: Sequence[int] = (),
-        *,
-        parse: bool = True,
-        sync: bool = True,
-    ) -> bytes:
-        """Parse (with no parameter types), Bind, Describe, Execute and optionally Sync."""
-        return super().send_extended_query(
-            statement, sql, (), params, param_formats, result_formats, parse=parse, sync=sync
-        )
-
-    def send_parse(self, name: str, sql: str, param_oids: Sequence[int] = ()) -> bytes:
-        """Parse with no parameter types."""
-        return super().send_parse(name, sql, ())
-
-
 class TextSession(Session):
     """A session sending every parameter as untyped text, as Neon's proxy does.
 
@@ -81,8 +50,7 @@ class TextSession(Session):
     """
 
     def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.conn = UntypedParseConnection(max_message_size=self.conn.max_message_size)
+        super().__init__(declare_param_types=False, **options)
 
 
 class PlainTextRegistry:
