@@ -26,6 +26,7 @@ from neon_proto.errors import (
     ProgrammingError,
 )
 from neon_proto.frontend import NEED_DATA, FrontendConnection, State
+from neon_proto.messages import SYNC
 from neon_proto.results import Result, RowMode, make_row_converter, make_row_parser
 
 __all__ = ["Session", "Op", "Query", "NotificationHandler", "NoticeHandler"]
@@ -381,7 +382,8 @@ class Session:
                 elif cls is ev.NoData:
                     result = Result((), row_as_array=mode != "dict")
                 elif cls is ev.ErrorResponse:
-                    error = event.to_exception()
+                    if error is None:  # after our CopyFail, the server's error only echoes it
+                        error = event.to_exception()
                 else:
                     error = yield from self._unusual_event(event, error)
 
@@ -395,7 +397,9 @@ class Session:
         elif cls is ev.EndOfStream:
             raise self._closed_error(error)
         elif cls is ev.CopyInResponse:
-            yield self.conn.send_copy_fail("COPY FROM STDIN is only possible through the copy API")
+            # In COPY mode the server ignored the Sync sent with the query; after a CopyFail of
+            # an extended-protocol COPY it discards everything up to the next Sync: send one.
+            yield self.conn.send_copy_fail("COPY FROM STDIN is only possible through the copy API") + SYNC
             return error or ProgrammingError("COPY FROM STDIN is only possible through the copy API")
         elif cls is ev.CopyOutResponse:
             return error or ProgrammingError("COPY TO STDOUT is only possible through the copy API")
@@ -556,6 +560,12 @@ class Session:
                 cur += 1
                 convert = None
             elif cls is ev.ReadyForQuery:
+                # A query with neither result nor error was skipped by the server (a COPY in
+                # the middle of a pipeline swallows what follows it).
+                for q in queries[cur : groups[group] + 1]:
+                    if q.result is None and q.error is None:
+                        q.error = PipelineAborted("skipped: the server discarded this query")
+                cur = max(cur, groups[group] + 1)
                 group += 1
                 if group >= len(groups):
                     return list(queries)
@@ -565,7 +575,8 @@ class Session:
                     self._forget_statements()
                 last = groups[group]
                 target = min(cur, last)
-                queries[target].error = error
+                if queries[target].error is None:  # a COPY refused below keeps its ProgrammingError
+                    queries[target].error = error
                 queries[target].result = None
                 for q in queries[target + 1 : last + 1]:
                     q.error = PipelineAborted(
@@ -590,9 +601,13 @@ class Session:
                         q.error = fatal
                 raise fatal
             elif cls is ev.CopyInResponse:
-                yield conn.send_copy_fail("COPY FROM STDIN is only possible through the copy API")
+                queries[cur].error = ProgrammingError("COPY FROM STDIN is only possible through the copy API")
+                # In COPY mode the server ignores Sync: if this query's own Sync was swallowed,
+                # the server now discards everything up to the next Sync, so send one more.
+                refused = conn.send_copy_fail("COPY FROM STDIN is only possible through the copy API")
+                yield refused + SYNC if cur == groups[group] else refused
             elif cls is ev.CopyOutResponse:
-                pending_error = ProgrammingError("COPY TO STDOUT is only possible through the copy API")
+                queries[cur].error = ProgrammingError("COPY TO STDOUT is only possible through the copy API")
             elif cls is ev.CopyData or cls is ev.CopyDone:
                 pass
             else:
