@@ -278,7 +278,7 @@ class Session:
             values.append(data)
         return oids, formats, values
 
-    def _statement_for(self, sql: str, oids: tuple[int, ...], out: list[bytes]) -> tuple[str, bool]:
+    def _statement_for(self, sql: str, oids: tuple[int, ...], out: list[bytes] | None) -> tuple[str, bool]:
         """The statement name to use and whether a Parse must be sent."""
         if not self._cache_size:
             return "", True
@@ -299,6 +299,8 @@ class Session:
             self._to_close.append(old)
 
     def _forget_statements(self) -> None:
+        """Drop the cache (a schema change invalidated a plan); close the statements on the server."""
+        self._to_close.extend(self._prepared.values())
         self._prepared.clear()
 
     def execute(
@@ -317,7 +319,7 @@ class Session:
         with more bookkeeping.
         """
         conn = self.conn
-        if conn.state is not State.READY or self._cache_size or self._to_close:
+        if conn.state is not State.READY or self._to_close:
             query = Query(sql, params, mode)
             yield from self.pipeline((query,), registry=registry, result_format=result_format, loaders=loaders)
             return query.outcome()
@@ -333,13 +335,13 @@ class Session:
                 oids.append(oid)
                 formats.append(pfmt)
                 values.append(data)
+        toids = tuple(oids) if self.declare_param_types else ()
+        name = ""
+        parse = True
+        if self._cache_size:
+            name, parse = self._statement_for(sql, toids, None)
         yield conn.send_extended_query(
-            "",
-            sql,
-            tuple(oids) if self.declare_param_types else (),
-            values,
-            formats if any(formats) else (),
-            (fmt,) if fmt else (),
+            name, sql, toids, values, formats if any(formats) else (), (fmt,) if fmt else (), parse=parse
         )
         if not conn.has_buffered_data:
             conn.receive_data((yield None) or b"")
@@ -365,8 +367,11 @@ class Session:
                             rows.extend(self._decode_rows(event, convert))
                         except DataError as exc:
                             error = exc
-                elif cls is ev.ParseComplete or cls is ev.BindComplete:
+                elif cls is ev.BindComplete:
                     pass
+                elif cls is ev.ParseComplete:
+                    if name:
+                        self._remember_statement(sql, toids, name)
                 elif cls is ev.RowDescription:
                     convert = self._converter(event, reg, mode, loaders)
                     result = Result(event.fields, row_as_array=mode != "dict")
@@ -384,6 +389,8 @@ class Session:
                 elif cls is ev.ErrorResponse:
                     if error is None:  # after our CopyFail, the server's error only echoes it
                         error = event.to_exception()
+                    if event.sqlstate in ("26000", "0A000") and self._prepared:
+                        self._forget_statements()
                 else:
                     error = yield from self._unusual_event(event, error)
 
