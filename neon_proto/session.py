@@ -628,11 +628,13 @@ class Session:
         registry: Any = None,
         returning: bool = False,
         mode: RowMode = "tuple",
+        begin: bool = False,
     ) -> Op[tuple[int, list[Result]]]:
         """Run one statement for each parameter row in one pipelined block, all or nothing.
 
         One Parse serves every row with the same parameter types; the rows are sent before
         any result is read. Returns the total row count (and the results when ``returning``).
+        With ``begin``, a BEGIN leads the same flight (the DB-API's implicit transaction).
         """
         self._check_usable()
         conn = self.conn
@@ -640,7 +642,8 @@ class Session:
         fmt = self.result_format
         result_formats = (fmt,) if fmt else ()
         out: list[bytes] = []
-        kinds: list[int] = []  # per execute: 1; 0 marks a Parse
+        if begin:
+            out.append(conn.send_extended_query("", "BEGIN", (), (), sync=False))
         last_oids: tuple[int, ...] | None = None
         describe = b"" if not returning else conn.send_describe("P")
         execute = conn.send_execute()
@@ -650,7 +653,7 @@ class Session:
             oids, formats, values = self._dump_params(params, reg)
             toids = tuple(oids)
             if toids != last_oids:
-                out.append(conn.send_parse("", sql, oids))
+                out.append(conn.send_parse("", sql, oids if self.declare_param_types else ()))
                 last_oids = toids
             out.append(bind("", "", values, formats if any(formats) else (), result_formats))
             if returning:
@@ -666,41 +669,48 @@ class Session:
         results: list[Result] = []
         current: Result | None = None
         convert: Callable[[Any], list[Any]] | None = None
+        skip_first = begin
         while True:
-            event = yield from self._next()
-            cls = type(event)
-            if cls is ev.BindComplete or cls is ev.ParseComplete:
-                continue
-            if cls is ev.CommandComplete:
-                if current is None:
+            for event in (yield from self._receive_events()):
+                cls = type(event)
+                if cls is ev.BindComplete or cls is ev.ParseComplete:
+                    continue
+                if cls is ev.CommandComplete:
+                    if current is None:
+                        current = Result(())
+                    current.set_tag(event.tag)
+                    if current.row_count:
+                        total += current.row_count
+                    if returning and not skip_first:
+                        results.append(current)
+                    skip_first = False
+                    current = None
+                elif cls is ev.RowDescription:
+                    convert = self._converter(event, reg, mode, None)
+                    current = Result(event.fields, row_as_array=mode != "dict")
+                elif cls is ev.NoData:
                     current = Result(())
-                current.set_tag(event.tag)
-                if current.row_count:
-                    total += current.row_count
-                if returning:
-                    results.append(current)
-                current = None
-            elif cls is ev.RowDescription:
-                convert = self._converter(event, reg, mode, None)
-                current = Result(event.fields, row_as_array=mode != "dict")
-            elif cls is ev.NoData:
-                current = Result(())
-            elif cls is ev.DataRows:
-                if current is None:
-                    raise OperationalError("DataRow without a RowDescription")
-                current.rows.extend(self._decode_rows(event, convert))
-            elif cls is ev.ErrorResponse:
-                error = event.to_exception()
-            elif cls is ev.ReadyForQuery:
-                if error is not None:
-                    raise error
-                return total, results
-            elif cls is ev.EndOfStream:
-                raise self._closed_error(error)
-            elif cls is ev.EmptyQueryResponse:
-                continue
-            else:
-                raise OperationalError(f"unexpected {cls.__name__} in executemany results")
+                elif cls is ev.DataRows:
+                    if current is None:
+                        raise OperationalError("DataRow without a RowDescription")
+                    current.rows.extend(self._decode_rows(event, convert))
+                elif cls is ev.ErrorResponse:
+                    error = error or event.to_exception()
+                elif cls is ev.ReadyForQuery:
+                    if error is not None:
+                        raise error
+                    return total, results
+                else:
+                    error = yield from self._unusual_event(event, error)
+
+    def _receive_events(self) -> Generator[bytes | None, bytes | None, list[Any]]:
+        """The next batch of events (never empty), receiving as needed."""
+        conn = self.conn
+        while True:
+            events = conn.next_events()
+            if events:
+                return events
+            conn.receive_data((yield None) or b"")
 
     def simple_query(self, sql: str, *, mode: RowMode = "dict", registry: Any = None) -> Op[list[Result]]:
         """The simple query protocol: any number of statements, text results, one result each."""

@@ -271,9 +271,12 @@ class Client:
         results: list[Result] = self._run(self._session.simple_query(text, mode=mode))
         return results
 
-    def execute_many(self, text: str, param_rows: Iterable[Sequence[Any]]) -> int:
-        """Run a statement once per parameter row, pipelined in one round trip; all or nothing."""
-        total, _ = self._run(self._session.execute_many(text, param_rows))
+    def execute_many(self, text: str, param_rows: Iterable[Sequence[Any]], *, begin: bool = False) -> int:
+        """Run a statement once per parameter row, pipelined in one round trip; all or nothing.
+
+        ``begin=True`` opens a transaction in the same round trip (left open for the caller).
+        """
+        total, _ = self._run(self._session.execute_many(text, param_rows, begin=begin))
         return int(total)
 
     def pipeline(self) -> "Pipeline":

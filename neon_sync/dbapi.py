@@ -337,9 +337,7 @@ class Cursor:
             self._set_results([])
             self.rowcount = 0
             return
-        if self.connection._needs_begin():
-            client.query("BEGIN")
-        total = client.execute_many(sql, rows)
+        total = client.execute_many(sql, rows, begin=self.connection._needs_begin())
         self._set_results([])
         self.rowcount = total
 
