@@ -130,6 +130,18 @@ class Transport:
         finally:
             sel.close()
 
+    def recv_nowait(self) -> bytes | None:
+        """Bytes the peer already sent, b"" on EOF, or None when nothing is waiting; never blocks."""
+        sock = self.sock
+        timeout = sock.gettimeout()
+        sock.settimeout(0.0)
+        try:
+            return sock.recv(self._recv_size)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return None
+        finally:
+            sock.settimeout(timeout)
+
     def close(self) -> None:
         """Close the socket; safe to call twice."""
         if self.closed:

@@ -337,6 +337,34 @@ class Client:
         while self._run(self._session.copy_out_chunk()) is not None:
             pass
 
+    def poll(self) -> bool:
+        """Take in, without blocking, what the server sent while the connection sat idle.
+
+        Notifications are queued for ``wait_notification``; a FATAL notice (the backend was
+        terminated, the server shut down) or a closed socket closes the client. Returns whether
+        the connection is still open: what a pool asks before lending it.
+        """
+        transport = self._transport
+        if transport is None or transport.closed or not self._connected:
+            return False
+        session = self._session
+        if not session.idle:
+            return not self.closed
+        with self._lock:
+            try:
+                while True:
+                    data = transport.recv_nowait()
+                    if data is None:
+                        break
+                    session.conn.receive_data(data)
+                    if not data:
+                        break
+                session.process_idle_events()
+            except (Error, OSError) as exc:
+                logger.info("the idle connection is gone: %s", exc)
+                transport.close()
+        return not self.closed
+
     # ------------------------------------------------------------------ LISTEN / NOTIFY
 
     def listen(self, channel: str) -> None:

@@ -77,9 +77,9 @@ class Pool:
                     raise InterfaceError("the pool is closed")
                 while self._idle:
                     client, since = self._idle.pop()
-                    if client.closed or (
+                    if (
                         self.idle_timeout is not None and time.monotonic() - since > self.idle_timeout
-                    ):
+                    ) or not client.poll():  # poll: the server may have ended it while idle
                         self._discard_locked(client)
                         continue
                     return client
