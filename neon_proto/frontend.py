@@ -80,6 +80,7 @@ class FrontendConnection:
         self._need = 5  # bytes needed before the next message can be parsed
         self._eof = False
         self._pending_ready = 0  # outstanding Sync / Query messages
+        self._deferred_error: RemoteProtocolError | None = None  # raised after the events before it
         self._row_descriptions: dict[bytes, ev.Event] = {}
         self._command_tags: dict[bytes, ev.Event] = {}
         #: Decodes one DataRow payload ``(buf, start, end) -> row``; installed with
@@ -283,9 +284,20 @@ class FrontendConnection:
         return out
 
     def _next_events_general(self) -> list[Any]:
+        deferred = self._deferred_error
+        if deferred is not None:
+            self._deferred_error = None
+            raise deferred
         out: list[Any] = []
         while True:
-            event = self.next_event()
+            try:
+                event = self.next_event()
+            except RemoteProtocolError as exc:
+                if not out:
+                    raise
+                # Hand over the events that came before the bad bytes first, as next_event does.
+                self._deferred_error = exc
+                return out
             if event is NEED_DATA:
                 return out
             out.append(event)
