@@ -100,6 +100,10 @@ class Pool:
 
     def release(self, client: Client) -> None:
         """Take a connection back; a broken one is discarded."""
+        if not client.closed and not client.session.idle:
+            # Given back in the middle of an operation (an unfinished COPY, say): what is left
+            # in the stream would reach the next borrower.
+            client.close()
         if not client.closed and client.transaction_status != "I":
             try:
                 client.query("ROLLBACK")
