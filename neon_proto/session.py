@@ -479,7 +479,6 @@ class Session:
         if self._to_close:
             for name in self._to_close:
                 out.append(conn.send_close("S", name))
-            self._to_close.clear()
         groups: list[int] = []  # index of the last query of each sync group
         last_index = len(queries) - 1
         dump = reg.dump
@@ -506,12 +505,17 @@ class Session:
                     formats if any(formats) else (),
                     result_formats,
                     parse=parse,
-                    sync=sync,
+                    sync=False,
                 )
             )
             if sync:
+                out.append(SYNC)
                 groups.append(i)
-        yield out[0] if len(out) == 1 else b"".join(out)
+        # Only now that every message is built (a bad parameter raises before anything is
+        # sent) does the machine learn of the Syncs; and the evicted statements are closed.
+        conn.expect_ready(len(groups))
+        self._to_close.clear()
+        yield b"".join(out)
 
         # Read the results. The event loop is inlined: this is the per-query hot path.
         next_events = conn.next_events
