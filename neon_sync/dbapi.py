@@ -46,6 +46,16 @@ __all__ = [
     "NUMBER",
     "DATETIME",
     "ROWID",
+    "Warning",
+    "Error",
+    "InterfaceError",
+    "DatabaseError",
+    "DataError",
+    "OperationalError",
+    "IntegrityError",
+    "InternalError",
+    "ProgrammingError",
+    "NotSupportedError",
 ]
 
 apilevel = "2.0"
