@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 import time
-from typing import Any, BinaryIO, Iterable, Iterator, Mapping, Sequence
+from typing import Any, BinaryIO, Generator, Iterable, Iterator, Mapping, Sequence
 
 from neon_proto import events as ev
 from neon_proto.conninfo import ConnectionParams, parse_connection_string
@@ -312,8 +312,12 @@ class Client:
         result: Result = self._run(session.copy_in_finish(None))
         return result.row_count or 0
 
-    def copy_to(self, sql: str) -> Iterator[bytes]:
-        """COPY ... TO STDOUT: an iterator of data chunks, read as they arrive."""
+    def copy_to(self, sql: str) -> Generator[bytes, None, None]:
+        """COPY ... TO STDOUT: an iterator of data chunks, read as they arrive.
+
+        Stopping early (``close()``, or leaving a ``for`` loop and dropping the iterator)
+        reads and discards the rest, so the connection is usable again.
+        """
         start = self._run(self._session.copy_start(sql))
         if not isinstance(start, ev.CopyOutResponse):
             try:
