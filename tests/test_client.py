@@ -610,3 +610,82 @@ def test_connect_timeout_is_one_deadline_for_the_whole_startup(black_hole: Black
     with pytest.raises(OperationalError):
         Client(host="127.0.0.1", port=black_hole.port, user="u", sslmode="allow", connect_timeout=2).connect()
     assert time.monotonic() - started < 3.5
+
+
+# ---------------------------------------------------------------- more ways in, more ways out
+
+
+def test_connect_over_the_unix_socket(pg: EmbeddedPostgres) -> None:
+    if pg.socket_dir is None:
+        pytest.skip("the data directory path is too long for a Unix socket")
+    with Client(host=pg.socket_dir, port=pg.port, user="postgres", dbname="postgres") as c:
+        assert c.query("SELECT inet_client_addr() IS NULL AS local").rows == [{"local": True}]
+        assert c._transport is not None and not c._transport.is_tls
+
+
+def test_options_set_server_settings_at_startup(pg: EmbeddedPostgres) -> None:
+    with Client(pg.dsn(), sslmode="disable", options="-c statement_timeout=150 -c search_path=pg_catalog") as c:
+        assert c.query("SHOW search_path").rows == [{"search_path": "pg_catalog"}]
+        started = time.monotonic()
+        with pytest.raises(OperationalError) as info:
+            c.query("SELECT pg_sleep(5)")
+        assert info.value.sqlstate == "57014"
+        assert time.monotonic() - started < 3
+        assert c.query("SELECT 1 AS one").rows == [{"one": 1}]
+
+
+def test_message_over_max_message_size_from_the_server(pg: EmbeddedPostgres) -> None:
+    with Client(pg.dsn(), sslmode="disable", max_message_size=4096) as c:
+        assert c.query("SELECT repeat('x', 1000) AS s").rows[0]["s"] == "x" * 1000
+        with pytest.raises(OperationalError, match="length"):
+            c.query("SELECT repeat('x', 10000) AS s")
+        assert c.closed
+
+
+def test_keyboard_interrupt_mid_query_abandons_the_connection(client: Client) -> None:
+    import signal
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            client.query("SELECT pg_sleep(5)")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.monotonic() - started < 3
+    assert client.closed  # half-read results are never mistaken for the next query's
+
+
+@pytest.mark.parametrize("atomic", [False, True])
+def test_bad_parameter_in_a_later_pipeline_query_sends_nothing(client: Client, atomic: bool) -> None:
+    pipe = client.pipeline()
+    pipe.add("SELECT 1 AS a")
+    pipe.add("SELECT $1::int AS b", [2])
+    pipe.add("SELECT $1::text AS c", ["nul \x00 inside"])
+    with pytest.raises(DataError):
+        pipe.run(atomic=atomic)
+    assert client.transaction_status == "I"
+    assert client.query("SELECT 1 AS one").rows == [{"one": 1}]
+
+
+def test_bad_parameter_in_a_later_execute_many_row_sends_nothing(client: Client, table: str) -> None:
+    rows: list[tuple[Any, ...]] = [(i, "ok") for i in range(500)] + [(500, "bad \x00")]
+    with pytest.raises(DataError):
+        client.execute_many(f"INSERT INTO {table} VALUES ($1, $2)", rows)
+    assert client.query(f"SELECT count(*) AS n FROM {table}").rows == [{"n": 0}]
+
+
+def test_bad_parameter_with_a_statement_cache_keeps_the_cache_consistent(pg: EmbeddedPostgres) -> None:
+    with Client(pg.dsn(), sslmode="disable", prepared_statement_cache_size=1) as c:
+        c.query("SELECT $1::int AS a", [1])
+        c.query("SELECT $1::int AS b", [1])  # evicts the first: closed with the next pipeline
+        with pytest.raises(DataError):
+            c.query("SELECT $1::text AS c", ["\x00"])
+        assert c.query("SELECT $1::int AS b", [2]).rows == [{"b": 2}]
+        assert c.query("SELECT $1::int AS a", [3]).rows == [{"a": 3}]
+        assert len(server_statements(c)) <= 2

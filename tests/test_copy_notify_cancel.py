@@ -58,7 +58,7 @@ def test_copy_from_str(client: Client, items: str) -> None:
 
 
 def test_copy_from_an_iterable_of_chunks(client: Client, items: str) -> None:
-    chunks = [b"1\tone\n2\t", "tw", b"o\n", b"", "3\tthree\n"]
+    chunks: list[bytes | str] = [b"1\tone\n2\t", "tw", b"o\n", b"", "3\tthree\n"]
     assert client.copy_from(f"COPY {items} FROM STDIN", iter(chunks)) == 3
     assert rows_of(client, items) == [[1, "one"], [2, "two"], [3, "three"]]
 
@@ -491,3 +491,9 @@ def test_poll_notices_a_terminated_backend(client: Client, other: Client) -> Non
 def test_poll_on_a_closed_client_is_false(client: Client) -> None:
     client.close()
     assert client.poll() is False
+
+
+def test_breaking_out_of_a_copy_to_loop_leaves_the_connection_usable(client: Client) -> None:
+    for _chunk in client.copy_to("COPY (SELECT g FROM generate_series(1, 200000) g) TO STDOUT"):
+        break
+    assert usable(client)

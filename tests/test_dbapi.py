@@ -507,3 +507,15 @@ def test_connect_accepts_keywords(pg: EmbeddedPostgres) -> None:
 def test_connect_failure_is_an_operational_error(pg: EmbeddedPostgres) -> None:
     with pytest.raises(dbapi.OperationalError):
         dbapi.connect(pg.dsn("scram_user", password="nope"), sslmode="disable")
+
+
+def test_copy_through_execute_is_a_programming_error(conn: dbapi.Connection) -> None:
+    cur = conn.cursor()
+    cur.execute("CREATE TEMP TABLE c (n int)")
+    conn.commit()
+    for params in (None, ()):
+        with pytest.raises(dbapi.ProgrammingError):
+            cur.execute("COPY c FROM STDIN", params)
+        conn.rollback()
+    cur.execute("SELECT 1")
+    assert cur.fetchall() == [(1,)]

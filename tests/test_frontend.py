@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -90,9 +90,14 @@ STARTUP_OK = (
 # ---------------------------------------------------------------- helpers
 
 
+def state(conn: FrontendConnection) -> State:
+    """The machine's state (a function, so that type checkers do not narrow it between calls)."""
+    return conn.state
+
+
 def drain(conn: FrontendConnection) -> list[Any]:
     """Every event available now, up to NEED_DATA or END_OF_STREAM."""
-    out = []
+    out: list[Any] = []
     while True:
         event = conn.next_event()
         if event is NEED_DATA:
@@ -116,7 +121,7 @@ def authenticating() -> FrontendConnection:
 def ready() -> FrontendConnection:
     conn = authenticating()
     feed(conn, STARTUP_OK)
-    assert conn.state is State.READY
+    assert state(conn) is State.READY
     return conn
 
 
@@ -147,19 +152,19 @@ def test_startup_message_carries_protocol_3_and_parameters() -> None:
     assert length == len(data)
     assert version == 196608
     assert data[8:] == b"user\x00alice\x00database\x00db\x00\x00"
-    assert conn.state is State.AUTHENTICATING
+    assert state(conn) is State.AUTHENTICATING
 
 
 def test_authentication_ok_moves_to_starting() -> None:
     conn = authenticating()
     assert feed(conn, auth(0)) == [ev.AuthenticationOk()]
-    assert conn.state is State.STARTING
+    assert state(conn) is State.STARTING
 
 
 def test_cleartext_password_request_is_an_event() -> None:
     conn = authenticating()
     assert feed(conn, auth(3)) == [ev.AuthenticationCleartextPassword()]
-    assert conn.state is State.AUTHENTICATING
+    assert state(conn) is State.AUTHENTICATING
     assert conn.send_password("secret") == backend(b"p", b"secret\x00")
 
 
@@ -185,7 +190,7 @@ def test_unsupported_authentication_method_is_a_remote_protocol_error() -> None:
     conn.receive_data(auth(7))  # GSS continue
     with pytest.raises(RemoteProtocolError, match="authentication method"):
         conn.next_event()
-    assert conn.state is State.ERROR
+    assert state(conn) is State.ERROR
 
 
 def test_parameter_status_updates_the_parameters() -> None:
@@ -219,21 +224,21 @@ def test_startup_events_in_order() -> None:
         ev.BackendKeyData(4242, 987654321),
         ev.ReadyForQuery("I"),
     ]
-    assert conn.state is State.READY
+    assert state(conn) is State.READY
 
 
 def test_negotiate_protocol_version_is_an_event_during_authentication() -> None:
     conn = authenticating()
     body = struct.pack("!ii", 0, 2) + cstr("_pq_.a") + cstr("_pq_.b")
     assert feed(conn, backend(b"v", body)) == [ev.NegotiateProtocolVersion(0, ("_pq_.a", "_pq_.b"))]
-    assert conn.state is State.AUTHENTICATING
+    assert state(conn) is State.AUTHENTICATING
 
 
 def test_error_during_authentication_closes_the_connection() -> None:
     conn = authenticating()
     events = feed(conn, error_response(S="FATAL", V="FATAL", C="28P01", M="password authentication failed"))
     assert [e.sqlstate for e in events] == ["28P01"]
-    assert conn.state is State.CLOSED
+    assert state(conn) is State.CLOSED
 
 
 def test_startup_message_refuses_a_nul_in_a_value() -> None:
@@ -248,16 +253,16 @@ def test_startup_message_refuses_a_nul_in_a_value() -> None:
 def test_ssl_request_accepted() -> None:
     conn = FrontendConnection()
     assert conn.send_ssl_request() == struct.pack("!ii", 8, 80877103)
-    assert conn.state is State.SSL_REQUESTED
+    assert state(conn) is State.SSL_REQUESTED
     assert feed(conn, b"S") == [ev.SSLResponse(True)]
-    assert conn.state is State.STARTUP
+    assert state(conn) is State.STARTUP
 
 
 def test_ssl_request_refused() -> None:
     conn = FrontendConnection()
     conn.send_ssl_request()
     assert feed(conn, b"N") == [ev.SSLResponse(False)]
-    assert conn.state is State.STARTUP
+    assert state(conn) is State.STARTUP
 
 
 def test_unencrypted_bytes_after_ssl_acceptance_are_refused() -> None:
@@ -291,7 +296,7 @@ def test_ssl_request_answered_by_garbage() -> None:
 def test_query_makes_the_connection_busy() -> None:
     conn = ready()
     assert conn.send_query("SELECT 1") == backend(b"Q", cstr("SELECT 1"))
-    assert conn.state is State.BUSY
+    assert state(conn) is State.BUSY
     assert conn.pending_syncs == 1
 
 
@@ -302,7 +307,7 @@ def test_ready_for_query_status_is_the_transaction_status() -> None:
         ev.ReadyForQuery("T"),
     ]
     assert conn.transaction_status == "T"
-    assert conn.state is State.READY
+    assert state(conn) is State.READY
     conn.send_query("SELECT x")
     feed(conn, error_response(S="ERROR", C="42703", M="no x") + ready_for_query(b"E"))
     assert conn.transaction_status == "E"
@@ -390,13 +395,13 @@ def test_notice_and_notification_while_idle() -> None:
     conn = ready()
     events = feed(conn, notice_response(S="WARNING", C="01000", M="w") + notification(77, "chan", "payload"))
     assert events[1] == ev.NotificationResponse(77, "chan", "payload")
-    assert conn.state is State.READY
+    assert state(conn) is State.READY
 
 
 def test_fatal_error_while_idle_closes_the_connection() -> None:
     conn = ready()
     feed(conn, error_response(S="FATAL", V="FATAL", C="57P01", M="terminating connection due to administrator command"))
-    assert conn.state is State.CLOSED
+    assert state(conn) is State.CLOSED
 
 
 def test_pipelined_syncs_stay_busy_until_the_last_ready_for_query() -> None:
@@ -407,9 +412,9 @@ def test_pipelined_syncs_stay_busy_until_the_last_ready_for_query() -> None:
     conn.send_sync()
     assert conn.pending_syncs == 2
     feed(conn, backend(b"1") + ready_for_query())
-    assert conn.state is State.BUSY
+    assert state(conn) is State.BUSY
     feed(conn, backend(b"1") + ready_for_query())
-    assert conn.state is State.READY
+    assert state(conn) is State.READY
     assert conn.pending_syncs == 0
 
 
@@ -449,12 +454,12 @@ def test_copy_in_round() -> None:
     conn = ready()
     conn.send_query("COPY t FROM STDIN")
     assert feed(conn, copy_response(b"G", 0, (0, 0))) == [ev.CopyInResponse(0, (0, 0))]
-    assert conn.state is State.COPY_IN
+    assert state(conn) is State.COPY_IN
     assert conn.send_copy_data(b"1\ta\n") == backend(b"d", b"1\ta\n")
     assert conn.send_copy_done() == backend(b"c")
-    assert conn.state is State.BUSY
+    assert state(conn) is State.BUSY
     assert feed(conn, command_complete("COPY 1") + ready_for_query()) == [ev.CommandComplete("COPY 1"), ev.ReadyForQuery("I")]
-    assert conn.state is State.READY
+    assert state(conn) is State.READY
 
 
 def test_copy_in_fail_sends_copy_fail() -> None:
@@ -462,7 +467,7 @@ def test_copy_in_fail_sends_copy_fail() -> None:
     conn.send_query("COPY t FROM STDIN")
     feed(conn, copy_response(b"G", 0, (0,)))
     assert conn.send_copy_fail("stop") == backend(b"f", cstr("stop"))
-    assert conn.state is State.BUSY
+    assert state(conn) is State.BUSY
 
 
 def test_copy_out_round() -> None:
@@ -470,9 +475,9 @@ def test_copy_out_round() -> None:
     conn.send_query("COPY t TO STDOUT")
     stream = copy_response(b"H", 0, (0,)) + backend(b"d", b"1\n") + backend(b"d", b"2\n") + backend(b"c")
     assert feed(conn, stream) == [ev.CopyOutResponse(0, (0,)), ev.CopyData(b"1\n"), ev.CopyData(b"2\n"), ev.COPY_DONE]
-    assert conn.state is State.COPY_OUT
+    assert state(conn) is State.COPY_OUT
     feed(conn, command_complete("COPY 2") + ready_for_query())
-    assert conn.state is State.READY
+    assert state(conn) is State.READY
 
 
 def test_copy_data_outside_copy_is_refused() -> None:
@@ -511,7 +516,7 @@ def session_events(chunk_size: int) -> list[Any]:
     out = feed_in_chunks(conn, STARTUP_OK, chunk_size)
     conn.send_query("SELECT a, b FROM t; ; SELEC")
     out += feed_in_chunks(conn, QUERY_STREAM, chunk_size)
-    assert conn.state is State.READY
+    assert state(conn) is State.READY
     return out
 
 
@@ -547,7 +552,7 @@ def test_eof_between_messages_is_end_of_stream() -> None:
     conn = busy()
     conn.receive_data(b"")
     assert conn.next_event() is ev.END_OF_STREAM
-    assert conn.state is State.CLOSED
+    assert state(conn) is State.CLOSED
 
 
 def test_eof_in_the_middle_of_a_message_is_a_remote_protocol_error() -> None:
@@ -556,7 +561,7 @@ def test_eof_in_the_middle_of_a_message_is_a_remote_protocol_error() -> None:
     conn.receive_data(b"")
     with pytest.raises(RemoteProtocolError, match="middle of a message"):
         conn.next_event()
-    assert conn.state is State.ERROR
+    assert state(conn) is State.ERROR
 
 
 def test_eof_after_the_header_of_a_long_message_is_a_remote_protocol_error() -> None:
@@ -575,7 +580,7 @@ def test_unknown_message_type_is_a_remote_protocol_error() -> None:
     conn.receive_data(backend(b"?", b"xyz"))
     with pytest.raises(RemoteProtocolError, match="unknown backend message type"):
         conn.next_event()
-    assert conn.state is State.ERROR
+    assert state(conn) is State.ERROR
 
 
 def test_the_error_state_is_terminal() -> None:
@@ -728,7 +733,8 @@ def test_query_during_authentication_is_a_local_protocol_error() -> None:
 
 def test_extended_protocol_before_startup_is_a_local_protocol_error() -> None:
     conn = FrontendConnection()
-    for send in (lambda: conn.send_parse("", "SELECT 1"), conn.send_sync, lambda: conn.send_execute()):
+    sends: list[Callable[[], bytes]] = [lambda: conn.send_parse("", "SELECT 1"), conn.send_sync, conn.send_execute]
+    for send in sends:
         with pytest.raises(LocalProtocolError):
             send()
 
@@ -766,7 +772,7 @@ def test_data_after_eof_is_a_local_protocol_error() -> None:
 def test_terminate_closes_and_is_idempotent() -> None:
     conn = ready()
     assert conn.send_terminate() == msg.TERMINATE
-    assert conn.state is State.CLOSED
+    assert state(conn) is State.CLOSED
     assert conn.send_terminate() == b""
     with pytest.raises(LocalProtocolError):
         conn.send_query("SELECT 1")
@@ -776,7 +782,7 @@ def test_query_text_with_nul_is_refused_before_sending() -> None:
     conn = ready()
     with pytest.raises(Exception, match="NUL"):
         conn.send_query("SELECT '\x00'")
-    assert conn.state is State.READY
+    assert state(conn) is State.READY
     assert conn.pending_syncs == 0
 
 
@@ -802,3 +808,24 @@ def test_parameter_status_while_busy_updates_the_parameters() -> None:
     conn = busy()
     feed(conn, parameter_status("TimeZone", "Asia/Tokyo") + command_complete("SET"))
     assert conn.parameters["TimeZone"] == "Asia/Tokyo"
+
+
+def test_next_events_hands_over_the_events_before_a_protocol_error() -> None:
+    conn = busy()
+    conn.receive_data(parameter_status("TimeZone", "UTC") + command_complete("SELECT 1") + backend(b"?"))
+    assert flatten(conn.next_events()) == [ev.ParameterStatus("TimeZone", "UTC"), ev.CommandComplete("SELECT 1")]
+    with pytest.raises(RemoteProtocolError, match="unknown"):
+        conn.next_events()
+    assert state(conn) is State.ERROR
+
+
+def test_next_events_batches_a_whole_result() -> None:
+    conn = busy()
+    conn.receive_data(row_description(("a", 23)) + data_row(b"1") + data_row(b"2") + command_complete("SELECT 2") + ready_for_query())
+    events = []
+    while batch := conn.next_events():
+        events += batch
+    assert flatten(events) == flatten(
+        [ev.RowDescription(events[0].fields), ev.DataRows([[b"1"], [b"2"]]), ev.CommandComplete("SELECT 2"), ev.ReadyForQuery("I")]
+    )
+    assert state(conn) is State.READY

@@ -278,3 +278,60 @@ def test_many_small_messages_take_linear_time() -> None:
             count += 1
     assert count == 20000
     assert time.monotonic() - started < 5.0
+
+
+def outcome(conn: FrontendConnection, chunks: list[bytes], eof: bool, batched: bool) -> tuple[list[Any], str, State]:
+    """Events (DataRows split into rows), how it ended, and the final state."""
+    events: list[Any] = []
+    ending = "need data"
+    try:
+        for chunk in chunks + ([b""] if eof else []):
+            conn.receive_data(chunk)
+            for _ in range(sum(map(len, chunks)) + 4):
+                if batched:
+                    got = conn.next_events()
+                    if not got:
+                        break
+                else:
+                    event = conn.next_event()
+                    if event is NEED_DATA:
+                        break
+                    got = [event]
+                for event in got:
+                    if isinstance(event, ev.DataRows):
+                        events.extend(("row", tuple(row)) for row in event.rows)
+                    else:
+                        events.append(event)
+                if events and events[-1] is ev.END_OF_STREAM:
+                    return events, "end of stream", conn.state
+            else:
+                raise AssertionError("no progress")
+    except RemoteProtocolError:
+        ending = "remote protocol error"
+    return events, ending, conn.state
+
+
+@FUZZ
+@given(
+    state=st.sampled_from(["busy", "pipeline", "copy_out", "ready", "authenticating"]),
+    data=st.one_of(mutated_stream(), st.lists(plausible_messages(), max_size=10).map(b"".join)),
+    cuts=st.lists(st.integers(min_value=0, max_value=1000), max_size=6),
+    eof=st.booleans(),
+)
+def test_batched_next_events_agrees_with_next_event(state: str, data: bytes, cuts: list[int], eof: bool) -> None:
+    chunks = split(data, cuts)
+    one_by_one = outcome(MACHINES[state](), chunks, eof, batched=False)
+    batched = outcome(MACHINES[state](), chunks, eof, batched=True)
+    assert batched == one_by_one
+
+
+@FUZZ
+@given(chunk_size=st.integers(min_value=1, max_value=64), eof=st.booleans())
+def test_batched_next_events_on_a_valid_stream(chunk_size: int, eof: bool) -> None:
+    stream = QUERY_STREAM + b"".join(VALID_QUERY_MESSAGES[:-1]) + ready_for_query(b"I")
+    chunks = [stream[i : i + chunk_size] for i in range(0, len(stream), chunk_size)]
+    conn = in_busy()
+    conn.send_sync()
+    assert outcome(conn, chunks, eof, batched=True) == outcome(
+        (lambda c: (c.send_sync(), c)[1])(in_busy()), chunks, eof, batched=False
+    )

@@ -325,3 +325,14 @@ def test_pool_recovers_after_a_server_restart(own_pg: EmbeddedPostgres) -> None:
             assert pid_of(c) not in old
             assert c.query("SELECT 1 AS one").rows == [{"one": 1}]
         assert p.size == 1
+
+
+def test_connection_returned_in_the_middle_of_an_operation_is_discarded(pool: Pool) -> None:
+    with pool.connection() as c:
+        chunks = c.copy_to("COPY (SELECT g FROM generate_series(1, 100000) g) TO STDOUT")
+        next(chunks)  # the COPY is still streaming when the block ends
+        pid = pid_of(c)
+    with pool.connection() as c:
+        assert pid_of(c) != pid
+        assert c.query("SELECT 1 AS one").rows == [{"one": 1}]
+    chunks.close()
