@@ -82,6 +82,8 @@ class Client:
         """Open the connection: TCP, TLS per sslmode, startup and authentication."""
         if self._connected:
             return self
+        if self._transport is not None:
+            self._session = self._fresh_session()  # an earlier attempt failed: start clean
         params = self.params
         timeout = params.connect_timeout
         deadline = time.monotonic() + timeout if timeout else None
@@ -89,17 +91,27 @@ class Client:
             self._open(params, timeout, deadline, tls_first=params.sslmode != "allow")
         except OperationalError as exc:
             if params.sslmode == "allow" and self._retry_allow(exc):
-                self._session = Session(
-                    registry=self._session.registry,
-                    prepared_statement_cache_size=self._session._cache_size,
-                    result_format=self._session.result_format,
-                )
+                self._session = self._fresh_session()
                 self._open(params, timeout, deadline, tls_first=True)
             else:
                 raise
         self._connected = True
         logger.debug("connected to %s:%s as %s", params.host, params.port, params.user)
         return self
+
+    def _fresh_session(self) -> Session:
+        """A new session with this client's settings, for another connection attempt."""
+        old = self._session
+        session = Session(
+            registry=old.registry,
+            max_message_size=old.conn.max_message_size,
+            prepared_statement_cache_size=old._cache_size,
+            result_format=old.result_format,
+            declare_param_types=old.declare_param_types,
+        )
+        session.notice_handlers = old.notice_handlers
+        session.notification_handlers = old.notification_handlers
+        return session
 
     @staticmethod
     def _retry_allow(exc: OperationalError) -> bool:
