@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import ssl
 import threading
 import time
 from typing import Any, BinaryIO, Generator, Iterable, Iterator, Mapping, Sequence
@@ -128,7 +129,15 @@ class Client:
         server_hostname = None if unix else params.host
         try:
             if not unix and params.sslnegotiation == "direct":
-                transport.start_tls(make_ssl_context(params), server_hostname)
+                try:
+                    transport.start_tls(make_ssl_context(params), server_hostname)
+                except OperationalError as exc:
+                    if isinstance(exc.__cause__, ssl.SSLCertVerificationError):
+                        raise
+                    raise OperationalError(
+                        f"{exc} (sslnegotiation=direct needs a server that accepts TLS at once: "
+                        "PostgreSQL 17 or later, or a proxy that does)"
+                    ) from exc
             elif not unix and tls_first and mode != "disable":
                 accepted = run(session.request_tls(), transport, conn, deadline=deadline)
                 if accepted:
