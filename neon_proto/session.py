@@ -24,6 +24,7 @@ from neon_proto.errors import (
     OperationalError,
     PipelineAborted,
     ProgrammingError,
+    RemoteProtocolError,
 )
 from neon_proto.frontend import NEED_DATA, FrontendConnection, State
 from neon_proto.messages import SYNC
@@ -39,6 +40,22 @@ Op = Generator["bytes | None", "bytes | None", T]
 
 NoticeHandler = Callable[[Diagnostic], None]
 NotificationHandler = Callable[[ev.NotificationResponse], None]
+
+
+# Events that belong to the query being read: one arriving after the last query is nonsense.
+_NEEDS_A_QUERY = frozenset(
+    {
+        ev.DataRows,
+        ev.ParseComplete,
+        ev.RowDescription,
+        ev.NoData,
+        ev.CommandComplete,
+        ev.EmptyQueryResponse,
+        ev.PortalSuspended,
+        ev.CopyInResponse,
+        ev.CopyOutResponse,
+    }
+)
 
 
 class Query:
@@ -169,6 +186,11 @@ class Session:
         if error is not None:
             return error
         return ConnectionClosed("the server closed the connection unexpectedly")
+
+    def _broken(self, why: str) -> Error:
+        """The server's messages came out of order: the stream can no longer be trusted."""
+        self.conn.send_terminate()  # the machine is CLOSED: the binding drops the socket
+        return RemoteProtocolError(why)
 
     def _check_usable(self) -> None:
         state = self.conn.state
@@ -413,7 +435,7 @@ class Session:
         elif cls in (ev.ParameterStatus, ev.CopyData, ev.CopyDone, ev.EmptyQueryResponse, ev.PortalSuspended):
             pass
         else:
-            raise OperationalError(f"unexpected {cls.__name__} in query results")
+            raise self._broken(f"unexpected {cls.__name__} in query results")
         return error
 
     def _converter(self, description: ev.RowDescription, registry: Any, mode: RowMode, loaders: Any) -> Any:
@@ -539,6 +561,8 @@ class Session:
             event = events[index]
             index += 1
             cls = type(event)
+            if cur > last_index and cls in _NEEDS_A_QUERY:
+                raise self._broken(f"unexpected {cls.__name__}: every query already has its result")
             if cls is DataRows:
                 if event.decoded:
                     rows.extend(event.rows)
@@ -622,7 +646,7 @@ class Session:
             elif cls is ev.CopyData or cls is ev.CopyDone:
                 pass
             else:
-                raise OperationalError(f"unexpected {cls.__name__} in query results")
+                raise self._broken(f"unexpected {cls.__name__} in query results")
 
     def execute_many(
         self,
@@ -696,7 +720,7 @@ class Session:
                     current = Result(())
                 elif cls is ev.DataRows:
                     if current is None:
-                        raise OperationalError("DataRow without a RowDescription")
+                        raise self._broken("DataRow without a RowDescription")
                     current.rows.extend(self._decode_rows(event, convert))
                 elif cls is ev.ErrorResponse:
                     error = error or event.to_exception()
@@ -731,7 +755,7 @@ class Session:
             cls = type(event)
             if cls is ev.DataRows:
                 if current is None:
-                    raise OperationalError("DataRow without a RowDescription")
+                    raise self._broken("DataRow without a RowDescription")
                 current.rows.extend(self._decode_rows(event, convert))
             elif cls is ev.RowDescription:
                 convert = self._converter(event, reg, mode, None)
@@ -763,7 +787,7 @@ class Session:
             elif cls is ev.CopyData or cls is ev.CopyDone:
                 continue
             else:
-                raise OperationalError(f"unexpected {cls.__name__} in query results")
+                raise self._broken(f"unexpected {cls.__name__} in query results")
 
     # ------------------------------------------------------------------ COPY
 
