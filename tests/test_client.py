@@ -689,3 +689,15 @@ def test_bad_parameter_with_a_statement_cache_keeps_the_cache_consistent(pg: Emb
         assert c.query("SELECT $1::int AS b", [2]).rows == [{"b": 2}]
         assert c.query("SELECT $1::int AS a", [3]).rows == [{"a": 3}]
         assert len(server_statements(c)) <= 2
+
+
+def test_connect_can_be_retried_after_a_failure(pg: EmbeddedPostgres, client: Client) -> None:
+    name = f"later_{uuid.uuid4().hex[:8]}"
+    late = Client(pg.dsn(database=name), sslmode="disable", max_message_size=1 << 20)
+    with pytest.raises(InvalidCatalogName):
+        late.connect()
+    client.query(f'CREATE DATABASE "{name}"')
+    with late.connect():
+        assert late.query("SELECT current_database() AS db").rows == [{"db": name}]
+        assert late.session.conn.max_message_size == 1 << 20
+    client.query(f'DROP DATABASE "{name}"')

@@ -335,3 +335,106 @@ def test_batched_next_events_on_a_valid_stream(chunk_size: int, eof: bool) -> No
     assert outcome(conn, chunks, eof, batched=True) == outcome(
         (lambda c: (c.send_sync(), c)[1])(in_busy()), chunks, eof, batched=False
     )
+
+
+# ---------------------------------------------------------------- the operations above the machine
+
+from neon_proto.errors import Error  # noqa: E402
+from neon_proto.session import Op, Query, Session  # noqa: E402
+
+RESULT_MESSAGES = [
+    backend(b"1"),
+    backend(b"2"),
+    row_description(("a", 23), ("b", 25)),
+    data_row(b"1", b"x"),
+    data_row(None, None),
+    command_complete("SELECT 1"),
+    ready_for_query(b"I"),
+]
+EXTRA_MESSAGES = [
+    backend(b"n"),
+    backend(b"3"),
+    backend(b"I"),
+    backend(b"s"),
+    data_row(b"not a number", b"y"),
+    data_row(b"1"),
+    command_complete("INSERT 0 1"),
+    backend(b"E", b"SERROR\x00VERROR\x00C42601\x00Msyntax\x00\x00"),
+    backend(b"E", b"SFATAL\x00VFATAL\x0057P01\x00Mbye\x00\x00"),
+    backend(b"N", b"SNOTICE\x00Mhi\x00\x00"),
+    notification(7, "c", "p"),
+    backend(b"S", b"TimeZone\x00UTC\x00"),
+    copy_response(b"G", 0, (0,)),
+    copy_response(b"H", 0, (0,)),
+    backend(b"d", b"1\n"),
+    backend(b"c"),
+    ready_for_query(b"E"),
+    auth(0),
+]
+
+
+def ready_session() -> Session:
+    session = Session()
+    startup = session.startup({"user": "u"}, None)
+    assert isinstance(startup.send(None), bytes)
+    try:
+        out = startup.send(None)
+        assert out is None
+        startup.send(STARTUP_OK)
+    except StopIteration:
+        pass
+    assert session.idle
+    return session
+
+
+def drive(op: Op[Any], chunks: list[bytes]) -> None:
+    """Run an operation against canned server bytes, then EOF; only our own errors may escape."""
+    feed_chunks = iter(chunks)
+    started = time.monotonic()
+    try:
+        out = op.send(None)
+        for _ in range(10 * len(chunks) + 100):
+            out = op.send(next(feed_chunks, b"") if out is None else None)
+        raise AssertionError("the operation neither finished nor failed")
+    except StopIteration:
+        pass
+    except Error:
+        pass
+    assert time.monotonic() - started < SECONDS_PER_EXAMPLE
+
+
+@st.composite
+def mutated_responses(draw: st.DrawFn, queries: int) -> bytes:
+    messages = list(RESULT_MESSAGES) * queries
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        kind = draw(st.sampled_from(["delete", "duplicate", "swap", "insert"]))
+        at = draw(st.integers(min_value=0, max_value=len(messages) - 1))
+        if kind == "delete" and len(messages) > 1:
+            del messages[at]
+        elif kind == "duplicate":
+            messages.insert(at, messages[at])
+        elif kind == "swap":
+            other = draw(st.integers(min_value=0, max_value=len(messages) - 1))
+            messages[at], messages[other] = messages[other], messages[at]
+        else:
+            messages.insert(at, draw(st.sampled_from(EXTRA_MESSAGES)))
+    return b"".join(messages)
+
+
+OPERATIONS: dict[str, Callable[[Session], Op[Any]]] = {
+    "execute": lambda s: s.execute("SELECT $1::int AS a, 'x' AS b", [1]),
+    "pipeline": lambda s: s.pipeline([Query("SELECT 1"), Query("SELECT 2")], sync_each=True),
+    "atomic pipeline": lambda s: s.pipeline([Query("SELECT 1"), Query("SELECT 2")]),
+    "simple query": lambda s: s.simple_query("SELECT 1; SELECT 2"),
+    "execute many": lambda s: s.execute_many("INSERT INTO t VALUES ($1)", [(1,), (2,)]),
+}
+
+
+@FUZZ
+@given(
+    operation=st.sampled_from(sorted(OPERATIONS)),
+    responses=mutated_responses(queries=2),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=4),
+)
+def test_operations_survive_odd_server_answers(operation: str, responses: bytes, cuts: list[int]) -> None:
+    drive(OPERATIONS[operation](ready_session()), split(responses, cuts))
