@@ -61,7 +61,7 @@ CASES: list[tuple[Any, tuple[int, int, bytes | None]]] = [
     (None, (0, 0, None)),
     (True, (16, 0, b"t")),
     (False, (16, 0, b"f")),
-    (0, (20, 0, b"0")),
+    (0, (23, 0, b"0")),
     (2**63 - 1, (20, 0, b"9223372036854775807")),
     (-(2**63), (20, 0, b"-9223372036854775808")),
     (2**63, (1700, 0, b"9223372036854775808")),
@@ -98,7 +98,7 @@ CASES: list[tuple[Any, tuple[int, int, bytes | None]]] = [
     (ip_network("10.0.0.0/8"), (650, 0, b"10.0.0.0/8")),
     (ip_network("2001:db8::/32"), (650, 0, b"2001:db8::/32")),
     (Color.red, (0, 0, b"red")),
-    (Level.high, (20, 0, b"3")),
+    (Level.high, (23, 0, b"3")),
     (Flavor.sweet, (0, 0, b"sw")),
     (Json({"a": [1, None]}), (3802, 0, b'{"a": [1, null]}')),
     (Json([1], dumps=lambda o: "[ 1 ]"), (3802, 0, b"[ 1 ]")),
@@ -121,8 +121,8 @@ CASES: list[tuple[Any, tuple[int, int, bytes | None]]] = [
     (Range("a b", 'q"\\'), (0, 0, b'["a b","q""\\\\")')),
     ([], (0, 0, b"{}")),
     ([None], (0, 0, b"{NULL}")),
-    ([1, None, 3], (1016, 0, b"{1,NULL,3}")),
-    ([[1, 2], [3, None]], (1016, 0, b"{{1,2},{3,NULL}}")),
+    ([1, None, 3], (1007, 0, b"{1,NULL,3}")),
+    ([[1, 2], [3, None]], (1007, 0, b"{{1,2},{3,NULL}}")),
     ([1, 2**64], (1231, 0, b"{1,18446744073709551616}")),
     ([1.5, math.nan], (1022, 0, b"{1.5,NaN}")),
     ([Decimal("1.5")], (1231, 0, b"{1.5}")),
@@ -154,7 +154,10 @@ def test_dump_gives_oid_format_and_data(value: Any, expected: tuple[int, int, by
 
 def test_int4_params_option_sends_narrow_ints_as_int4() -> None:
     reg = TypeRegistry(parent=default_registry)
+    assert reg.dump(5) == (23, 0, b"5")  # the default, so that substr(s, $1) resolves
+    reg.int4_params = False
     assert reg.dump(5) == (20, 0, b"5")
+    assert reg.dump([1, None]) == (1016, 0, b"{1,NULL}")
     reg.int4_params = True
     assert reg.dump(5) == (23, 0, b"5")
     assert reg.dump(-(2**31)) == (23, 0, b"-2147483648")
@@ -165,7 +168,7 @@ def test_int4_params_option_sends_narrow_ints_as_int4() -> None:
     assert reg.dump([1, 2**70]) == (1231, 0, b"{1,1180591620717411303424}")
     assert TypeRegistry(parent=reg).int4_params
     assert reg.copy().int4_params
-    assert default_registry.dump(5) == (20, 0, b"5")
+    assert default_registry.dump(5) == (23, 0, b"5")
 
 
 def test_str_with_nul_raises_data_error_before_sending() -> None:
@@ -213,7 +216,7 @@ def test_subclasses_use_their_base_dumper() -> None:
     class MyStr(str):
         pass
 
-    assert dump(MyInt(5)) == (20, 0, b"5")
+    assert dump(MyInt(5)) == (23, 0, b"5")
     assert dump(MyStr("x")) == (0, 0, b"x")
     assert dump(datetime(2020, 1, 1)) == (1114, 0, b"2020-01-01 00:00:00")
 
@@ -252,7 +255,7 @@ def test_register_dumper_choosing_oid_per_value() -> None:
     reg.register_dumper(int, lambda n: (23 if -(2**31) <= n < 2**31 else 20, 0, str(n).encode()))
     assert reg.dump(5) == (23, 0, b"5")
     assert reg.dump([5, 6]) == (1007, 0, b"{5,6}")
-    assert default_registry.dump(5) == (20, 0, b"5")
+    assert reg.dump(2**40) == (20, 0, b"1099511627776")
 
 
 def test_child_registry_sees_parent_dumpers_registered_later() -> None:

@@ -190,14 +190,15 @@ class TypeRegistry:
     Options, inherited from the parent at creation:
 
     - ``dict_as_jsonb``: send dicts as jsonb (else a dict raises ProgrammingError).
-    - ``int4_params``: send ints that fit in 32 bits as int4 rather than int8, so that
-      functions taking integer resolve (``substr(s, $1)`` has no bigint version).
+    - ``int4_params`` (default True): send ints that fit in 32 bits as int4 rather than
+      int8, so that functions taking integer resolve (``substr(s, $1)`` has no bigint
+      version); larger ints go as int8, then numeric. False sends every int as int8.
     """
 
     def __init__(self, parent: TypeRegistry | None = None) -> None:
         self.parent = parent
         self.dict_as_jsonb: bool = parent.dict_as_jsonb if parent is not None else False
-        self._int4_params: bool = parent._int4_params if parent is not None else False
+        self._int4_params: bool = parent._int4_params if parent is not None else True
         self._text_loaders: dict[int, Loader] = {}
         self._binary_loaders: dict[int, Loader] = {}
         self._dumpers: dict[type, ParamDumper | _Contextual] = {}
