@@ -438,3 +438,18 @@ OPERATIONS: dict[str, Callable[[Session], Op[Any]]] = {
 )
 def test_operations_survive_odd_server_answers(operation: str, responses: bytes, cuts: list[int]) -> None:
     drive(OPERATIONS[operation](ready_session()), split(responses, cuts))
+
+
+def test_results_after_the_last_query_break_the_session_cleanly() -> None:
+    session = ready_session()
+    extra = backend(b"1") + backend(b"2") + backend(b"n") + command_complete("SELECT 0") + command_complete("SELECT 0")
+    op = session.pipeline([Query("SELECT 1")])
+    assert isinstance(op.send(None), bytes)
+    assert op.send(None) is None
+    try:
+        op.send(extra)
+    except RemoteProtocolError as exc:
+        assert "every query already has its result" in str(exc)
+    else:
+        raise AssertionError("an extra CommandComplete was accepted")
+    assert session.closed  # the binding drops the socket: the stream cannot be trusted
