@@ -30,7 +30,7 @@ from neon_proto.frontend import NEED_DATA, FrontendConnection, State
 from neon_proto.messages import SYNC
 from neon_proto.results import Result, RowMode, make_row_converter, make_row_parser
 
-__all__ = ["Session", "Op", "Query", "NotificationHandler", "NoticeHandler"]
+__all__ = ["Session", "SessionFacts", "Op", "Query", "NotificationHandler", "NoticeHandler"]
 
 logger = logging.getLogger("neon_proto.session")
 
@@ -878,3 +878,34 @@ class Session:
     def terminate(self) -> bytes:
         """The Terminate message (empty if already closed)."""
         return self.conn.send_terminate()
+
+
+class SessionFacts:
+    """What every binding's client tells about its session; the client sets ``_session``."""
+
+    _session: Session
+
+    @property
+    def transaction_status(self) -> str:
+        """``I`` idle, ``T`` in a transaction, ``E`` in a failed transaction."""
+        return self._session.transaction_status
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process id serving this connection."""
+        return self._session.conn.process_id
+
+    @property
+    def server_parameters(self) -> dict[str, str]:
+        """Parameters the server reported (server_version, TimeZone, ...)."""
+        return dict(self._session.conn.parameters)
+
+    @property
+    def session(self) -> Session:
+        """The sans-IO session under this client."""
+        return self._session
+
+    @property
+    def registry(self) -> Any:
+        """The type registry used by this connection."""
+        return self._session.registry

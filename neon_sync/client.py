@@ -22,7 +22,7 @@ from neon_proto.errors import (
 )
 from neon_proto.messages import cancel_request
 from neon_proto.results import Result, RowMode
-from neon_proto.session import Op, Query, Session
+from neon_proto.session import Op, Query, Session, SessionFacts
 from neon_sync._io import Transport, make_ssl_context, open_socket, run
 
 __all__ = ["Client", "Notification", "connect_params", "Pipeline"]
@@ -39,7 +39,7 @@ def connect_params(dsn: str | None, params: Mapping[str, Any]) -> ConnectionPara
     return parse_connection_string(dsn, env=os.environ, **params)
 
 
-class Client:
+class Client(SessionFacts):
     """A single Postgres connection: ``connect()``, ``query()``, ``close()``.
 
     ``query(text, params)`` takes ``$1``-style placeholders and returns a ``Result`` whose rows
@@ -191,31 +191,6 @@ class Client:
         if transport is None:
             return False
         return transport.closed or self._session.closed
-
-    @property
-    def transaction_status(self) -> str:
-        """``I`` idle, ``T`` in a transaction, ``E`` in a failed transaction."""
-        return self._session.transaction_status
-
-    @property
-    def backend_pid(self) -> int | None:
-        """The server process id serving this connection."""
-        return self._session.conn.process_id
-
-    @property
-    def server_parameters(self) -> dict[str, str]:
-        """Parameters the server reported (server_version, TimeZone, ...)."""
-        return dict(self._session.conn.parameters)
-
-    @property
-    def session(self) -> Session:
-        """The sans-IO session under this client (for the DB-API layer and tests)."""
-        return self._session
-
-    @property
-    def registry(self) -> Any:
-        """The type registry used by this connection."""
-        return self._session.registry
 
     # ------------------------------------------------------------------ running operations
 
