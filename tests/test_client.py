@@ -22,6 +22,7 @@ from neon_proto.errors import (
 from neon_proto.session import Op
 from neon_proto.sqlstate import (
     DivisionByZero,
+    FeatureNotSupported,
     InvalidCatalogName,
     InvalidPassword,
     SyntaxError as PgSyntaxError,
@@ -701,3 +702,17 @@ def test_connect_can_be_retried_after_a_failure(pg: EmbeddedPostgres, client: Cl
         assert late.query("SELECT current_database() AS db").rows == [{"db": name}]
         assert late.session.conn.max_message_size == 1 << 20
     client.query(f'DROP DATABASE "{name}"')
+
+
+def test_cached_statement_after_a_table_change(pg: EmbeddedPostgres) -> None:
+    with Client(pg.dsn(), sslmode="disable", prepared_statement_cache_size=4) as c:
+        c.query("CREATE TEMP TABLE changing (id int, v text)")
+        c.query("INSERT INTO changing VALUES (1, 'a')")
+        assert c.query("SELECT * FROM changing WHERE id = $1", [1]).rows == [{"id": 1, "v": "a"}]
+        c.query("ALTER TABLE changing ADD COLUMN w int")
+        try:  # the server may refuse the old plan once, as with every driver
+            c.query("SELECT * FROM changing WHERE id = $1", [1])
+        except FeatureNotSupported:
+            pass
+        assert c.query("SELECT * FROM changing WHERE id = $1", [1]).rows == [{"id": 1, "v": "a", "w": None}]
+        assert len(server_statements(c)) <= 2

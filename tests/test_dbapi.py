@@ -519,3 +519,20 @@ def test_copy_through_execute_is_a_programming_error(conn: dbapi.Connection) -> 
         conn.rollback()
     cur.execute("SELECT 1")
     assert cur.fetchall() == [(1,)]
+
+
+def test_connection_cancel_stops_a_running_statement(conn: dbapi.Connection) -> None:
+    import threading
+
+    timer = threading.Timer(0.3, conn.cancel)
+    timer.start()
+    try:
+        with pytest.raises(dbapi.OperationalError) as info:
+            conn.cursor().execute("SELECT pg_sleep(5)")
+    finally:
+        timer.join()
+    assert getattr(info.value, "sqlstate", None) == "57014"
+    conn.rollback()
+    cur = conn.cursor()
+    cur.execute("SELECT 1")
+    assert cur.fetchall() == [(1,)]

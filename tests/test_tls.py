@@ -266,3 +266,61 @@ def test_poll_over_tls_does_not_block(pg: EmbeddedPostgres) -> None:
         assert c.poll() is True
         assert time.monotonic() - started < 0.5
         assert c.query("SELECT 1 AS one").rows == [{"one": 1}]
+
+
+# ---------------------------------------------------------------- which SASL mechanism was used
+
+
+def sasl_initial_response(pg: EmbeddedPostgres, sslmode: str, channel_binding: str) -> bytes:
+    """Run a real startup (the parts Client.connect uses) and return the SASLInitialResponse sent."""
+    from neon_proto.conninfo import parse_connection_string
+    from neon_proto.session import Op, Session
+    from neon_sync._io import Transport, make_ssl_context, open_socket, run
+
+    params = parse_connection_string(pg.dsn("scram_user"), sslmode=sslmode, channel_binding=channel_binding)
+    session = Session()
+    transport = Transport(open_socket(params, 10))
+    written: list[bytes] = []
+
+    def spy(op: Op[None]) -> Op[None]:
+        value = None
+        try:
+            while True:
+                out = op.send(value)
+                if out:
+                    written.append(out)
+                value = yield out
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    try:
+        if sslmode != "disable" and run(session.request_tls(), transport, session.conn):
+            transport.start_tls(make_ssl_context(params), params.host)
+        run(
+            spy(session.startup(params.startup_parameters(), params.password, channel_binding=channel_binding,
+                                server_certificate=transport.server_certificate)),
+            transport,
+            session.conn,
+        )
+    finally:
+        transport.close()
+    (initial,) = [m for m in written if m[:1] == b"p" and b"SCRAM-SHA-256" in m]
+    return initial
+
+
+@pytest.mark.parametrize("channel_binding", ["prefer", "require"])
+def test_scram_over_tls_binds_the_channel(pg: EmbeddedPostgres, channel_binding: str) -> None:
+    initial = sasl_initial_response(pg, "require", channel_binding)
+    assert b"SCRAM-SHA-256-PLUS\x00" in initial
+    assert b"p=tls-server-end-point," in initial
+
+
+def test_scram_over_plain_tcp_does_not_bind(pg: EmbeddedPostgres) -> None:
+    initial = sasl_initial_response(pg, "disable", "prefer")
+    assert b"SCRAM-SHA-256\x00" in initial and b"PLUS" not in initial
+    assert b"n,," in initial
+
+
+def test_channel_binding_disable_uses_plain_scram_over_tls(pg: EmbeddedPostgres) -> None:
+    initial = sasl_initial_response(pg, "require", "disable")
+    assert b"SCRAM-SHA-256\x00" in initial and b"PLUS" not in initial
