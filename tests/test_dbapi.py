@@ -536,3 +536,12 @@ def test_connection_cancel_stops_a_running_statement(conn: dbapi.Connection) -> 
     cur = conn.cursor()
     cur.execute("SELECT 1")
     assert cur.fetchall() == [(1,)]
+
+
+def test_query_without_rows_still_has_a_description(conn: dbapi.Connection) -> None:
+    cur = conn.cursor()
+    cur.execute("SELECT 1 AS a WHERE false")
+    assert cur.description is not None and cur.description[0].name == "a"
+    assert cur.rowcount == 0
+    assert cur.fetchall() == []
+    assert cur.fetchone() is None

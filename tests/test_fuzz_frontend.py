@@ -453,3 +453,21 @@ def test_results_after_the_last_query_break_the_session_cleanly() -> None:
     else:
         raise AssertionError("an extra CommandComplete was accepted")
     assert session.closed  # the binding drops the socket: the stream cannot be trusted
+
+
+def test_one_large_message_in_small_reads_takes_linear_time() -> None:
+    """8 MB of DataRow in 4 KB reads: the buffer is joined once, not once per read."""
+    conn = FrontendConnection()
+    conn.send_startup({"user": "u"})
+    conn.receive_data(STARTUP_OK)
+    while conn.next_event() is not NEED_DATA:
+        pass
+    conn.send_query("SELECT big")
+    message = data_row(b"x" * (8 << 20))
+    started = time.monotonic()
+    events: list[Any] = []
+    for i in range(0, len(message), 4096):
+        conn.receive_data(message[i : i + 4096])
+        events += conn.next_events()
+    assert time.monotonic() - started < 2.0
+    assert len(events) == 1 and events[0].rows[0][0] == b"x" * (8 << 20)
