@@ -17,7 +17,6 @@ from neon_proto.errors import (
     InterfaceError,
     OperationalError,
     PipelineAborted,
-    ProgrammingError,
 )
 from neon_proto.session import Op
 from neon_proto.sqlstate import (

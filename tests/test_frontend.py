@@ -9,7 +9,7 @@ import pytest
 
 from neon_proto import events as ev
 from neon_proto import messages as msg
-from neon_proto.errors import LocalProtocolError, RemoteProtocolError
+from neon_proto.errors import DataError, LocalProtocolError, RemoteProtocolError
 from neon_proto.frontend import NEED_DATA, FrontendConnection, State
 from neon_proto.sqlstate import UniqueViolation
 
@@ -243,7 +243,7 @@ def test_error_during_authentication_closes_the_connection() -> None:
 
 def test_startup_message_refuses_a_nul_in_a_value() -> None:
     conn = FrontendConnection()
-    with pytest.raises(Exception, match="NUL"):
+    with pytest.raises(DataError, match="NUL"):
         conn.send_startup({"user": "al\x00ice"})
 
 
@@ -780,7 +780,7 @@ def test_terminate_closes_and_is_idempotent() -> None:
 
 def test_query_text_with_nul_is_refused_before_sending() -> None:
     conn = ready()
-    with pytest.raises(Exception, match="NUL"):
+    with pytest.raises(DataError, match="NUL"):
         conn.send_query("SELECT '\x00'")
     assert state(conn) is State.READY
     assert conn.pending_syncs == 0

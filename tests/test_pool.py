@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from neon_proto.errors import InterfaceError, OperationalError
+from neon_proto.sqlstate import DivisionByZero
 from neon_sync import Client, Pool, PoolTimeout
 from neon_sync.embedded import EmbeddedPostgres
 
@@ -166,7 +167,7 @@ def test_failed_transaction_is_rolled_back_on_return(pool: Pool) -> None:
     with pool.connection() as c:
         pid = pid_of(c)
         c.query("BEGIN")
-        with pytest.raises(Exception):
+        with pytest.raises(DivisionByZero):
             c.query("SELECT 1/0")
         assert c.transaction_status == "E"
     with pool.connection() as c:
