@@ -605,7 +605,7 @@ def test_connect_timeout_below_two_seconds_counts_as_two(black_hole: BlackHole) 
     assert 1.9 <= time.monotonic() - started < 3.5
 
 
-def test_connect_timeout_is_one_deadline_for_the_whole_startup(black_hole: BlackHole) -> None:
+def test_connect_timeout_with_sslmode_allow_is_not_doubled_by_the_retry(black_hole: BlackHole) -> None:
     started = time.monotonic()
     with pytest.raises(OperationalError):
         Client(host="127.0.0.1", port=black_hole.port, user="u", sslmode="allow", connect_timeout=2).connect()
