@@ -359,11 +359,11 @@ def report(latency: dict[str, Latency], latency_tls: dict[str, Latency], load: T
         lines.append("")
         if base and ours_name in results:
             o = results[ours_name]
-            lines.append(f"Ours vs neon-serverless: wall **{o.wall_us / base.wall_us:.2f}x**, client CPU "
-                         f"**{o.cpu_us / base.cpu_us:.2f}x** (target <= 0.5x).")
+            text = (f"Ours vs neon-serverless: wall **{o.wall_us / base.wall_us:.2f}x**, client CPU "
+                    f"**{o.cpu_us / base.cpu_us:.2f}x** (target <= 0.5x).")
             if tcp_name in results:
-                lines.append(f" Ours vs TCP: wall {o.wall_us / results[tcp_name].wall_us:.1f}x.")
-            lines.append("")
+                text += f" Ours vs TCP: wall {o.wall_us / results[tcp_name].wall_us:.1f}x."
+            lines += [text, ""]
 
     latency_table("Warm query latency over HTTP", latency, "plain HTTP")
     if ours_name in latency and ns_name in latency and latency[ours_name].proxy_cpu_us is not None:
