@@ -324,3 +324,33 @@ def test_scram_over_plain_tcp_does_not_bind(pg: EmbeddedPostgres) -> None:
 def test_channel_binding_disable_uses_plain_scram_over_tls(pg: EmbeddedPostgres) -> None:
     initial = sasl_initial_response(pg, "require", "disable")
     assert b"SCRAM-SHA-256\x00" in initial and b"PLUS" not in initial
+
+
+# ---------------------------------------------------------------- a server that refuses plain TCP
+
+
+@pytest.fixture(scope="module")
+def tls_only_pg() -> Iterator[EmbeddedPostgres]:
+    """A server whose pg_hba.conf rejects connections without TLS."""
+    with EmbeddedPostgres(tls=True) as server:
+        hba = pathlib.Path(server.data_dir) / "pg_hba.conf"
+        hba.write_text(
+            "local all all trust\n"
+            "hostnossl all all 127.0.0.1/32 reject\n"
+            "hostssl all all 127.0.0.1/32 scram-sha-256\n"
+        )
+        with Client(host=server.socket_dir or server.host, port=server.port, user="postgres", dbname="postgres") as admin:
+            admin.query("SELECT pg_reload_conf()")
+        yield server
+
+
+def test_allow_retries_with_tls_when_plain_is_rejected(tls_only_pg: EmbeddedPostgres) -> None:
+    with Client(tls_only_pg.dsn("scram_user"), sslmode="allow") as c:
+        assert is_encrypted(c)
+
+
+def test_disable_fails_when_plain_is_rejected(tls_only_pg: EmbeddedPostgres) -> None:
+    with pytest.raises(OperationalError) as info:
+        Client(tls_only_pg.dsn("scram_user"), sslmode="disable").connect()
+    assert info.value.sqlstate == "28000"
+    assert "no encryption" in str(info.value)
