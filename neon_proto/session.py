@@ -721,7 +721,11 @@ class Session:
                 elif cls is ev.DataRows:
                     if current is None:
                         raise self._broken("DataRow without a RowDescription")
-                    current.rows.extend(self._decode_rows(event, convert))
+                    if error is None:
+                        try:
+                            current.rows.extend(self._decode_rows(event, convert))
+                        except DataError as exc:
+                            error = exc
                 elif cls is ev.ErrorResponse:
                     error = error or event.to_exception()
                 elif cls is ev.ReadyForQuery:
@@ -756,7 +760,11 @@ class Session:
             if cls is ev.DataRows:
                 if current is None:
                     raise self._broken("DataRow without a RowDescription")
-                current.rows.extend(self._decode_rows(event, convert))
+                if error is None:
+                    try:
+                        current.rows.extend(self._decode_rows(event, convert))
+                    except DataError as exc:
+                        error = exc
             elif cls is ev.RowDescription:
                 convert = self._converter(event, reg, mode, None)
                 current = Result(event.fields, row_as_array=mode != "dict")
