@@ -92,9 +92,14 @@ def load_uuid_binary(data: bytes) -> UUID:
 
 
 def load_char_binary(data: bytes) -> str:
-    """"char" binary: one byte; high bytes as the octal escape the text form uses."""
+    """"char" binary: one byte; high bytes as the octal escape the text form uses.
+
+    The zero byte is the empty "char" (``''::"char"``), whose text form is empty.
+    """
     if data and data[0] >= 0x80:
         return f"\\{data[0]:03o}"
+    if data == b"\x00":
+        return ""
     return data.decode()
 
 
