@@ -158,6 +158,16 @@ class NeonClientBinary(NeonClient):
     binary = True
 
 
+class NeonClientPrepared(NeonClient):
+    """Named prepared statements (opt-in cache), as psycopg does after 5 runs of a query."""
+
+    name = "neon_sync prepared"
+    cases = frozenset({"select", "pipeline"})
+
+    def _client(self) -> Client:
+        return Client(self.target.dsn, array_mode=True, prepared_statement_cache_size=100)
+
+
 class NeonDBAPI(Driver):
     """neon_sync's PEP 249 layer, default (non-autocommit) mode: executemany then commit."""
 
@@ -374,7 +384,7 @@ class Pg8000(Driver):
         return [run("SELECT :v::int", v=i)[0][0] for i in range(n)]
 
 
-DRIVERS: list[type[Driver]] = [Psycopg, NeonClient, NeonClientBinary, NeonDBAPI, Asyncpg, Pg8000]
+DRIVERS: list[type[Driver]] = [Psycopg, NeonClient, NeonClientBinary, NeonClientPrepared, NeonDBAPI, Asyncpg, Pg8000]
 
 
 # ---------------------------------------------------------------------------------- timing
@@ -613,7 +623,7 @@ def count_round_trips(direct: Target, relayed: Target, admin: Admin, sizes: Size
     The minimum, because noise only ever adds time; the passes are interleaved like the cases.
     """
     rows = insert_rows(sizes.rtt_rows)
-    classes = [c for c in DRIVERS if c is not NeonClientBinary]
+    classes = [c for c in DRIVERS if c not in (NeonClientBinary, NeonClientPrepared)]
     samples: dict[tuple[str, str, str], list[float]] = {}
     for rep in range(sizes.rtt_reps):
         for cls in rotated(classes, rep):
@@ -691,10 +701,11 @@ def compare(by_key: dict[tuple[str, str], Measurement], case: str, subject: str,
 def evaluate(by_key: dict[tuple[str, str], Measurement], names: list[str]) -> list[TargetCheck]:
     checks: list[TargetCheck] = []
     neon_query = [n for n in ("neon_sync", "neon_sync binary") if n in names]
+    neon_select = neon_query + [n for n in ("neon_sync prepared",) if n in names]
     for case, where in (("select one CPU", "pinned to one CPU"), ("select", "unpinned")):
         if (case, PSYCOPG) not in by_key:
             continue
-        for n in neon_query:
+        for n in neon_select:
             ratio, spread, best = compare(by_key, case, n, PSYCOPG)
             checks.append(TargetCheck(f"SELECT $1::int no slower than 1.3x psycopg ({where})", n,
                                       f"{ratio:.2f}x psycopg's time", spread, best, ratio <= 1.3))
