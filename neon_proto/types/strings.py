@@ -148,10 +148,20 @@ def load_unknown_binary(data: bytes) -> str | bytes:
 
 
 def dump_str(value: str) -> tuple[int, int, bytes]:
-    """str with OID 0 (unknown), so the server infers the type from the query."""
+    """str with OID 0 (unknown), so the server infers the type from the query.
+
+    What UTF-8 cannot carry (a lone surrogate such as ``"\\ud800"``) raises DataError, as
+    NUL does, rather than UnicodeEncodeError: nothing is sent and the connection stays usable.
+    """
     if "\x00" in value:
         raise DataError("PostgreSQL text fields cannot contain NUL (0x00) characters")
-    return (0, 0, value.encode())
+    try:
+        return (0, 0, value.encode())
+    except UnicodeEncodeError as exc:
+        raise DataError(
+            f"PostgreSQL text cannot hold {value[exc.start : exc.end]!r} at position {exc.start}: "
+            f"{exc.reason} in UTF-8"
+        ) from exc
 
 
 def bytes_text(value: Any) -> bytes:
