@@ -49,5 +49,12 @@ class Json:
 
 
 def dump_json(value: Json) -> tuple[int, int, bytes]:
-    """Json as jsonb."""
-    return (JSONB_OID, 0, value.dumps(value.obj).encode())
+    """Json as jsonb.
+
+    What ``dumps`` cannot serialize (a date, a set, a circular structure) raises DataError
+    before anything is sent, instead of the TypeError or ValueError of ``json.dumps``.
+    """
+    try:
+        return (JSONB_OID, 0, value.dumps(value.obj).encode())
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"can't dump {type(value.obj).__name__} as JSON: {exc}") from exc
