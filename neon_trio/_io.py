@@ -48,6 +48,14 @@ class TrioTransport:
         """Whether the transport is encrypted."""
         return isinstance(self.stream, trio.SSLStream)
 
+    @property
+    def socket(self) -> trio.socket.SocketType | None:
+        """The socket under the stream (under TLS too); None for a stream without one."""
+        stream = self.stream
+        if isinstance(stream, trio.SSLStream):
+            stream = stream.transport_stream
+        return stream.socket if isinstance(stream, trio.SocketStream) else None
+
     async def start_tls(self, ctx: ssl.SSLContext, server_hostname: str | None) -> None:
         """Wrap the stream in TLS and keep the server certificate for channel binding."""
         tls = trio.SSLStream(self.stream, ctx, server_hostname=server_hostname)

@@ -236,6 +236,14 @@ class Client(SessionFacts):
             return False
         return transport.closed or self._session.closed
 
+    @property
+    def socket(self) -> trio.socket.SocketType | None:
+        """The socket of the connection, for readiness watching (None when not connected)."""
+        transport = self._transport
+        if transport is None or transport.closed:
+            return None
+        return transport.socket
+
     # ------------------------------------------------------------------ running operations
 
     async def run(self, op: Op[Any], *, timeout: float | None = None) -> Any:
