@@ -219,17 +219,29 @@ class ResponseBudget:
 class TextCellRegistry:
     """A registry whose loaders turn text cells into JSON text and charge a budget.
 
-    Types it cannot place yet (not built in, in non-raw mode) load as plain text and are
-    listed in ``pending``: the caller looks them up and finishes those cells with
-    ``converter_for(oid, raw=False, is_array=...)``. Parameters are sent by the session as
-    untyped text, so ``dump`` only serves callers that ask it.
+    One registry serves every response on a connection (``start`` begins each one): the
+    session caches its row parsers per registry, so a fresh registry per request would
+    rebuild them every time. The loaders read the current budget when called.
+
+    Types it cannot place yet (not built in, in non-raw mode, not in ``known_arrays``) load
+    as plain text and are listed in ``pending``: the caller looks them up and finishes
+    those cells with ``converter_for(oid, raw=False, is_array=...)``. Parameters are sent by
+    the session as untyped text, so ``dump`` only serves callers that ask it.
     """
 
-    def __init__(self, *, raw: bool, budget: ResponseBudget, known_arrays: dict[int, bool] | None = None) -> None:
+    def __init__(
+        self, *, raw: bool, budget: ResponseBudget | None = None, known_arrays: dict[int, bool] | None = None
+    ) -> None:
         self.raw = raw
-        self.budget = budget
+        self.budget = budget if budget is not None else ResponseBudget(1 << 62)
         self.known_arrays = known_arrays if known_arrays is not None else {}
         self.pending: set[int] = set()
+        self.conversion_failed = False
+
+    def start(self, budget: ResponseBudget) -> None:
+        """Begin a response: charge ``budget``, with nothing pending and nothing failed yet."""
+        self.budget = budget
+        self.pending = set()
         self.conversion_failed = False
 
     def dump(self, value: Any) -> tuple[int, int, bytes | None]:
@@ -240,23 +252,13 @@ class TextCellRegistry:
 
     def get_loader(self, oid: int, format: int = 0) -> Callable[[bytes], Any]:
         """A loader giving the cell's JSON text (or its plain text, for a pending type)."""
-        known = self.known_arrays
-        convert = converter_for(oid, raw=self.raw, is_array=(known.__getitem__ if oid in known else None))
-        budget = self.budget
-        charge = budget.charge
+        convert = converter_for(oid, raw=self.raw)
         if convert is None:
-            self.pending.add(oid)
-
-            def load_pending(data: bytes) -> str:
-                if budget.exceeded:
-                    return ""
-                text = data.decode("utf-8", "replace")
-                charge(len(text) + 3)
-                return text
-
-            return load_pending
+            return self._user_type_loader(oid)
+        registry = self
 
         def load(data: bytes) -> str:
+            budget = registry.budget
             if budget.exceeded:
                 return "null"  # the response is refused anyway: keep nothing while the rest drains
             text = data.decode("utf-8", "replace")
@@ -264,9 +266,40 @@ class TextCellRegistry:
                 fragment = convert(text)
             except ValueError:
                 # Raising here would break the protocol stream: note it, answer 500 later.
-                self.conversion_failed = True
+                registry.conversion_failed = True
                 fragment = json_string(text)
-            charge(len(fragment) + 1)
+            budget.charge(len(fragment) + 1)
             return fragment
 
         return load
+
+    def _user_type_loader(self, oid: int) -> Callable[[bytes], Any]:
+        """A type that is not built in: converted once ``known_arrays`` knows it, else pending.
+
+        The answer is taken per cell, as the loader outlives the request that made it; the
+        lookups happen between responses, so one response treats a type one way throughout.
+        """
+        registry = self
+        known = self.known_arrays
+        converters: list[Converter] = []
+
+        def load_user_type(data: bytes) -> str:
+            budget = registry.budget
+            if budget.exceeded:
+                return ""
+            text = data.decode("utf-8", "replace")
+            if oid not in known:
+                registry.pending.add(oid)
+                budget.charge(len(text) + 3)
+                return text
+            if not converters:
+                converters.append(converter_for(oid, raw=False, is_array=known.__getitem__) or json_string)
+            try:
+                fragment = converters[0](text)
+            except ValueError:
+                registry.conversion_failed = True
+                fragment = json_string(text)
+            budget.charge(len(fragment) + 1)
+            return fragment
+
+        return load_user_type

@@ -4,24 +4,42 @@ Each query is an unnamed Parse with no parameter types, then Bind (text), Descri
 Execute; a single query ends with Sync. A batch is sent in one flight as ``BEGIN ...``,
 the queries and ``COMMIT`` under one Sync, so an error skips the rest and a ROLLBACK
 follows. Cells come back as JSON text (see ``neon_proxy.cells``).
+
+The session reset that must run before a pooled connection is lent again rides in the same
+flight, as one simple Query behind the request's Sync: Postgres runs it as soon as the
+request's queries are done, and it costs no round trip of its own. Its answer is read
+right after the request's own ReadyForQuery. Only when the request left a transaction open
+(or the reset failed) does a second reset, with ROLLBACK, take a round trip.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Generator
 
 import attrs
 
-from neon_proto.errors import Error, PipelineAborted
+from neon_proto import events as ev
+from neon_proto.errors import ConnectionClosed, Error, PipelineAborted
+from neon_proto.frontend import NEED_DATA, FrontendConnection
+from neon_proto.messages import query_message
 from neon_proto.results import Result
-from neon_proto.session import Query, Session
+from neon_proto.session import Op, Query, Session
 from neon_proxy.cells import ResponseBudget, TextCellRegistry, converter_for, json_string
 from neon_proxy.request import Payload, RequestOptions, begin_statement
 from neon_proxy.response import result_json, results_json
 from neon_trio import Client
 
-__all__ = ["TextSession", "UpstreamClient", "PlainTextRegistry", "QueryOutcome", "run_payload", "RESET_STATEMENTS", "reset_session"]
+__all__ = [
+    "TextSession",
+    "UpstreamClient",
+    "PlainTextRegistry",
+    "QueryOutcome",
+    "run_payload",
+    "RESET_STATEMENTS",
+    "reset_session",
+    "needs_reset",
+]
 
 logger = logging.getLogger("neon_proxy")
 
@@ -36,6 +54,10 @@ RESET_STATEMENTS = (
     "DISCARD SEQUENCES",
 )
 """What runs before a pooled connection is reused (after a ROLLBACK if a transaction is open)."""
+
+_RESET_SQL = "; ".join(RESET_STATEMENTS)
+_RESET_MESSAGE = query_message(_RESET_SQL)
+_ROLLBACK_AND_RESET_SQL = "ROLLBACK; " + _RESET_SQL
 
 _TYPE_LOOKUP = (
     "SELECT oid, typcategory = 'A' AND left(typname, 1) = '_' FROM pg_catalog.pg_type WHERE oid = ANY($1::oid[])"
@@ -69,18 +91,39 @@ def _decode_text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
-class UpstreamClient(Client):
-    """A ``neon_trio.Client`` that sends parameters as untyped text, with a per-connection type cache.
+_PLAIN_TEXT = PlainTextRegistry()
 
-    Build it with ``UpstreamClient.from_params(params, registry=PlainTextRegistry())``.
+
+class UpstreamClient(Client):
+    """A ``neon_trio.Client`` that sends parameters as untyped text, with per-connection caches.
+
+    Build it with ``UpstreamClient.from_params(params, registry=PlainTextRegistry())``. It keeps
+    one cell registry per output mode (the session's row parsers are cached per registry)
+    and what pg_type said about user types. ``needs_reset`` is True once anything ran on it
+    that the request path did not reset behind itself.
     """
 
     session_class = TextSession
     known_arrays: dict[int, bool]
+    needs_reset: bool
 
     def _init(self, params: Any, **options: Any) -> None:
         super()._init(params, **options)
         self.known_arrays = {}
+        self.needs_reset = True
+        self._cell_registries: dict[bool, TextCellRegistry] = {}
+
+    def cell_registry(self, raw: bool) -> TextCellRegistry:
+        """This connection's registry for raw (all strings) or typed JSON cells."""
+        registry = self._cell_registries.get(raw)
+        if registry is None:
+            registry = self._cell_registries[raw] = TextCellRegistry(raw=raw, known_arrays=self.known_arrays)
+        return registry
+
+    async def run(self, op: Op[Any], *, timeout: float | None = None) -> Any:
+        """As ``Client.run``; the session may hold request state afterwards (``needs_reset``)."""
+        self.needs_reset = True
+        return await super().run(op, timeout=timeout)
 
 
 @attrs.define
@@ -97,7 +140,7 @@ async def _lookup_types(client: UpstreamClient, oids: set[int], known: dict[int,
     """Which of ``oids`` are array types (enum arrays and the like); unknown OIDs count as not."""
     literal = "{" + ",".join(str(o) for o in sorted(oids)) + "}"
     result: Result = await client.run(
-        client.session.execute(_TYPE_LOOKUP, [literal], mode="list", registry=PlainTextRegistry())
+        client.session.execute(_TYPE_LOOKUP, [literal], mode="list", registry=_PLAIN_TEXT)
     )
     for oid, is_array in result.rows:
         known[int(oid)] = is_array == "t"
@@ -123,43 +166,109 @@ def _finish_pending(result: Result, registry: TextCellRegistry, known: dict[int,
                     row[i] = json_string(cell)
 
 
+def _read_reset_answer(conn: FrontendConnection) -> Generator[None, bytes | None, Error | None]:
+    """Read the reset's results to its ReadyForQuery, one event at a time; return its error.
+
+    One at a time, so that nothing behind the ReadyForQuery is consumed.
+    """
+    error: Error | None = None
+    while True:
+        event = conn.next_event()
+        if event is NEED_DATA:
+            conn.receive_data((yield None) or b"")
+            continue
+        cls = type(event)
+        if cls is ev.ReadyForQuery:
+            return error
+        if cls is ev.ErrorResponse:
+            if error is None:
+                error = event.to_exception()
+        elif cls is ev.EndOfStream:
+            raise error or ConnectionClosed("the server closed the connection during the session reset")
+        # The reset's row, tags, notices and parameter changes: nothing to keep.
+
+
+def _queries_then_reset(session: Session, sent: list[Query], registry: Any) -> Op[Error | None]:
+    """The request's queries and the session reset in one flight; the reset's error, if any.
+
+    The reset's Query message is built outside the machine, so the request's own
+    ReadyForQuery leaves it idle and the pipeline stops there; then the reset is accounted
+    for and its answer read.
+    """
+    conn = session.conn
+    pipeline = session.pipeline(sent, registry=registry)
+    try:
+        flight = next(pipeline)
+    except StopIteration:
+        return None
+    yield (flight or b"") + _RESET_MESSAGE
+    yield from pipeline
+    conn.expect_ready(1)
+    return (yield from _read_reset_answer(conn))
+
+
 async def run_payload(
     client: UpstreamClient, payload: Payload, options: RequestOptions, budget: ResponseBudget
 ) -> QueryOutcome:
-    """Run a request's queries and write the JSON body, or return the first error."""
-    registry = TextCellRegistry(raw=options.raw_output, budget=budget, known_arrays=client.known_arrays)
-    modes = [options.array_mode if spec.array_mode is None else spec.array_mode for spec in payload.queries]
+    """Run a request's queries and write the JSON body, or return the first error.
+
+    The connection comes back reset (``client.needs_reset`` False) unless the request
+    failed in a way that drops it anyway, or a cancellation cut it short.
+    """
+    registry = client.cell_registry(options.raw_output)
+    registry.start(budget)
     queries = [Query(spec.query, spec.params, "list") for spec in payload.queries]
-    session = client.session
     if payload.batch:
         begin, commit = Query(begin_statement(options), (), "list"), Query("COMMIT", (), "list")
         sent = [begin, *queries, commit]
     else:
         sent = queries
-    await client.run(session.pipeline(sent, registry=registry))
+    if not sent:
+        return QueryOutcome(body=results_json([]))
+    reset_error = await client.run(_queries_then_reset(client.session, sent, registry))
     failed = next((q.error for q in sent if q.error is not None and not isinstance(q.error, PipelineAborted)), None)
     if failed is None:
         failed = next((q.error for q in sent if q.error is not None), None)
+    if failed is not None and not payload.batch:
+        return QueryOutcome(error=failed)  # a failed single query's connection is dropped: no reset
+    if reset_error is not None or client.transaction_status != "I":
+        # A transaction was left open (a failed batch, a lone BEGIN): the reset ran inside it.
+        if not client.closed:
+            try:
+                await reset_session(client)
+            except Error as exc:
+                logger.info("resetting an upstream connection failed (%s)", exc)
+    else:
+        client.needs_reset = False
     if failed is not None:
-        outcome = QueryOutcome(error=failed)
-        if payload.batch and client.transaction_status != "I" and not client.closed:
-            await client.query("ROLLBACK")
-            outcome.rolled_back = True
-        return outcome
+        return QueryOutcome(error=failed, rolled_back=not client.needs_reset)
     results = [q.outcome() for q in queries]
     if registry.pending:
-        await _lookup_types(client, set(registry.pending), client.known_arrays)
+        known = client.known_arrays
+        missing = registry.pending.difference(known)
+        if missing:
+            needed_reset = client.needs_reset
+            await _lookup_types(client, missing, known)
+            client.needs_reset = needed_reset  # a catalog read leaves no session state
         for result in results:
-            _finish_pending(result, registry, client.known_arrays)
+            _finish_pending(result, registry, known)
     if registry.conversion_failed:
         return QueryOutcome(conversion_failed=True)
+    modes = [options.array_mode if spec.array_mode is None else spec.array_mode for spec in payload.queries]
     bodies = [result_json(r.fields, r.rows, r.tag, mode) for r, mode in zip(results, modes)]
     return QueryOutcome(body=results_json(bodies) if payload.batch else bodies[0])
 
 
+def needs_reset(client: Client) -> bool:
+    """Whether ``reset_session`` has anything to do (any client but a clean UpstreamClient)."""
+    return getattr(client, "needs_reset", True) is not False
+
+
 async def reset_session(client: Client) -> None:
-    """Put a connection back in a fresh session state before it is lent again."""
-    statements: tuple[str, ...] = RESET_STATEMENTS
-    if client.transaction_status != "I":
-        statements = ("ROLLBACK", *statements)
-    await client.run(client.session.simple_query("; ".join(statements), mode="list"))
+    """Put a connection back in a fresh session state before it is lent again (one round trip)."""
+    if not needs_reset(client):
+        return
+    sql = _ROLLBACK_AND_RESET_SQL if client.transaction_status != "I" else _RESET_SQL
+    await client.run(client.session.simple_query(sql, mode="list"))
+    if isinstance(client, UpstreamClient):
+        client.needs_reset = False
