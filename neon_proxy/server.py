@@ -1,11 +1,14 @@
 """The HTTP side of the proxy: trio streams, h11 machines, routing, and one request's life.
 
 A request for ``POST /sql`` goes through these steps: the headers are checked (connection
-string, Neon-* settings), then the body is read while an upstream connection is acquired,
-then the queries run while the client socket is watched (a client that goes away gets its
-query cancelled) and the response size is counted (past the limit the query is cancelled
-and 507 answered). The response goes out, and only then is the upstream connection reset
-and returned to the pool.
+string, Neon-* settings), then the body is read while an upstream connection is acquired
+(when the body came with the head, as it usually does, it is simply parsed first), then
+the queries run while the client socket is watched (a client that goes away gets its query
+cancelled) and the response size is counted (past the limit the query is cancelled and
+507 answered). The session reset rides behind the queries (see ``neon_proxy.upstream``);
+the response goes out and the upstream connection goes back to the pool.
+
+The hot path spawns no task: one ``HangupWatcher`` task notices clients that leave.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import trio
 from neon_proto.errors import Error, ProgrammingError
 from neon_proxy.cells import ResponseBudget
 from neon_proxy.config import ProxyConfig
+from neon_proxy.hangups import HangupWatcher, socket_of
 from neon_proxy.pool import PooledConnection, PoolKey, UpstreamPool
 from neon_proxy.request import (
+    CONNECTION_STRING_HEADER,
     ConnInfo,
     Payload,
     RequestError,
@@ -32,7 +37,14 @@ from neon_proxy.request import (
     parse_request_options,
 )
 from neon_proxy.response import CANCELLED_MESSAGE, error_json, pg_error_json
-from neon_proxy.upstream import PlainTextRegistry, QueryOutcome, UpstreamClient, reset_session, run_payload
+from neon_proxy.upstream import (
+    PlainTextRegistry,
+    QueryOutcome,
+    UpstreamClient,
+    needs_reset,
+    reset_session,
+    run_payload,
+)
 from neon_trio import Client
 
 __all__ = ["ProxyServer", "serve", "CORS_ALLOW_HEADERS"]
@@ -50,6 +62,7 @@ _MAX_HEADER_BYTES = 64 * 1024
 _MAX_BUFFERED_WHILE_WATCHING = 1024 * 1024
 _CLIENT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 _MIGHT_SWITCH_PROTOCOL = getattr(h11, "MIGHT_SWITCH_PROTOCOL")  # after an Upgrade request's body
+_ROUTE_CACHE_SIZE = 1024
 
 
 class _ClientGone(Exception):
@@ -124,6 +137,7 @@ class ProxyServer:
         self.config = config
         self.pool = UpstreamPool(
             reset=reset_session,
+            needs_reset=needs_reset,
             max_per_key=config.pool_max_per_key,
             max_total=config.pool_max_total,
             idle_timeout=config.pool_idle_timeout,
@@ -136,6 +150,8 @@ class ProxyServer:
         self._accept_scope: trio.CancelScope | None = None
         self._connections_scope: trio.CancelScope | None = None
         self._idle_scopes: set[trio.CancelScope] = set()
+        self._hangups = HangupWatcher()
+        self._routes: dict[str, tuple[ConnInfo, PoolKey, Callable[[], Awaitable[Client]]]] = {}
 
     def __repr__(self) -> str:
         return f"<ProxyServer {self.config.listen_host}:{self.port} in_flight={self.in_flight}>"
@@ -166,6 +182,7 @@ class ProxyServer:
         try:
             async with trio.open_nursery() as outer:
                 await outer.start(self.pool.run)
+                await outer.start(self._hangups.run)
                 async with trio.open_nursery() as connections:
                     self._connections_scope = connections.cancel_scope
                     with trio.CancelScope() as accept_scope:
@@ -291,30 +308,6 @@ class ProxyServer:
         except _ClientGone:
             pass
 
-    async def _read_body(self, http: _HttpConnection, request: h11.Request) -> bytes:
-        limit = self.config.max_request_size
-        length = _content_length(request)
-        if length is not None and length > limit:
-            raise RequestError(413, f"request is too large (max is {limit} bytes)")
-        if http.h11.they_are_waiting_for_100_continue:
-            await http.send(h11.InformationalResponse(status_code=100, headers=[]))
-        chunks: list[bytes] = []
-        size = 0
-        with trio.fail_after(self.config.request_timeout):
-            while True:
-                event = http.next_event()
-                if event is h11.NEED_DATA:
-                    http.h11.receive_data(await http.receive())
-                elif isinstance(event, h11.Data):
-                    size += len(event.data)
-                    if size > limit:
-                        raise RequestError(413, f"request is too large (max is {limit} bytes)")
-                    chunks.append(bytes(event.data))
-                elif isinstance(event, h11.EndOfMessage):
-                    return b"".join(chunks)
-                else:
-                    raise _ClientGone("the client closed the connection mid-request")
-
     async def _discard_body(self, http: _HttpConnection) -> None:
         """Read what is left of the request body (bounded), so the connection can go on.
 
@@ -392,14 +385,15 @@ class ProxyServer:
             await self._discard_body(http)
             status = 400
             await self._respond(http, request_id, status, _NOT_SUPPORTED)
-        logger.info(
-            "%s %s -> %d in %.1f ms (request %s)",
-            method.decode("ascii", "replace"),
-            path.decode("ascii", "replace"),
-            status,
-            (trio.current_time() - started) * 1000,
-            request_id,
-        )
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "%s %s -> %d in %.1f ms (request %s)",
+                method.decode("ascii", "replace"),
+                path.decode("ascii", "replace"),
+                status,
+                (trio.current_time() - started) * 1000,
+                request_id,
+            )
 
     async def _refuse(self, http: _HttpConnection, request_id: str, exc: RequestError) -> int:
         if http.h11.their_state is h11.SEND_BODY:
@@ -433,25 +427,96 @@ class ProxyServer:
         key = PoolKey.build(info.endpoint, info.database, info.user, info.password, info.options)
         return key, connect
 
+    def _route(self, headers: dict[str, str | None]) -> tuple[ConnInfo, PoolKey, Callable[[], Awaitable[Client]]]:
+        """Who connects where, remembered per connection string: clients repeat theirs.
+
+        The answer depends only on the header (and the absence of Authorization), so
+        credentials are still checked by Postgres for every key, as before.
+        """
+        raw = headers.get(CONNECTION_STRING_HEADER)
+        cacheable = raw is not None and "authorization" not in headers
+        if cacheable:
+            assert raw is not None
+            route = self._routes.get(raw)
+            if route is not None:
+                return route
+        info = parse_conn_info(headers)
+        key, connect = self._connect(info)
+        route = (info, key, connect)
+        if cacheable:
+            assert raw is not None
+            if len(self._routes) >= _ROUTE_CACHE_SIZE:
+                self._routes.clear()
+            self._routes[raw] = route
+        return route
+
     async def _handle_sql(
         self, http: _HttpConnection, request: h11.Request, headers: dict[str, str | None], request_id: str
     ) -> int:
         try:
-            info = parse_conn_info(headers)
+            info, key, connect = self._route(headers)
             options = parse_request_options(headers)
-            key, connect = self._connect(info)
+            limit = self.config.max_request_size
+            length = _content_length(request)
+            if length is not None and length > limit:
+                raise RequestError(413, f"request is too large (max is {limit} bytes)")
+            body = _BodyReader(http, limit)
+            body.take_buffered()
         except RequestError as exc:
             return await self._refuse(http, request_id, exc)
+        except _ClientGone:
+            http.must_close = True
+            return 400
 
-        # Read the body while the upstream connection is acquired.
+        payload: Payload | None = None
+        conn: PooledConnection | None = None
+        error: Exception | None = None
+        if body.complete:
+            # The usual case: the body came with the head. Nothing to overlap.
+            try:
+                payload = parse_payload(body.data())
+            except RequestError as exc:
+                return await self._refuse(http, request_id, exc)
+            try:
+                conn = await self.pool.acquire(key, connect)
+            except (Error, OSError) as exc:
+                error = exc
+        else:
+            outcome = await self._read_body_while_acquiring(http, body, key, connect)
+            if isinstance(outcome, int):
+                return outcome
+            if isinstance(outcome, RequestError):
+                return await self._refuse(http, request_id, outcome)
+            payload, acquired = outcome
+            if isinstance(acquired, PooledConnection):
+                conn = acquired
+            else:
+                error = acquired
+        if conn is None:
+            status, body_json = _connect_error(error)
+            logger.info("connecting to endpoint %r as %r failed: %s", info.endpoint, info.user, error)
+            await self._respond(http, request_id, status, body_json)
+            return status
+        return await self._run_queries(http, request_id, conn, payload, options)
+
+    async def _read_body_while_acquiring(
+        self,
+        http: _HttpConnection,
+        body: "_BodyReader",
+        key: PoolKey,
+        connect: Callable[[], Awaitable[Client]],
+    ) -> "int | RequestError | tuple[Payload, PooledConnection | Exception | None]":
+        """Read the rest of the body while an upstream connection is acquired.
+
+        Returns the payload and the connection (or why there is none), the refusal of the
+        body, or a status when the client went away.
+        """
         acquisition = _Acquisition()
 
         async def acquire() -> None:
             try:
                 acquisition.conn = await self.pool.acquire(key, connect)
-            except Error as exc:
-                acquisition.error = exc
-            except OSError as exc:
+            except (Error, OSError) as exc:
                 acquisition.error = exc
 
         refused: RequestError | None = None
@@ -460,7 +525,11 @@ class ProxyServer:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(acquire)
             try:
-                payload = parse_payload(await self._read_body(http, request))
+                if http.h11.they_are_waiting_for_100_continue:
+                    await http.send(h11.InformationalResponse(status_code=100, headers=[]))
+                with trio.fail_after(self.config.request_timeout):
+                    await body.read_rest()
+                payload = parse_payload(body.data())
             except RequestError as exc:
                 refused = exc
                 nursery.cancel_scope.cancel()
@@ -475,15 +544,9 @@ class ProxyServer:
                 http.must_close = True
                 return 400
             assert refused is not None
-            return await self._refuse(http, request_id, refused)
-        if conn is None:
-            error = acquisition.error
-            status, body = _connect_error(error)
-            logger.info("connecting to endpoint %r as %r failed: %s", info.endpoint, info.user, error)
-            await self._respond(http, request_id, status, body)
-            return status
+            return refused
         assert payload is not None
-        return await self._run_queries(http, request_id, conn, payload, options)
+        return payload, conn if conn is not None else acquisition.error
 
     async def _run_queries(
         self, http: _HttpConnection, request_id: str, conn: PooledConnection, payload: Payload, options: Any
@@ -491,10 +554,7 @@ class ProxyServer:
         client = conn.client
         assert isinstance(client, UpstreamClient)
         limit = self.config.max_response_size
-        too_large = trio.Event()
-        budget = ResponseBudget(limit, too_large.set)
         reasons: list[str] = []
-        outcome: QueryOutcome | None = None
         work = trio.CancelScope()
 
         def stop(reason: str) -> None:
@@ -502,18 +562,21 @@ class ProxyServer:
                 reasons.append(reason)
                 work.cancel()
 
-        async with trio.open_nursery() as watchers:
-            watchers.start_soon(self._watch_client, http, stop)
-            watchers.start_soon(_stop_when, too_large, stop, "too large")
-            with work:
-                try:
-                    outcome = await run_payload(client, payload, options, budget)
-                except Error as exc:
-                    outcome = QueryOutcome(error=exc)
-                except Exception:
-                    logger.exception("unexpected error running a request's queries (request %s)", request_id)
-                    outcome = QueryOutcome(conversion_failed=True)
-            watchers.cancel_scope.cancel()
+        budget = ResponseBudget(limit, lambda: stop("too large"))
+        outcome: QueryOutcome | None = None
+        sock = socket_of(http.stream)
+        if sock is not None and self._hangups.watch(sock, lambda: stop("client")):
+            try:
+                with work:
+                    outcome = await self._run_payload(client, payload, options, budget, request_id)
+            finally:
+                self._hangups.unwatch(sock)
+        else:
+            async with trio.open_nursery() as watchers:
+                watchers.start_soon(self._watch_client, http, stop)
+                with work:
+                    outcome = await self._run_payload(client, payload, options, budget, request_id)
+                watchers.cancel_scope.cancel()
 
         healthy = not client.closed and client.session.idle
         extra: list[tuple[bytes, bytes]] = []
@@ -549,6 +612,18 @@ class ProxyServer:
             await self.pool.release(conn, reusable=reusable)
         return status
 
+    @staticmethod
+    async def _run_payload(
+        client: UpstreamClient, payload: Payload, options: Any, budget: ResponseBudget, request_id: str
+    ) -> QueryOutcome:
+        try:
+            return await run_payload(client, payload, options, budget)
+        except Error as exc:
+            return QueryOutcome(error=exc)
+        except Exception:
+            logger.exception("unexpected error running a request's queries (request %s)", request_id)
+            return QueryOutcome(conversion_failed=True)
+
     async def _watch_client(self, http: _HttpConnection, stop: Callable[[str], None]) -> None:
         """While queries run: a client that closes its connection stops them."""
         try:
@@ -564,9 +639,43 @@ class ProxyServer:
         stop("client")
 
 
-async def _stop_when(event: trio.Event, stop: Callable[[str], None], reason: str) -> None:
-    await event.wait()
-    stop(reason)
+class _BodyReader:
+    """A request body, bounded by the size limit: what h11 already holds, then the rest."""
+
+    def __init__(self, http: _HttpConnection, limit: int) -> None:
+        self.http = http
+        self.limit = limit
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.complete = False
+
+    def data(self) -> bytes:
+        return self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+
+    def take_buffered(self) -> None:
+        """Take the body events h11 can give without reading; ``complete`` once at its end."""
+        http = self.http
+        while True:
+            event = http.next_event()
+            if event is h11.NEED_DATA:
+                return
+            if type(event) is h11.Data:
+                self.size += len(event.data)
+                if self.size > self.limit:
+                    raise RequestError(413, f"request is too large (max is {self.limit} bytes)")
+                self.chunks.append(bytes(event.data))
+            elif type(event) is h11.EndOfMessage:
+                self.complete = True
+                return
+            else:
+                raise _ClientGone("the client closed the connection mid-request")
+
+    async def read_rest(self) -> None:
+        """Read until the end of the body."""
+        self.take_buffered()
+        while not self.complete:
+            self.http.h11.receive_data(await self.http.receive())
+            self.take_buffered()
 
 
 def _content_length(request: h11.Request) -> int | None:
