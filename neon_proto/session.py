@@ -289,6 +289,7 @@ class Session:
     # ------------------------------------------------------------------ queries
 
     def _dump_params(self, params: Sequence[Any], registry: Any) -> tuple[list[int], list[int], list[bytes | None]]:
+        """Each parameter's type OID, format and bytes."""
         oids: list[int] = []
         formats: list[int] = []
         values: list[bytes | None] = []
@@ -300,7 +301,7 @@ class Session:
             values.append(data)
         return oids, formats, values
 
-    def _statement_for(self, sql: str, oids: tuple[int, ...], out: list[bytes] | None) -> tuple[str, bool]:
+    def _statement_for(self, sql: str, oids: tuple[int, ...]) -> tuple[str, bool]:
         """The statement name to use and whether a Parse must be sent."""
         if not self._cache_size:
             return "", True
@@ -347,21 +348,12 @@ class Session:
             return query.outcome()
         reg = registry if registry is not None else self.registry
         fmt = self.result_format if result_format is None else result_format
-        oids: list[int] = []
-        formats: list[int] = []
-        values: list[bytes | None] = []
-        if params:
-            dump = reg.dump
-            for value in params:
-                oid, pfmt, data = dump(value)
-                oids.append(oid)
-                formats.append(pfmt)
-                values.append(data)
+        oids, formats, values = self._dump_params(params, reg) if params else ((), (), ())
         toids = tuple(oids) if self.declare_param_types else ()
         name = ""
         parse = True
         if self._cache_size:
-            name, parse = self._statement_for(sql, toids, None)
+            name, parse = self._statement_for(sql, toids)
         yield conn.send_extended_query(
             name, sql, toids, values, formats if any(formats) else (), (fmt,) if fmt else (), parse=parse
         )
@@ -503,18 +495,10 @@ class Session:
                 out.append(conn.send_close("S", name))
         groups: list[int] = []  # index of the last query of each sync group
         last_index = len(queries) - 1
-        dump = reg.dump
         for i, query in enumerate(queries):
-            oids = []
-            formats = []
-            values = []
-            for value in query.params:
-                oid, pfmt, data = dump(value)
-                oids.append(oid)
-                formats.append(pfmt)
-                values.append(data)
+            oids, formats, values = self._dump_params(query.params, reg)
             toids = tuple(oids) if self.declare_param_types else ()
-            name, parse = self._statement_for(query.sql, toids, out)
+            name, parse = self._statement_for(query.sql, toids)
             query._stmt_name = name if parse else ""
             query._oids = toids
             sync = sync_each or i == last_index
