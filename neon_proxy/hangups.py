@@ -18,6 +18,8 @@ from typing import Callable
 
 import trio
 
+from neon_trio._io import stream_socket
+
 __all__ = ["HangupWatcher", "socket_of"]
 
 logger = logging.getLogger("neon_proxy")
@@ -27,11 +29,7 @@ _EPOLLRDHUP: int | None = getattr(select, "EPOLLRDHUP", None)
 
 def socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
     """The socket under a plain or TLS socket stream (None for other streams)."""
-    if isinstance(stream, trio.SSLStream):
-        stream = stream.transport_stream
-    if isinstance(stream, trio.SocketStream):
-        return stream.socket
-    return None
+    return stream_socket(stream)
 
 
 class HangupWatcher:

@@ -14,8 +14,10 @@ The hot path spawns no task: one ``HangupWatcher`` task notices clients that lea
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 import uuid
+from http import HTTPStatus
 from typing import Any, Awaitable, Callable, Iterable
 
 import attrs
@@ -46,6 +48,7 @@ from neon_proxy.upstream import (
     run_payload,
 )
 from neon_trio import Client
+from neon_trio._io import direct_fd
 
 __all__ = ["ProxyServer", "serve", "CORS_ALLOW_HEADERS"]
 
@@ -70,16 +73,51 @@ class _ClientGone(Exception):
 
 
 class _HttpConnection:
-    """One client connection: its stream and the h11 machine reading it."""
+    """One client connection: its stream, and the h11 machine reading the current request.
+
+    Responses are written here rather than by h11 (they are a status line and a few
+    headers of ours), so each request is read by a fresh machine, handed whatever the last
+    one had received beyond its own request (pipelining).
+    """
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER_BYTES)
+        self.h11 = _new_machine()
         self.must_close = False
+        self.responded = False  # the current request's final response is written
+        self.keep_alive = True  # the current request's client may send another
+        self.head_only = False  # a HEAD request: headers without the body
+        self._fd = direct_fd(stream)
+
+    def start_request(self, request: h11.Request) -> None:
+        """Note what the client asked of the response (as h11 would, when writing it)."""
+        self.head_only = request.method == b"HEAD"
+        self.keep_alive = request.http_version >= b"1.1" and not any(
+            name == b"connection" and b"close" in value.lower() for name, value in request.headers
+        )
+
+    def next_cycle(self) -> None:
+        """Read the next request with a fresh machine."""
+        data, closed = self.h11.trailing_data
+        self.h11 = _new_machine()
+        if data:
+            self.h11.receive_data(data)
+        if closed:
+            self.h11.receive_data(b"")
+        self.responded = False
+        self.keep_alive = True
+        self.head_only = False
 
     async def receive(self) -> bytes:
+        fd = self._fd
         try:
-            return bytes(await self.stream.receive_some(_RECEIVE_SIZE))
+            if fd is None:
+                return bytes(await self.stream.receive_some(_RECEIVE_SIZE))
+            while True:
+                try:
+                    return os.read(fd, _RECEIVE_SIZE)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_readable(fd)
         except _CLIENT_ERRORS as exc:
             raise _ClientGone(str(exc)) from exc
 
@@ -90,11 +128,31 @@ class _HttpConnection:
             raise _ClientGone(f"bad HTTP from the client: {exc}") from exc
 
     async def send(self, *events: Any) -> None:
-        data = b"".join(self.h11.send(event) or b"" for event in events)
+        """Send h11 events (an interim ``100 Continue``)."""
+        await self.send_bytes(b"".join(self.h11.send(event) or b"" for event in events))
+
+    async def send_bytes(self, data: bytes) -> None:
+        fd = self._fd
         try:
-            await self.stream.send_all(data)
+            if fd is not None:
+                try:
+                    written = os.write(fd, data)
+                except BlockingIOError:
+                    written = 0
+                if written == len(data):
+                    return
+                await self.stream.send_all(memoryview(data)[written:])
+            else:
+                await self.stream.send_all(data)
         except _CLIENT_ERRORS as exc:
             raise _ClientGone(str(exc)) from exc
+
+
+def _new_machine() -> h11.Connection:
+    return h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER_BYTES)
+
+
+_STATUS_LINES = {status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode()) for status in HTTPStatus}
 
 
 @attrs.define
@@ -245,15 +303,18 @@ class ProxyServer:
                 request = await self._read_request_head(http)
                 if request is None:
                     break
+                http.start_request(request)
                 self.in_flight += 1
                 try:
                     await self._handle(http, request)
                 finally:
                     self.in_flight -= 1
-                conn = http.h11
-                if http.must_close or self._stopping or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                their_state = http.h11.their_state
+                if http.must_close or self._stopping or not http.responded:
                     break
-                conn.start_next_cycle()
+                if their_state is not h11.DONE and their_state is not _MIGHT_SWITCH_PROTOCOL:
+                    break  # a refused Upgrade leaves MIGHT_SWITCH_PROTOCOL: the client goes on
+                http.next_cycle()
         except _ClientGone as exc:
             logger.debug("client connection ended: %s", exc)
         except Exception:
@@ -300,7 +361,7 @@ class ProxyServer:
 
     async def _answer_protocol_error(self, http: _HttpConnection, exc: _ClientGone) -> None:
         cause = exc.__cause__
-        if http.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE) or not isinstance(cause, h11.RemoteProtocolError):
+        if http.responded or not isinstance(cause, h11.RemoteProtocolError):
             return
         http.must_close = True
         try:
@@ -343,18 +404,25 @@ class ProxyServer:
         *,
         content_type: bytes | None = b"application/json",
     ) -> None:
-        headers: list[tuple[bytes, bytes]] = []
+        """Write the final response (every header name and value here is ours, not the client's)."""
+        if not http.keep_alive or self._stopping:
+            http.must_close = True
+        parts = [_STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
         if content_type is not None:
-            headers.append((b"content-type", content_type))
-        headers += [
-            (b"content-length", str(len(body)).encode()),
-            (b"neon-request-id", request_id.encode()),
-            (b"access-control-allow-origin", b"*"),
-            *extra_headers,
-        ]
-        if http.must_close or self._stopping:
-            headers.append((b"connection", b"close"))
-        await http.send(h11.Response(status_code=status, headers=headers), h11.Data(data=body), h11.EndOfMessage())
+            parts.append(b"content-type: " + content_type + b"\r\n")
+        parts.append(
+            b"content-length: %d\r\nneon-request-id: %s\r\naccess-control-allow-origin: *\r\n"
+            % (len(body), request_id.encode())
+        )
+        for name, value in extra_headers:
+            parts.append(name + b": " + value + b"\r\n")
+        if http.must_close:
+            parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        if not http.head_only:
+            parts.append(body)
+        http.responded = True
+        await http.send_bytes(b"".join(parts))
 
     # ------------------------------------------------------------------ one request
 

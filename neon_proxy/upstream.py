@@ -21,7 +21,7 @@ import attrs
 
 from neon_proto import events as ev
 from neon_proto.errors import ConnectionClosed, Error, PipelineAborted
-from neon_proto.frontend import NEED_DATA, FrontendConnection
+from neon_proto.frontend import FrontendConnection
 from neon_proto.messages import query_message
 from neon_proto.results import Result
 from neon_proto.session import Op, Query, Session
@@ -167,33 +167,32 @@ def _finish_pending(result: Result, registry: TextCellRegistry, known: dict[int,
 
 
 def _read_reset_answer(conn: FrontendConnection) -> Generator[None, bytes | None, Error | None]:
-    """Read the reset's results to its ReadyForQuery, one event at a time; return its error.
-
-    One at a time, so that nothing behind the ReadyForQuery is consumed.
-    """
+    """Read the reset's results to its ReadyForQuery (nothing follows it); return its error."""
     error: Error | None = None
+    ReadyForQuery, ErrorResponse = ev.ReadyForQuery, ev.ErrorResponse
     while True:
-        event = conn.next_event()
-        if event is NEED_DATA:
+        events = conn.next_events()
+        if not events:
             conn.receive_data((yield None) or b"")
             continue
-        cls = type(event)
-        if cls is ev.ReadyForQuery:
-            return error
-        if cls is ev.ErrorResponse:
-            if error is None:
-                error = event.to_exception()
-        elif cls is ev.EndOfStream:
-            raise error or ConnectionClosed("the server closed the connection during the session reset")
-        # The reset's row, tags, notices and parameter changes: nothing to keep.
+        for event in events:
+            cls = type(event)
+            if cls is ReadyForQuery:
+                return error
+            if cls is ErrorResponse:
+                if error is None:
+                    error = event.to_exception()
+            elif cls is ev.EndOfStream:
+                raise error or ConnectionClosed("the server closed the connection during the session reset")
+            # The reset's row, tags, notices and parameter changes: nothing to keep.
 
 
 def _queries_then_reset(session: Session, sent: list[Query], registry: Any) -> Op[Error | None]:
     """The request's queries and the session reset in one flight; the reset's error, if any.
 
     The reset's Query message is built outside the machine, so the request's own
-    ReadyForQuery leaves it idle and the pipeline stops there; then the reset is accounted
-    for and its answer read.
+    ReadyForQuery leaves it idle and the pipeline reads nothing past it; then the reset is
+    accounted for and its answer read.
     """
     conn = session.conn
     pipeline = session.pipeline(sent, registry=registry)
