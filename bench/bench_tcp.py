@@ -255,6 +255,17 @@ class Psycopg(Driver):
         return [c.fetchone()[0] for c in cursors]  # type: ignore[index]
 
 
+class PsycopgUnprepared(Psycopg):
+    """psycopg with ``prepare_threshold=None``: unnamed statements, like neon_sync's default."""
+
+    name = "psycopg unprepared"
+    cases = frozenset({"select"})
+
+    def open(self) -> None:
+        super().open()
+        self.conn.prepare_threshold = None
+
+
 class Asyncpg(Driver):
     """asyncpg; each timed operation is one coroutine run on a loop created once."""
 
@@ -384,7 +395,9 @@ class Pg8000(Driver):
         return [run("SELECT :v::int", v=i)[0][0] for i in range(n)]
 
 
-DRIVERS: list[type[Driver]] = [Psycopg, NeonClient, NeonClientBinary, NeonClientPrepared, NeonDBAPI, Asyncpg, Pg8000]
+DRIVERS: list[type[Driver]] = [
+    Psycopg, PsycopgUnprepared, NeonClient, NeonClientBinary, NeonClientPrepared, NeonDBAPI, Asyncpg, Pg8000,
+]
 
 
 # ---------------------------------------------------------------------------------- timing
@@ -623,7 +636,7 @@ def count_round_trips(direct: Target, relayed: Target, admin: Admin, sizes: Size
     The minimum, because noise only ever adds time; the passes are interleaved like the cases.
     """
     rows = insert_rows(sizes.rtt_rows)
-    classes = [c for c in DRIVERS if c not in (NeonClientBinary, NeonClientPrepared)]
+    classes = [c for c in DRIVERS if c not in (NeonClientBinary, NeonClientPrepared, PsycopgUnprepared)]
     samples: dict[tuple[str, str, str], list[float]] = {}
     for rep in range(sizes.rtt_reps):
         for cls in rotated(classes, rep):
@@ -709,6 +722,11 @@ def evaluate(by_key: dict[tuple[str, str], Measurement], names: list[str]) -> li
             ratio, spread, best = compare(by_key, case, n, PSYCOPG)
             checks.append(TargetCheck(f"SELECT $1::int no slower than 1.3x psycopg ({where})", n,
                                       f"{ratio:.2f}x psycopg's time", spread, best, ratio <= 1.3))
+        if "neon_sync" in names and (case, "psycopg unprepared") in by_key:
+            ratio, spread, best = compare(by_key, case, "neon_sync", "psycopg unprepared")
+            checks.append(TargetCheck(f"(like for like) unnamed statements vs psycopg unprepared ({where})",
+                                      "neon_sync", f"{ratio:.2f}x psycopg unprepared's time", spread, best,
+                                      ratio <= 1.3))
     for n in neon_query:
         ratio, spread, best = compare(by_key, "fetch", n, PSYCOPG)
         checks.append(TargetCheck("row fetch at least psycopg's rate", n, f"{ratio:.2f}x psycopg's rate",
