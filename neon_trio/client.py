@@ -256,8 +256,16 @@ class Client(SessionFacts):
         if transport is None or not self._connected:
             op.close()
             raise InterfaceError("the client is not connected: call connect() first")
+        lock = self._lock
         try:
-            async with self._lock:
+            # A cancelled caller sends nothing; a free lock is taken without a pass through
+            # the scheduler (the operation's own I/O is where other tasks get their turn).
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                lock.acquire_nowait()
+            except trio.WouldBlock:
+                await lock.acquire()
+            try:
                 if transport.closed:
                     raise ConnectionClosed("the connection is closed")
                 if timeout is None:
@@ -271,6 +279,8 @@ class Client(SessionFacts):
                 if drained.error is not None:
                     raise drained.error
                 return drained.value
+            finally:
+                lock.release()
         finally:
             op.close()
 
