@@ -39,6 +39,7 @@ from neon_proxy.request import (
     parse_request_options,
 )
 from neon_proxy.response import CANCELLED_MESSAGE, error_json, pg_error_json
+from neon_proxy.simple_request import parse_simple_request
 from neon_proxy.upstream import (
     PlainTextRegistry,
     QueryOutcome,
@@ -72,38 +73,56 @@ class _ClientGone(Exception):
     """The client closed its connection or broke the HTTP protocol mid-request."""
 
 
-class _HttpConnection:
-    """One client connection: its stream, and the h11 machine reading the current request.
+class _Request:
+    """A request's method, target, headers (first value per lower-case name) and body.
 
-    Responses are written here rather than by h11 (they are a status line and a few
-    headers of ours), so each request is read by a fresh machine, handed whatever the last
-    one had received beyond its own request (pipelining).
+    ``body`` is None while the body is still to be read through h11.
+    """
+
+    __slots__ = ("method", "target", "headers", "body")
+
+    def __init__(self, method: bytes, target: bytes, headers: dict[str, str | None], body: bytes | None) -> None:
+        self.method = method
+        self.target = target
+        self.headers = headers
+        self.body = body
+
+
+class _HttpConnection:
+    """One client connection: its stream, what it sent that is not read yet, how to answer.
+
+    A plain, complete request is read straight from ``buffer`` (``parse_simple_request``);
+    any other is read by an h11 machine made for it, which gives back what it received
+    beyond its request (pipelining) when the request is over. Responses are written here,
+    not by h11: they are a status line and a few headers of ours.
     """
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
-        self.h11 = _new_machine()
+        self.buffer = b""  # received, not yet given to a reader
+        self.eof = False
+        self.h11: h11.Connection | None = None  # reading the current request, if it is not plain
         self.must_close = False
         self.responded = False  # the current request's final response is written
         self.keep_alive = True  # the current request's client may send another
         self.head_only = False  # a HEAD request: headers without the body
         self._fd = direct_fd(stream)
 
-    def start_request(self, request: h11.Request) -> None:
-        """Note what the client asked of the response (as h11 would, when writing it)."""
-        self.head_only = request.method == b"HEAD"
-        self.keep_alive = request.http_version >= b"1.1" and not any(
-            name == b"connection" and b"close" in value.lower() for name, value in request.headers
-        )
+    def use_h11(self) -> h11.Connection:
+        """Hand what is buffered to an h11 machine, which reads the current request."""
+        machine = self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER_BYTES)
+        if self.buffer:
+            machine.receive_data(self.buffer)
+            self.buffer = b""
+        if self.eof:
+            machine.receive_data(b"")
+        return machine
 
     def next_cycle(self) -> None:
-        """Read the next request with a fresh machine."""
-        data, closed = self.h11.trailing_data
-        self.h11 = _new_machine()
-        if data:
-            self.h11.receive_data(data)
-        if closed:
-            self.h11.receive_data(b"")
+        """Get ready for the next request (keeping what the last machine received beyond its own)."""
+        if self.h11 is not None:
+            self.buffer, self.eof = self.h11.trailing_data
+            self.h11 = None
         self.responded = False
         self.keep_alive = True
         self.head_only = False
@@ -122,6 +141,7 @@ class _HttpConnection:
             raise _ClientGone(str(exc)) from exc
 
     def next_event(self) -> Any:
+        assert self.h11 is not None
         try:
             return self.h11.next_event()
         except h11.RemoteProtocolError as exc:
@@ -129,6 +149,7 @@ class _HttpConnection:
 
     async def send(self, *events: Any) -> None:
         """Send h11 events (an interim ``100 Continue``)."""
+        assert self.h11 is not None
         await self.send_bytes(b"".join(self.h11.send(event) or b"" for event in events))
 
     async def send_bytes(self, data: bytes) -> None:
@@ -148,10 +169,6 @@ class _HttpConnection:
             raise _ClientGone(str(exc)) from exc
 
 
-def _new_machine() -> h11.Connection:
-    return h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER_BYTES)
-
-
 _STATUS_LINES = {status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode()) for status in HTTPStatus}
 
 
@@ -165,7 +182,7 @@ def _header_map(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str | None]
     """Lower-case names to the first value; a value that is not visible ASCII maps to None."""
     result: dict[str, str | None] = {}
     for name, value in headers:
-        key = name.decode("ascii").lower()
+        key = name.lower().decode("ascii")
         if key in result:
             continue
         try:
@@ -300,20 +317,20 @@ class ProxyServer:
         http = _HttpConnection(stream)
         try:
             while True:
-                request = await self._read_request_head(http)
+                request = await self._read_request(http)
                 if request is None:
                     break
-                http.start_request(request)
                 self.in_flight += 1
                 try:
                     await self._handle(http, request)
                 finally:
                     self.in_flight -= 1
-                their_state = http.h11.their_state
                 if http.must_close or self._stopping or not http.responded:
                     break
-                if their_state is not h11.DONE and their_state is not _MIGHT_SWITCH_PROTOCOL:
-                    break  # a refused Upgrade leaves MIGHT_SWITCH_PROTOCOL: the client goes on
+                if http.h11 is not None:
+                    their_state = http.h11.their_state
+                    if their_state is not h11.DONE and their_state is not _MIGHT_SWITCH_PROTOCOL:
+                        break  # a refused Upgrade leaves MIGHT_SWITCH_PROTOCOL: the client goes on
                 http.next_cycle()
         except _ClientGone as exc:
             logger.debug("client connection ended: %s", exc)
@@ -334,9 +351,28 @@ class ProxyServer:
                 self._idle_scopes.discard(scope)
         return None
 
-    async def _read_request_head(self, http: _HttpConnection) -> h11.Request | None:
-        """The next request's head; None when the client is done (or idle too long, or we stop)."""
-        waiting_for_new_request = True
+    async def _read_request(self, http: _HttpConnection) -> _Request | None:
+        """The next request; None when the client is done (or idle too long, or we stop)."""
+        while not http.buffer:
+            if http.eof:
+                return None
+            data = await self._receive_idle(http)
+            if data is None:
+                return None
+            if data:
+                http.buffer = data
+            else:
+                http.eof = True
+        simple = parse_simple_request(http.buffer, _MAX_HEADER_BYTES)
+        if simple is not None:
+            http.buffer = http.buffer[simple.size :]
+            http.keep_alive = simple.keep_alive
+            http.head_only = simple.method == b"HEAD"
+            return _Request(simple.method, simple.target, simple.headers, simple.body)
+        return await self._read_request_with_h11(http, http.use_h11())
+
+    async def _read_request_with_h11(self, http: _HttpConnection, machine: h11.Connection) -> _Request | None:
+        """A request that is not plain and complete: h11 reads it (and says what is wrong)."""
         while True:
             try:
                 event = http.next_event()
@@ -344,20 +380,21 @@ class ProxyServer:
                 await self._answer_protocol_error(http, exc)
                 return None
             if isinstance(event, h11.Request):
-                return event
+                raw_headers = event.headers.raw_items()
+                http.head_only = event.method == b"HEAD"
+                http.keep_alive = event.http_version >= b"1.1" and not any(
+                    name.lower() == b"connection" and b"close" in [t.strip() for t in value.lower().split(b",")]
+                    for name, value in raw_headers
+                )
+                return _Request(event.method, event.target, _header_map(raw_headers), None)
             if event is not h11.NEED_DATA:
                 return None  # ConnectionClosed
-            data: bytes | None
-            if waiting_for_new_request and not http.h11.trailing_data[0]:
-                data = await self._receive_idle(http)
-            else:
-                data = None
-                with trio.move_on_after(self.config.request_timeout):
-                    data = await http.receive()
+            data: bytes | None = None
+            with trio.move_on_after(self.config.request_timeout):
+                data = await http.receive()
             if data is None:
                 return None
-            http.h11.receive_data(data)
-            waiting_for_new_request = False
+            machine.receive_data(data)
 
     async def _answer_protocol_error(self, http: _HttpConnection, exc: _ClientGone) -> None:
         cause = exc.__cause__
@@ -374,15 +411,18 @@ class ProxyServer:
 
         If too much is left, or it takes too long, the connection is closed after the response.
         """
+        machine = http.h11
+        if machine is None:
+            return  # a plain request's body was read with its head
         budget = 8 * self.config.max_request_size
         with trio.move_on_after(self.config.request_timeout):
             try:
-                while http.h11.their_state is h11.SEND_BODY:
+                while machine.their_state is h11.SEND_BODY:
                     event = http.next_event()
                     if event is h11.NEED_DATA:
-                        if http.h11.they_are_waiting_for_100_continue:
+                        if machine.they_are_waiting_for_100_continue:
                             break  # never told to send it: nothing more will come
-                        http.h11.receive_data(await http.receive())
+                        machine.receive_data(await http.receive())
                     elif isinstance(event, h11.Data):
                         budget -= len(event.data)
                         if budget < 0:
@@ -391,7 +431,7 @@ class ProxyServer:
                         break
             except _ClientGone:
                 pass
-        if http.h11.their_state is not h11.DONE and http.h11.their_state is not _MIGHT_SWITCH_PROTOCOL:
+        if machine.their_state is not h11.DONE and machine.their_state is not _MIGHT_SWITCH_PROTOCOL:
             http.must_close = True
 
     async def _respond(
@@ -426,10 +466,10 @@ class ProxyServer:
 
     # ------------------------------------------------------------------ one request
 
-    async def _handle(self, http: _HttpConnection, request: h11.Request) -> None:
+    async def _handle(self, http: _HttpConnection, request: _Request) -> None:
         started = trio.current_time()
         request_id = str(uuid.uuid4())
-        headers = _header_map(request.headers)
+        headers = request.headers
         path = request.target.split(b"?", 1)[0]
         method = request.method
         status: int
@@ -464,7 +504,7 @@ class ProxyServer:
             )
 
     async def _refuse(self, http: _HttpConnection, request_id: str, exc: RequestError) -> int:
-        if http.h11.their_state is h11.SEND_BODY:
+        if http.h11 is not None and http.h11.their_state is h11.SEND_BODY:
             await self._discard_body(http)
         await self._respond(http, request_id, exc.status, error_json(exc.message))
         return exc.status
@@ -519,17 +559,16 @@ class ProxyServer:
         return route
 
     async def _handle_sql(
-        self, http: _HttpConnection, request: h11.Request, headers: dict[str, str | None], request_id: str
+        self, http: _HttpConnection, request: _Request, headers: dict[str, str | None], request_id: str
     ) -> int:
         try:
             info, key, connect = self._route(headers)
             options = parse_request_options(headers)
             limit = self.config.max_request_size
-            length = _content_length(request)
+            length = _content_length(headers.get("content-length"))
             if length is not None and length > limit:
                 raise RequestError(413, f"request is too large (max is {limit} bytes)")
-            body = _BodyReader(http, limit)
-            body.take_buffered()
+            body = _BodyReader(http, limit, request.body)
         except RequestError as exc:
             return await self._refuse(http, request_id, exc)
         except _ClientGone:
@@ -593,7 +632,7 @@ class ProxyServer:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(acquire)
             try:
-                if http.h11.they_are_waiting_for_100_continue:
+                if http.h11 is not None and http.h11.they_are_waiting_for_100_continue:
                     await http.send(h11.InformationalResponse(status_code=100, headers=[]))
                 with trio.fail_after(self.config.request_timeout):
                     await body.read_rest()
@@ -699,8 +738,14 @@ class ProxyServer:
                 data = await http.stream.receive_some(_RECEIVE_SIZE)
                 if not data:
                     break
-                http.h11.receive_data(bytes(data))  # a pipelined request: kept for later
-                if len(http.h11.trailing_data[0]) > _MAX_BUFFERED_WHILE_WATCHING:
+                # A pipelined request: kept for later.
+                if http.h11 is not None:
+                    http.h11.receive_data(bytes(data))
+                    buffered = len(http.h11.trailing_data[0])
+                else:
+                    http.buffer += data
+                    buffered = len(http.buffer)
+                if buffered > _MAX_BUFFERED_WHILE_WATCHING:
                     return
         except _CLIENT_ERRORS:
             pass
@@ -708,14 +753,22 @@ class ProxyServer:
 
 
 class _BodyReader:
-    """A request body, bounded by the size limit: what h11 already holds, then the rest."""
+    """A request body, bounded by the size limit: already read, or what h11 holds, then the rest."""
 
-    def __init__(self, http: _HttpConnection, limit: int) -> None:
+    def __init__(self, http: _HttpConnection, limit: int, body: bytes | None) -> None:
         self.http = http
         self.limit = limit
         self.chunks: list[bytes] = []
         self.size = 0
         self.complete = False
+        if body is not None:
+            self.chunks.append(body)
+            self.size = len(body)
+            self.complete = True
+            if self.size > limit:
+                raise RequestError(413, f"request is too large (max is {limit} bytes)")
+        else:
+            self.take_buffered()
 
     def data(self) -> bytes:
         return self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
@@ -741,19 +794,19 @@ class _BodyReader:
     async def read_rest(self) -> None:
         """Read until the end of the body."""
         self.take_buffered()
+        machine = self.http.h11
+        assert machine is not None
         while not self.complete:
-            self.http.h11.receive_data(await self.http.receive())
+            machine.receive_data(await self.http.receive())
             self.take_buffered()
 
 
-def _content_length(request: h11.Request) -> int | None:
-    for name, value in request.headers:
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+def _content_length(value: str | None) -> int | None:
+    """The Content-Length (h11 has checked that there is at most one)."""
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
 
 
 def _connect_error(error: Exception | None) -> tuple[int, bytes]:
