@@ -15,13 +15,14 @@ right after the request's own ReadyForQuery. Only when the request left a transa
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, Generator
 
 import attrs
 
 from neon_proto import events as ev
 from neon_proto.errors import ConnectionClosed, Error, PipelineAborted
-from neon_proto.frontend import FrontendConnection
+from neon_proto.frontend import FrontendConnection, State
 from neon_proto.messages import query_message
 from neon_proto.results import Result
 from neon_proto.session import Op, Query, Session
@@ -58,6 +59,7 @@ RESET_STATEMENTS = (
 _RESET_SQL = "; ".join(RESET_STATEMENTS)
 _RESET_MESSAGE = query_message(_RESET_SQL)
 _ROLLBACK_AND_RESET_SQL = "ROLLBACK; " + _RESET_SQL
+_COPY_WORD = re.compile("copy", re.IGNORECASE).search
 
 _TYPE_LOOKUP = (
     "SELECT oid, typcategory = 'A' AND left(typname, 1) = '_' FROM pg_catalog.pg_type WHERE oid = ANY($1::oid[])"
@@ -187,21 +189,32 @@ def _read_reset_answer(conn: FrontendConnection) -> Generator[None, bytes | None
             # The reset's row, tags, notices and parameter changes: nothing to keep.
 
 
-def _queries_then_reset(session: Session, sent: list[Query], registry: Any) -> Op[Error | None]:
-    """The request's queries and the session reset in one flight; the reset's error, if any.
+def _queries_then_reset(session: Session, sent: list[Query], registry: Any, reset: bool) -> Op[Error | None]:
+    """The request's queries and (with ``reset``) the session reset in one flight; the reset's error.
 
     The reset's Query message is built outside the machine, so the request's own
-    ReadyForQuery leaves it idle and the pipeline reads nothing past it; then the reset is
-    accounted for and its answer read.
+    ReadyForQuery leaves it idle and the queries' operation reads nothing past it; then the
+    reset is accounted for and its answer read. Each query gets its result or its error.
     """
     conn = session.conn
-    pipeline = session.pipeline(sent, registry=registry)
-    try:
-        flight = next(pipeline)
-    except StopIteration:
+    trailer = _RESET_MESSAGE if reset else b""
+    if len(sent) == 1:
+        # One query: the session's single-statement path, which raises the query's error.
+        query = sent[0]
+        single = session.execute(query.sql, query.params, mode=query.mode, registry=registry)
+        yield (next(single) or b"") + trailer
+        try:
+            query.result = yield from single
+        except Error as exc:
+            if conn.state is not State.READY:
+                raise  # the connection broke: there is no reset answer to read
+            query.error = exc
+    else:
+        pipeline = session.pipeline(sent, registry=registry)
+        yield (next(pipeline) or b"") + trailer
+        yield from pipeline
+    if not reset:
         return None
-    yield (flight or b"") + _RESET_MESSAGE
-    yield from pipeline
     conn.expect_ready(1)
     return (yield from _read_reset_answer(conn))
 
@@ -222,23 +235,24 @@ async def run_payload(
         sent = [begin, *queries, commit]
     else:
         sent = queries
-    if not sent:
-        return QueryOutcome(body=results_json([]))
-    reset_error = await client.run(_queries_then_reset(client.session, sent, registry))
+    # A COPY ... FROM STDIN would take the reset's message for its data: no reset behind it.
+    # (Only a top-level COPY can read from the client, so the word is a safe sign.)
+    trail_reset = not any(_COPY_WORD(q.sql) for q in sent)
+    reset_error = await client.run(_queries_then_reset(client.session, sent, registry, trail_reset))
     failed = next((q.error for q in sent if q.error is not None and not isinstance(q.error, PipelineAborted)), None)
     if failed is None:
         failed = next((q.error for q in sent if q.error is not None), None)
     if failed is not None and not payload.batch:
         return QueryOutcome(error=failed)  # a failed single query's connection is dropped: no reset
-    if reset_error is not None or client.transaction_status != "I":
-        # A transaction was left open (a failed batch, a lone BEGIN): the reset ran inside it.
-        if not client.closed:
-            try:
-                await reset_session(client)
-            except Error as exc:
-                logger.info("resetting an upstream connection failed (%s)", exc)
-    else:
+    if trail_reset and reset_error is None and client.transaction_status == "I":
         client.needs_reset = False
+    elif failed is not None and not client.closed:
+        # A failed batch left its transaction open (and the reset failed inside it): roll
+        # back and reset before answering. Anything else the pool resets after the response.
+        try:
+            await reset_session(client)
+        except Error as exc:
+            logger.info("resetting an upstream connection failed (%s)", exc)
     if failed is not None:
         return QueryOutcome(error=failed, rolled_back=not client.needs_reset)
     results = [q.outcome() for q in queries]
