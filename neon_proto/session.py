@@ -115,7 +115,7 @@ class Session:
         self._prepared: OrderedDict[tuple[str, tuple[int, ...]], str] = OrderedDict()
         self._to_close: list[str] = []
         self._stmt_counter = 0
-        self._converters: dict[tuple[int, str, int], tuple[Any, Any, Any, Any]] = {}
+        self._converters: dict[tuple[int, str, int, int], tuple[Any, Any, Any, Any]] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -439,7 +439,7 @@ class Session:
         if loaders is not None:
             self.conn.set_row_parser(description, make_row_parser(description.fields, registry, mode, loaders))
             return make_row_converter(description.fields, registry, mode, loaders)
-        key = (id(description), mode, id(registry))
+        key = (id(description), mode, id(registry), getattr(registry, "generation", 0))
         cached = self._converters.get(key)
         if cached is not None and cached[0] is description and cached[1] is registry:
             self.conn.set_row_parser(description, cached[3])
@@ -780,6 +780,33 @@ class Session:
                 continue
             else:
                 raise self._broken(f"unexpected {cls.__name__} in query results")
+
+    # ------------------------------------------------------------------ types
+
+    def fetch_type_info(self, name: str) -> Op[Any]:
+        """Read a user or extension type's description from the catalog; None if there is none."""
+        from neon_proto.types import TYPE_INFO_QUERY, default_registry, type_info_from_row
+
+        result = yield from self.execute(TYPE_INFO_QUERY, [name], mode="tuple", registry=default_registry)
+        if not result.rows:
+            return None
+        return type_info_from_row(result.rows[0])
+
+    def register_type(self, name: str, factory: Any = None) -> Op[Any]:
+        """Fetch a type's description and register it in this session's registry.
+
+        The registry must be this connection's own (not the global default): OIDs of user
+        types differ between databases.
+        """
+        from neon_proto.types import default_registry
+
+        if self.registry is default_registry:
+            raise ProgrammingError("register_type() needs a per-connection registry, not the global one")
+        info = yield from self.fetch_type_info(name)
+        if info is None:
+            raise ProgrammingError(f"type {name!r} does not exist")
+        self.registry.register_type_info(info, factory=factory)
+        return info
 
     # ------------------------------------------------------------------ COPY
 

@@ -28,6 +28,7 @@ from neon_proto.errors import (
 )
 from neon_proto.messages import cancel_request
 from neon_proto.results import Result, RowMode
+from neon_proto.types import TypeRegistry, default_registry
 from neon_proto.session import Op, Query, Session, SessionFacts
 from neon_sync._io import make_ssl_context
 from neon_trio._io import TrioTransport, drive, open_stream
@@ -130,7 +131,8 @@ class Client(SessionFacts):
         self.array_mode = array_mode
         self.cancel_timeout = cancel_timeout
         self._session_options: dict[str, Any] = {
-            "registry": registry,
+            # The connection's own registry (user types registered here stay here).
+            "registry": registry if registry is not None else TypeRegistry(parent=default_registry),
             "max_message_size": max_message_size,
             "prepared_statement_cache_size": prepared_statement_cache_size,
             "result_format": 1 if binary else 0,
@@ -243,6 +245,12 @@ class Client(SessionFacts):
         if transport is None or transport.closed:
             return None
         return transport.socket
+
+    async def register_type(self, name: str, factory: Any = None) -> Any:
+        """Read a user or extension type (enum, composite, domain, range, hstore, citext) from
+        the catalog and make this connection load and dump it; ``factory`` as in
+        ``TypeRegistry.register_type_info``. Returns the ``TypeInfo``."""
+        return await self.run(self._session.register_type(name, factory))
 
     # ------------------------------------------------------------------ running operations
 

@@ -27,7 +27,11 @@ from neon_proto.types.registry import (
     make_row_decoder,
 )
 
+from neon_proto.types.introspect import TYPE_INFO_QUERY, type_info_from_row
+
 __all__ = [
+    "TYPE_INFO_QUERY",
+    "type_info_from_row",
     "Loader",
     "Dumper",
     "ParamDumper",

@@ -608,6 +608,11 @@ class TypeRegistry:
     def _changed(self) -> None:
         _generation[0] += 1
 
+    @property
+    def generation(self) -> int:
+        """Changes whenever any registry gains a loader, dumper or type: for caches built on one."""
+        return _generation[0]
+
     def _clear_caches(self) -> None:
         self._loader_cache.clear()
         self._dump_cache.clear()
