@@ -106,7 +106,17 @@ class _HttpConnection:
         self.responded = False  # the current request's final response is written
         self.keep_alive = True  # the current request's client may send another
         self.head_only = False  # a HEAD request: headers without the body
+        self.watched: trio.socket.SocketType | None = None  # registered with the hang-up watcher
+        self.gone = False  # the client hung up (seen by the hang-up watcher)
+        self.on_hangup: Callable[[], None] | None = None  # what stops the running request
         self._fd = direct_fd(stream)
+
+    def hung_up(self) -> None:
+        """The hang-up watcher saw the client close its end."""
+        self.watched = None
+        self.gone = True
+        if self.on_hangup is not None:
+            self.on_hangup()
 
     def use_h11(self) -> h11.Connection:
         """Hand what is buffered to an h11 machine, which reads the current request."""
@@ -315,6 +325,9 @@ class ProxyServer:
 
     async def _serve_connection(self, stream: trio.abc.Stream) -> None:
         http = _HttpConnection(stream)
+        sock = socket_of(stream)
+        if sock is not None and self._hangups.watch(sock, http.hung_up):
+            http.watched = sock
         try:
             while True:
                 request = await self._read_request(http)
@@ -337,6 +350,8 @@ class ProxyServer:
         except Exception:
             logger.exception("unexpected error while serving an HTTP connection")
         finally:
+            if http.watched is not None:
+                self._hangups.unwatch(http.watched)
             await trio.aclose_forcefully(stream)
 
     async def _receive_idle(self, http: _HttpConnection) -> bytes | None:
@@ -671,14 +686,16 @@ class ProxyServer:
 
         budget = ResponseBudget(limit, lambda: stop("too large"))
         outcome: QueryOutcome | None = None
-        sock = socket_of(http.stream)
-        if sock is not None and self._hangups.watch(sock, lambda: stop("client")):
+        if http.watched is not None or http.gone:
+            http.on_hangup = lambda: stop("client")
+            if http.gone:
+                stop("client")
             try:
                 with work:
                     outcome = await self._run_payload(client, payload, options, budget, request_id)
             finally:
-                self._hangups.unwatch(sock)
-        else:
+                http.on_hangup = None
+        else:  # no hang-up watcher here: a task reads the client meanwhile
             async with trio.open_nursery() as watchers:
                 watchers.start_soon(self._watch_client, http, stop)
                 with work:
