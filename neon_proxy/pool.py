@@ -249,7 +249,10 @@ class UpstreamPool:
 
     def _drop_idle(self, conn: PooledConnection) -> None:
         """Take an idle connection out of the pool now and close it in the background."""
-        self._buckets[conn.key].idle.remove(conn)
+        bucket = self._buckets.get(conn.key)
+        if bucket is None or conn not in bucket.idle:
+            return
+        bucket.idle.remove(conn)
         self._unwatch(conn)
         if conn.watch_scope is not None:
             conn.watch_scope.cancel()  # the watching task, seeing it not taken, closes it

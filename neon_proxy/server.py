@@ -1,4 +1,4 @@
-"""The HTTP side of the proxy: trio streams, h11 machines, routing, and one request's life.
+"""The HTTP side of the proxy: trio streams, HTTP/1.1, routing, and one request's life.
 
 A request for ``POST /sql`` goes through these steps: the headers are checked (connection
 string, Neon-* settings), then the body is read while an upstream connection is acquired
@@ -8,7 +8,9 @@ cancelled) and the response size is counted (past the limit the query is cancell
 507 answered). The session reset rides behind the queries (see ``neon_proxy.upstream``);
 the response goes out and the upstream connection goes back to the pool.
 
-The hot path spawns no task: one ``HangupWatcher`` task notices clients that leave.
+The common request costs little: a plain, complete request is read in one pass
+(``neon_proxy.simple_request``; h11 reads every other), responses are written directly,
+and no task is spawned (one ``HangupWatcher`` task notices the clients that leave).
 """
 
 from __future__ import annotations
