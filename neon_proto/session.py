@@ -156,7 +156,10 @@ class Session:
 
     def _on_notice(self, event: ev.NoticeResponse) -> None:
         diag = event.diagnostic
-        logger.info("server notice: %s: %s", diag.severity, diag.message)
+        # A WARNING deserves to be seen; NOTICE, INFO, DEBUG and LOG are chatter.
+        level = logging.WARNING if diag.severity == "WARNING" else logging.DEBUG
+        if logger.isEnabledFor(level):
+            logger.log(level, "server %s: %s", diag.severity, diag.message)
         for handler in self.notice_handlers:
             handler(diag)
 
