@@ -176,21 +176,29 @@ class UpstreamPool:
             for waiter in bucket.waiters:
                 waiter.event.set()
 
+    async def try_acquire(self, key: PoolKey) -> PooledConnection | None:
+        """An idle connection for ``key`` if there is one now (neither waiting nor opening)."""
+        bucket = self._buckets.get(key)
+        while bucket is not None and bucket.idle:
+            conn = bucket.idle.pop()
+            conn.taken = True
+            await self._stop_watching(conn)
+            if conn.dead or conn.client.closed:
+                await self._discard(conn)
+                continue
+            return conn
+        return None
+
     async def acquire(self, key: PoolKey, connect: Callable[[], Awaitable[Client]]) -> PooledConnection:
         """A clean connection for ``key``: an idle one, one being released, or a new one from ``connect``."""
         deadline = trio.current_time() + self.acquire_timeout
         while True:
+            idle = await self.try_acquire(key)
+            if idle is not None:
+                return idle
             bucket = self._buckets.get(key)
             if bucket is None:
                 bucket = self._buckets[key] = _Bucket()
-            while bucket.idle:
-                conn = bucket.idle.pop()
-                conn.taken = True
-                await self._stop_watching(conn)
-                if conn.dead or conn.client.closed:
-                    await self._discard(conn)
-                    continue
-                return conn
             # A reset is one round trip, a new connection several: wait for one being reset.
             if bucket.resetting <= len(bucket.waiters) and bucket.size < self.max_per_key:
                 if self._total >= self.max_total:

@@ -78,7 +78,8 @@ class _ClientGone(Exception):
 class _Request:
     """A request's method, target, headers (first value per lower-case name) and body.
 
-    ``body`` is None while the body is still to be read through h11.
+    ``body`` is None when h11 reads the body; otherwise it is what came with the head, and
+    the connection's ``body_missing`` says how many bytes are still to come.
     """
 
     __slots__ = ("method", "target", "headers", "body")
@@ -108,6 +109,7 @@ class _HttpConnection:
         self.responded = False  # the current request's final response is written
         self.keep_alive = True  # the current request's client may send another
         self.head_only = False  # a HEAD request: headers without the body
+        self.body_missing = 0  # body bytes of a plain request still to come (h11 counts its own)
         self.watched: trio.socket.SocketType | None = None  # registered with the hang-up watcher
         self.gone = False  # the client hung up (seen by the hang-up watcher)
         self.on_hangup: Callable[[], None] | None = None  # what stops the running request
@@ -340,7 +342,7 @@ class ProxyServer:
                     await self._handle(http, request)
                 finally:
                     self.in_flight -= 1
-                if http.must_close or self._stopping or not http.responded:
+                if http.must_close or self._stopping or not http.responded or http.body_missing:
                     break
                 if http.h11 is not None:
                     their_state = http.h11.their_state
@@ -383,6 +385,7 @@ class ProxyServer:
         simple = parse_simple_request(http.buffer, _MAX_HEADER_BYTES)
         if simple is not None:
             http.buffer = http.buffer[simple.size :]
+            http.body_missing = simple.missing
             http.keep_alive = simple.keep_alive
             http.head_only = simple.method == b"HEAD"
             return _Request(simple.method, simple.target, simple.headers, simple.body)
@@ -430,7 +433,8 @@ class ProxyServer:
         """
         machine = http.h11
         if machine is None:
-            return  # a plain request's body was read with its head
+            await self._discard_plain_body(http)
+            return
         budget = 8 * self.config.max_request_size
         with trio.move_on_after(self.config.request_timeout):
             try:
@@ -449,6 +453,25 @@ class ProxyServer:
             except _ClientGone:
                 pass
         if machine.their_state is not h11.DONE and machine.their_state is not _MIGHT_SWITCH_PROTOCOL:
+            http.must_close = True
+
+    async def _discard_plain_body(self, http: _HttpConnection) -> None:
+        """The rest of a plain request's body, read and dropped (bounded, like ``_discard_body``)."""
+        if http.body_missing > 8 * self.config.max_request_size:
+            http.must_close = True
+            return
+        with trio.move_on_after(self.config.request_timeout):
+            try:
+                while http.body_missing:
+                    data = await http.receive()
+                    if not data:
+                        break
+                    if len(data) > http.body_missing:
+                        http.buffer = data[http.body_missing :]  # a pipelined request
+                    http.body_missing -= min(len(data), http.body_missing)
+            except _ClientGone:
+                pass
+        if http.body_missing:
             http.must_close = True
 
     async def _respond(
@@ -521,7 +544,7 @@ class ProxyServer:
             )
 
     async def _refuse(self, http: _HttpConnection, request_id: str, exc: RequestError) -> int:
-        if http.h11 is not None and http.h11.their_state is h11.SEND_BODY:
+        if http.body_missing or (http.h11 is not None and http.h11.their_state is h11.SEND_BODY):
             await self._discard_body(http)
         await self._respond(http, request_id, exc.status, error_json(exc.message))
         return exc.status
@@ -578,6 +601,7 @@ class ProxyServer:
     async def _handle_sql(
         self, http: _HttpConnection, request: _Request, headers: dict[str, str | None], request_id: str
     ) -> int:
+        conn: PooledConnection | None = None
         try:
             info, key, connect = self._route(headers)
             options = parse_request_options(headers)
@@ -586,6 +610,9 @@ class ProxyServer:
             if length is not None and length > limit:
                 raise RequestError(413, f"request is too large (max is {limit} bytes)")
             body = _BodyReader(http, limit, request.body)
+            if not body.complete:
+                # The body is on its way; with an idle connection at hand, nothing to overlap.
+                conn = await self.pool.try_acquire(key)
         except RequestError as exc:
             return await self._refuse(http, request_id, exc)
         except _ClientGone:
@@ -593,7 +620,6 @@ class ProxyServer:
             return 400
 
         payload: Payload | None = None
-        conn: PooledConnection | None = None
         error: Exception | None = None
         if body.complete:
             # The usual case: the body came with the head. Nothing to overlap.
@@ -605,6 +631,16 @@ class ProxyServer:
                 conn = await self.pool.acquire(key, connect)
             except (Error, OSError) as exc:
                 error = exc
+        elif conn is not None:
+            try:
+                payload = await self._finish_body(http, body)
+            except RequestError as exc:
+                await self.pool.release(conn, reusable=True)
+                return await self._refuse(http, request_id, exc)
+            except (_ClientGone, trio.TooSlowError):
+                await self.pool.release(conn, reusable=True)
+                http.must_close = True
+                return 400
         else:
             outcome = await self._read_body_while_acquiring(http, body, key, connect)
             if isinstance(outcome, int):
@@ -649,11 +685,7 @@ class ProxyServer:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(acquire)
             try:
-                if http.h11 is not None and http.h11.they_are_waiting_for_100_continue:
-                    await http.send(h11.InformationalResponse(status_code=100, headers=[]))
-                with trio.fail_after(self.config.request_timeout):
-                    await body.read_rest()
-                payload = parse_payload(body.data())
+                payload = await self._finish_body(http, body)
             except RequestError as exc:
                 refused = exc
                 nursery.cancel_scope.cancel()
@@ -671,6 +703,14 @@ class ProxyServer:
             return refused
         assert payload is not None
         return payload, conn if conn is not None else acquisition.error
+
+    async def _finish_body(self, http: _HttpConnection, body: "_BodyReader") -> Payload:
+        """Read the rest of the body (asking for it if the client waits for ``100 Continue``)."""
+        if http.h11 is not None and http.h11.they_are_waiting_for_100_continue:
+            await http.send(h11.InformationalResponse(status_code=100, headers=[]))
+        with trio.fail_after(self.config.request_timeout):
+            await body.read_rest()
+        return parse_payload(body.data())
 
     async def _run_queries(
         self, http: _HttpConnection, request_id: str, conn: PooledConnection, payload: Payload, options: Any
@@ -780,11 +820,11 @@ class _BodyReader:
         self.chunks: list[bytes] = []
         self.size = 0
         self.complete = False
-        if body is not None:
+        if body is not None:  # a plain request: framed by its Content-Length
             self.chunks.append(body)
             self.size = len(body)
-            self.complete = True
-            if self.size > limit:
+            self.complete = not http.body_missing
+            if self.size + http.body_missing > limit:
                 raise RequestError(413, f"request is too large (max is {limit} bytes)")
         else:
             self.take_buffered()
@@ -812,11 +852,24 @@ class _BodyReader:
 
     async def read_rest(self) -> None:
         """Read until the end of the body."""
+        http = self.http
+        machine = http.h11
+        if machine is None:
+            while http.body_missing:
+                data = await http.receive()
+                if not data:
+                    raise _ClientGone("the client closed the connection mid-request")
+                if len(data) > http.body_missing:
+                    http.buffer = data[http.body_missing :]  # a pipelined request
+                    data = data[: http.body_missing]
+                self.chunks.append(data)
+                self.size += len(data)
+                http.body_missing -= len(data)
+            self.complete = True
+            return
         self.take_buffered()
-        machine = self.http.h11
-        assert machine is not None
         while not self.complete:
-            machine.receive_data(await self.http.receive())
+            machine.receive_data(await http.receive())
             self.take_buffered()
 
 

@@ -1,12 +1,14 @@
-"""Reading a plain, complete HTTP/1.1 request in one pass: the proxy's common case, cheaply.
+"""Reading a plain HTTP/1.1 request head in one pass: the proxy's common case, cheaply.
 
-A client of the proxy sends a small ``POST /sql`` whose head and body arrive together.
-h11 reads it through a general state machine, which costs as much as the rest of the
-request's Python work. ``parse_simple_request`` accepts only a narrow subset, with h11's
-own grammar (RFC 9110/9112, copied from ``h11._abnf``), and says None to anything else:
-an incomplete request, HTTP/1.0, a folded or malformed line, Transfer-Encoding, Expect,
-Upgrade, several or odd Content-Lengths, a missing or repeated Host. The caller then hands
-the same bytes to h11, so every request that is not plainly valid gets h11's verdict.
+A client of the proxy sends a small ``POST /sql``; its head and body arrive together, or
+the body right behind the head. h11 reads it through a general state machine, which costs
+as much as the rest of the request's Python work. ``parse_simple_request`` accepts only a
+narrow subset, with h11's own grammar (RFC 9110/9112, copied from ``h11._abnf``), and says
+None to anything else: an incomplete head, HTTP/1.0, a folded or malformed line,
+Transfer-Encoding, Expect, Upgrade, several or odd Content-Lengths, a missing or repeated
+Host. The caller then hands the same bytes to h11, so every request that is not plainly
+valid gets h11's verdict. An accepted request's body is framed by its Content-Length
+alone: what arrived with the head, and how many bytes are still to come.
 """
 
 from __future__ import annotations
@@ -28,26 +30,37 @@ _NOT_SIMPLE = frozenset({"transfer-encoding", "expect", "upgrade"})
 
 
 class SimpleRequest:
-    """A complete request: method, target, headers (first value per lower-case name), body."""
+    """A request: method, target, headers (first value per lower-case name), the body so far."""
 
-    __slots__ = ("method", "target", "headers", "keep_alive", "body", "size")
+    __slots__ = ("method", "target", "headers", "keep_alive", "body", "missing", "size")
 
     def __init__(
-        self, method: bytes, target: bytes, headers: dict[str, str | None], keep_alive: bool, body: bytes, size: int
+        self,
+        method: bytes,
+        target: bytes,
+        headers: dict[str, str | None],
+        keep_alive: bool,
+        body: bytes,
+        missing: int,
+        size: int,
     ) -> None:
         self.method = method
         self.target = target
         self.headers = headers
         self.keep_alive = keep_alive
-        self.body = body
+        self.body = body  # the body, or its start when ``missing`` bytes are still to come
+        self.missing = missing
         self.size = size  # bytes of the request (head and body) in the parsed data
 
     def __repr__(self) -> str:
-        return f"<SimpleRequest {self.method.decode('ascii')} {self.target.decode('ascii')} {len(self.body)} bytes>"
+        return (
+            f"<SimpleRequest {self.method.decode('ascii')} {self.target.decode('ascii')}"
+            f" {len(self.body)} bytes, {self.missing} to come>"
+        )
 
 
 def parse_simple_request(data: bytes, max_head_size: int) -> SimpleRequest | None:
-    """The request at the start of ``data`` if it is complete and plainly valid, else None.
+    """The request at the start of ``data`` if its head is complete and plainly valid, else None.
 
     Header values that are not ASCII map to None, as in the proxy's header map.
     """
@@ -91,11 +104,11 @@ def parse_simple_request(data: bytes, max_head_size: int) -> SimpleRequest | Non
         if text is None or _CONTENT_LENGTH.fullmatch(text.encode("ascii")) is None:
             return None
         length = int(text)
-    start = end + 4
-    if len(data) - start < length:
-        return None  # the body is still on its way: h11 reads it as it comes
     method = request_line[1]
     if method == b"CONNECT":
         return None
-    body = data[start : start + length]
-    return SimpleRequest(method, request_line[2], headers, keep_alive, body, start + length)
+    start = end + 4
+    size = min(len(data), start + length)
+    return SimpleRequest(
+        method, request_line[2], headers, keep_alive, data[start:size], start + length - size, size
+    )
