@@ -119,6 +119,31 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree_cpu(root: int) -> dict[int, float]:
+    """CPU seconds of ``root`` and of each of its children (Postgres: the postmaster and its backends)."""
+    out: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(name) == root or int(fields[1]) == root:
+            out[int(name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy (every core, every process) so far."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 # ---------------------------------------------------------------------------------- drivers
 
 
@@ -239,10 +264,18 @@ def load_worker(url: str, dsn: str, threads: int, start_at: float, seconds: floa
     workers = [threading.Thread(target=loop, args=(k,)) for k in range(threads)]
     for w in workers:
         w.start()
+    delay = start_at - time.time()
+    if delay > 0:
+        time.sleep(delay)
+    cpu0 = time.process_time()
     for w in workers:
         w.join()
+    cpu = time.process_time() - cpu0
     opened = sum(c.connections_opened for c in clients)
-    json.dump({"latencies": [x for lst in latencies for x in lst], "errors": errors, "connections": opened}, sys.stdout)
+    json.dump(
+        {"latencies": [x for lst in latencies for x in lst], "errors": errors, "connections": opened, "cpu": cpu},
+        sys.stdout,
+    )
 
 
 @dataclass
@@ -256,10 +289,15 @@ class Throughput:
     p99_ms: float
     errors: int
     connections: int
-    proxy_cpu: float
+    proxy_cpu: float  # cores
+    proxy_cpu_us: float  # per query
+    client_cpu: float  # cores, the load processes
+    postgres_cpu: float  # cores
+    other_cpu: float  # cores: every other process on the machine
+    load_average: float  # 1-minute, before the run
 
 
-def measure_throughput(url: str, dsn: str, sizes: Sizes, proxy_pid: int) -> Throughput:
+def measure_throughput(url: str, dsn: str, sizes: Sizes, proxy_pid: int, postgres_pid: int | None) -> Throughput:
     per_proc = [sizes.clients // sizes.processes + (1 if k < sizes.clients % sizes.processes else 0)
                 for k in range(sizes.processes)]
     start_at = time.time() + 3.0
@@ -269,22 +307,33 @@ def measure_throughput(url: str, dsn: str, sizes: Sizes, proxy_pid: int) -> Thro
             stdout=subprocess.PIPE, text=True, cwd=ROOT, env=_child_env())
         for n in per_proc
     ]
+    load_average = os.getloadavg()[0]
     time.sleep(max(0.0, start_at - time.time()))
-    p0 = process_cpu(proxy_pid)
+    p0, pg0, m0 = process_cpu(proxy_pid), process_tree_cpu(postgres_pid) if postgres_pid else {}, machine_busy()
+    time.sleep(sizes.load_seconds)
+    p1, pg1, m1 = process_cpu(proxy_pid), process_tree_cpu(postgres_pid) if postgres_pid else {}, machine_busy()
     outs = [json.loads(p.communicate(timeout=sizes.load_seconds + 120)[0]) for p in procs]
-    p1 = process_cpu(proxy_pid)
     latencies = sorted(x for o in outs for x in o["latencies"])
     errors = sum(len(o["errors"]) for o in outs)
     if errors:
         print("load errors:", [e for o in outs for e in o["errors"]][:5], file=sys.stderr)
     n = len(latencies)
+    seconds = sizes.load_seconds
+    proxy = p1 - p0
+    postgres = sum(cpu - pg0.get(pid, 0.0) for pid, cpu in pg1.items())
+    clients = sum(o["cpu"] for o in outs)
     return Throughput(
-        clients=sizes.clients, processes=sizes.processes, seconds=sizes.load_seconds, queries=n,
-        qps=n / sizes.load_seconds,
+        clients=sizes.clients, processes=sizes.processes, seconds=seconds, queries=n,
+        qps=n / seconds,
         p50_ms=latencies[n // 2] * 1e3 if n else float("nan"),
         p99_ms=latencies[min(n - 1, int(n * 0.99))] * 1e3 if n else float("nan"),
         errors=errors, connections=sum(o["connections"] for o in outs),
-        proxy_cpu=(p1 - p0) / sizes.load_seconds,
+        proxy_cpu=proxy / seconds,
+        proxy_cpu_us=proxy / n * 1e6 if n else float("nan"),
+        client_cpu=clients / seconds,
+        postgres_cpu=postgres / seconds,
+        other_cpu=max(0.0, (m1 - m0) - proxy - postgres - clients) / seconds,
+        load_average=load_average,
     )
 
 
@@ -363,7 +412,7 @@ def report(latency: dict[str, Latency], latency_tls: dict[str, Latency], load: T
                     f"**{o.cpu_us / base.cpu_us:.2f}x** (target <= 0.5x).")
             if tcp_name in results:
                 text += f" Ours vs TCP: wall {o.wall_us / results[tcp_name].wall_us:.1f}x."
-            lines += [text, ""]
+            lines.extend([text, ""])
 
     latency_table("Warm query latency over HTTP", latency, "plain HTTP")
     if ours_name in latency and ns_name in latency and latency[ours_name].proxy_cpu_us is not None:
@@ -383,12 +432,22 @@ def report(latency: dict[str, Latency], latency_tls: dict[str, Latency], load: T
                  f"other processes, `{QUERY}` in a loop for {load.seconds:g} s, plain HTTP, proxy defaults "
                  f"(upstream pool of 20 per user and database).")
     lines.append("")
-    lines.append("| queries/s | p50 ms | p99 ms | queries | errors | client connections | proxy CPU (cores) |")
+    lines.append("| queries/s | p50 ms | p99 ms | queries | errors | client connections | proxy CPU µs/query |")
     lines.append("|---:|---:|---:|---:|---:|---:|---:|")
     lines.append(f"| {load.qps:.0f} | {load.p50_ms:.2f} | {load.p99_ms:.2f} | {load.queries} | {load.errors} | "
-                 f"{load.connections} | {load.proxy_cpu:.2f} |")
+                 f"{load.connections} | {load.proxy_cpu_us:.0f} |")
     lines.append("")
     lines.append(f"Target >= 2000 queries/s: **{'met' if load.qps >= 2000 else 'not met'}**.")
+    lines.append("")
+    cores = os.cpu_count() or 1
+    busy = load.proxy_cpu + load.client_cpu + load.postgres_cpu + load.other_cpu
+    lines.append(f"Where the machine's {cores} cores went during the run (1-minute load average before it: "
+                 f"{load.load_average:.2f}); \"other\" is every process outside this benchmark:")
+    lines.append("")
+    lines.append("| proxy | load clients | Postgres | other | idle |")
+    lines.append("|---:|---:|---:|---:|---:|")
+    lines.append(f"| {load.proxy_cpu:.2f} | {load.client_cpu:.2f} | {load.postgres_cpu:.2f} | {load.other_cpu:.2f} | "
+                 f"{max(0.0, cores - busy):.2f} |")
     lines.append("")
 
     lines.append("## Round trips")
@@ -424,7 +483,7 @@ def machine_info() -> list[tuple[str, str]]:
         ("date", time.strftime("%Y-%m-%d %H:%M")),
         ("python", platform.python_version()),
         ("machine", f"{platform.machine()}, {os.cpu_count()} CPUs, {cpu}"),
-        ("h11", h11.__version__),
+        ("h11", getattr(h11, "__version__", "?")),
     ]
 
 
@@ -472,8 +531,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             d.close()
 
         log(f"throughput: {sizes.clients} clients for {sizes.load_seconds:g} s ...")
-        load = measure_throughput(http_url, dsn, sizes, http_proxy.pid)
-        log(f"  {load.qps:.0f} queries/s, p50 {load.p50_ms:.2f} ms, p99 {load.p99_ms:.2f} ms")
+        load = measure_throughput(http_url, dsn, sizes, http_proxy.pid, pg.pid)
+        log(f"  {load.qps:.0f} queries/s, p50 {load.p50_ms:.2f} ms, p99 {load.p99_ms:.2f} ms, "
+            f"proxy {load.proxy_cpu_us:.0f} µs CPU/query; cores: proxy {load.proxy_cpu:.2f}, clients "
+            f"{load.client_cpu:.2f}, postgres {load.postgres_cpu:.2f}, other {load.other_cpu:.2f}")
 
         log("round trips:")
         http_port = int(http_url.rsplit(":", 1)[1].split("/", 1)[0])
