@@ -37,12 +37,14 @@ class HangupWatcher:
 
     ``run()`` must be running for ``watch`` to accept sockets. A callback runs in the
     watcher's task and must not block; the socket is no longer watched when it runs.
-    A socket must be unwatched before it is closed.
+    Unwatch a socket when done with it, before or after closing it (the kernel forgets a
+    closed descriptor by itself; this table is kept by socket, not by descriptor number).
     """
 
     def __init__(self) -> None:
         self._epoll: select.epoll | None = None
         self._callbacks: dict[int, tuple[trio.socket.SocketType, Callable[[], None]]] = {}
+        self._fds: dict[trio.socket.SocketType, int] = {}
 
     def __repr__(self) -> str:
         return f"<HangupWatcher {'running' if self._epoll is not None else 'stopped'} watching={len(self._callbacks)}>"
@@ -60,16 +62,22 @@ class HangupWatcher:
         fd = sock.fileno()
         if fd < 0:
             return False
-        if fd in self._callbacks:
-            epoll.modify(fd, _EPOLLRDHUP)
-        else:
+        stale = self._callbacks.get(fd)
+        if stale is not None and stale[0] is not sock:
+            self._fds.pop(stale[0], None)  # closed without unwatch; its number is reused
+        try:
             epoll.register(fd, _EPOLLRDHUP)
+        except FileExistsError:
+            epoll.modify(fd, _EPOLLRDHUP)
         self._callbacks[fd] = (sock, callback)
+        self._fds[sock] = fd
         return True
 
     def unwatch(self, sock: trio.socket.SocketType) -> None:
         """Stop watching ``sock`` (nothing happens if it is not watched)."""
-        fd = sock.fileno()
+        fd = self._fds.pop(sock, None)
+        if fd is None:
+            return
         entry = self._callbacks.get(fd)
         if entry is None or entry[0] is not sock:
             return
@@ -78,7 +86,7 @@ class HangupWatcher:
             try:
                 self._epoll.unregister(fd)
             except OSError:
-                pass
+                pass  # closed already (or its number reused by a socket not watched)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Watch until cancelled (returns at once, not running, where epoll is missing)."""
@@ -98,6 +106,7 @@ class HangupWatcher:
                     except OSError:
                         pass
                     if entry is not None:
+                        self._fds.pop(entry[0], None)
                         try:
                             entry[1]()
                         except Exception:
@@ -105,4 +114,5 @@ class HangupWatcher:
         finally:
             self._epoll = None
             self._callbacks.clear()
+            self._fds.clear()
             epoll.close()

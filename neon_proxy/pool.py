@@ -313,6 +313,8 @@ class UpstreamPool:
     # ------------------------------------------------------------------ watching idle connections
 
     def _watch(self, conn: PooledConnection) -> None:
+        if conn.watched is not None:
+            return  # still registered from its last idle time
         client = conn.client
         sock = client.socket
         if sock is not None and self._hangups.watch(sock, lambda: self._on_hangup(conn)):
@@ -330,8 +332,11 @@ class UpstreamPool:
             conn.watched = None
 
     async def _stop_watching(self, conn: PooledConnection) -> None:
-        """Before lending: no watcher may read the connection any more."""
-        self._unwatch(conn)
+        """Before lending: no watching task may read the connection any more.
+
+        A hang-up registration stays (it reads nothing): the connection is registered once,
+        not at every release, and a hang-up while it is lent is left to its request.
+        """
         scope, done = conn.watch_scope, conn.watch_done
         if scope is not None and done is not None:
             scope.cancel()
@@ -379,6 +384,7 @@ class UpstreamPool:
             self._notify()
 
     async def _discard(self, conn: PooledConnection) -> None:
+        self._unwatch(conn)
         self._uncount(conn)
         with trio.move_on_after(2.0) as scope:
             scope.shield = True
