@@ -191,7 +191,12 @@ def run(
     restore_timeout = deadline is not None
     previous_timeout = transport.sock.gettimeout() if restore_timeout else None
     try:
+        # The operation's first step builds its messages: an error there (a parameter no
+        # dumper accepts) comes before anything was sent, and the connection stays usable.
         out = op.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    try:
         while True:
             if out is None:
                 try:

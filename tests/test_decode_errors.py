@@ -38,3 +38,23 @@ def test_undecodable_value_fails_only_its_pipelined_query(pg: EmbeddedPostgres) 
         assert isinstance(bad.error, DataError)
         assert good.outcome().rows == [{"b": 2}]
         assert client.query("SELECT 1 AS ok").rows == [{"ok": 1}]
+
+
+def test_a_parameter_no_dumper_takes_fails_before_sending_and_the_connection_stays_usable(
+    pg: EmbeddedPostgres,
+) -> None:
+    from neon_proto.types import TypeRegistry, default_registry
+
+    class Odd:
+        pass
+
+    def refuse(value: Odd) -> bytes:
+        raise ValueError("this dumper refuses")
+
+    registry = TypeRegistry(parent=default_registry)
+    registry.register_dumper(Odd, refuse, oid="text")
+    with Client(pg.dsn(), sslmode="disable", registry=registry) as client:
+        with pytest.raises(ValueError, match="refuses"):
+            client.query("SELECT $1::text AS t", [Odd()])
+        assert not client.closed
+        assert client.query("SELECT $1::int AS ok", [1]).rows == [{"ok": 1}]
