@@ -3,7 +3,8 @@
 The proxy must notice a client that goes away while its query runs (to cancel the query),
 and an upstream server that closes an idle pooled connection. A trio task per socket
 costs a task start, a cancel scope and a wake-up per request; here one task waits on a
-private epoll set instead, and watching a socket is one ``epoll_ctl`` call each way.
+private epoll set instead, and a socket is registered once for as long as it is watched
+(a client connection for its life, an upstream connection until it is closed).
 
 Only hang-ups count (``EPOLLRDHUP``, ``EPOLLHUP``, ``EPOLLERR``): bytes that arrive (a
 pipelined request, a notice) stay in the socket for whoever reads it next. Where epoll is
@@ -18,18 +19,11 @@ from typing import Callable
 
 import trio
 
-from neon_trio._io import stream_socket
-
-__all__ = ["HangupWatcher", "socket_of"]
+__all__ = ["HangupWatcher"]
 
 logger = logging.getLogger("neon_proxy")
 
 _EPOLLRDHUP: int | None = getattr(select, "EPOLLRDHUP", None)
-
-
-def socket_of(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
-    """The socket under a plain or TLS socket stream (None for other streams)."""
-    return stream_socket(stream)
 
 
 class HangupWatcher:

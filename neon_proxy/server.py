@@ -29,7 +29,7 @@ import trio
 from neon_proto.errors import Error, ProgrammingError
 from neon_proxy.cells import ResponseBudget
 from neon_proxy.config import ProxyConfig
-from neon_proxy.hangups import HangupWatcher, socket_of
+from neon_proxy.hangups import HangupWatcher
 from neon_proxy.pool import PooledConnection, PoolKey, UpstreamPool
 from neon_proxy.request import (
     CONNECTION_STRING_HEADER,
@@ -51,7 +51,7 @@ from neon_proxy.upstream import (
     run_payload,
 )
 from neon_trio import Client
-from neon_trio._io import direct_fd
+from neon_trio._io import direct_fd, stream_socket
 
 __all__ = ["ProxyServer", "serve", "CORS_ALLOW_HEADERS"]
 
@@ -329,7 +329,7 @@ class ProxyServer:
 
     async def _serve_connection(self, stream: trio.abc.Stream) -> None:
         http = _HttpConnection(stream)
-        sock = socket_of(stream)
+        sock = stream_socket(stream)
         if sock is not None and self._hangups.watch(sock, http.hung_up):
             http.watched = sock
         try:
