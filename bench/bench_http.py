@@ -6,7 +6,9 @@ proxies in subprocesses (HTTP and HTTPS), then measures:
 * warm latency of ``SELECT $1::int``: our ``neon()``, the PyPI ``neon-serverless`` (httpx)
   at the same proxy, and ``neon_sync.Client`` over direct TCP; wall time and the client's
   own CPU time per query, interleaved round by round so noise hits every driver alike;
-* proxy throughput: 32 keep-alive clients in other processes for a fixed time;
+* proxy throughput: 32 keep-alive clients in other processes for a fixed time, with the
+  proxy's CPU per query and where the machine's cores went (proxy, load clients, Postgres,
+  every other process: the machine is shared, so the last column says how much it was);
 * round trips, through a relay (bench/relay.py) that delays each direction by D:
   round trips = (time through the relay - time direct) / (2 D), warm and cold.
 
