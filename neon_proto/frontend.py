@@ -12,6 +12,7 @@ outstanding Sync and Query messages, so it knows when the server is idle again.
 from __future__ import annotations
 
 import enum
+import gc
 import struct
 from typing import Any, Callable, Mapping, NoReturn, Sequence
 
@@ -401,16 +402,26 @@ class FrontendConnection:
         unpack_i = _unpack_i
         buflen = len(buf)
         max_size = self.max_message_size
-        while True:
-            append(parser(buf, pos + 5, end))
-            pos = end
-            if pos + 5 <= buflen and buf[pos] == 68:  # another DataRow right behind
-                (length,) = unpack_i(buf, pos + 1)
-                nxt = pos + 1 + length
-                if 4 <= length <= max_size and nxt <= buflen:
-                    end = nxt
-                    continue
-            break
+        # A batch allocates thousands of containers that all live on: pausing the cyclic
+        # collector meanwhile spares it scans that cannot free anything (a fifth of a large
+        # fetch's time). It runs again as soon as the batch is decoded.
+        collecting = gc.isenabled()
+        if collecting:
+            gc.disable()
+        try:
+            while True:
+                append(parser(buf, pos + 5, end))
+                pos = end
+                if pos + 5 <= buflen and buf[pos] == 68:  # another DataRow right behind
+                    (length,) = unpack_i(buf, pos + 1)
+                    nxt = pos + 1 + length
+                    if 4 <= length <= max_size and nxt <= buflen:
+                        end = nxt
+                        continue
+                break
+        finally:
+            if collecting:
+                gc.enable()
         self._pos = pos
         return ev.DataRows(rows, True)
 
