@@ -420,11 +420,13 @@ def report(latency: dict[str, Latency], latency_tls: dict[str, Latency], load: T
     if ours_name in latency and ns_name in latency and latency[ours_name].proxy_cpu_us is not None:
         o, b = latency[ours_name], latency[ns_name]
         assert o.proxy_cpu_us is not None
+        proxy_gap = f"{b.proxy_cpu_us - o.proxy_cpu_us:+.0f}" if b.proxy_cpu_us is not None else "?"
         lines.append(f"Where the time goes: of ours' {o.wall_us:.0f} µs, the proxy process burns "
                      f"{o.proxy_cpu_us:.0f} µs of CPU per request and our client {o.cpu_us:.0f} µs "
-                     f"(send, receive, HTTP and JSON). neon-serverless spends {b.cpu_us - o.cpu_us:.0f} µs "
-                     "more client CPU per query than we do; wall-time ratios stay near 1 for as long as "
-                     "the proxy's share dominates.")
+                     "(send, receive, HTTP and JSON); the rest is Postgres and waking processes up. "
+                     f"neon-serverless takes {b.wall_us - o.wall_us:+.0f} µs of wall time per query: "
+                     f"{b.cpu_us - o.cpu_us:+.0f} µs of client CPU and {proxy_gap} µs of proxy CPU "
+                     "(httpx sends the body apart from the head, so the proxy reads twice).")
         lines.append("")
     latency_table("Warm query latency over HTTPS", latency_tls, "HTTPS, TLS 1.3, certificate verified")
 
