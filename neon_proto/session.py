@@ -679,48 +679,11 @@ class Session:
             return 0, []
         out.append(conn.send_sync())
         yield b"".join(out)
-        total = 0
-        error: Error | None = None
-        results: list[Result] = []
-        current: Result | None = None
-        convert: Callable[[Any], list[Any]] | None = None
-        skip_first = begin
-        while True:
-            for event in (yield from self._receive_events()):
-                cls = type(event)
-                if cls is ev.BindComplete or cls is ev.ParseComplete:
-                    continue
-                if cls is ev.CommandComplete:
-                    if current is None:
-                        current = Result(())
-                    current.set_tag(event.tag)
-                    if current.row_count:
-                        total += current.row_count
-                    if returning and not skip_first:
-                        results.append(current)
-                    skip_first = False
-                    current = None
-                elif cls is ev.RowDescription:
-                    convert = self._converter(event, reg, mode, None)
-                    current = Result(event.fields, row_as_array=mode != "dict")
-                elif cls is ev.NoData:
-                    current = Result(())
-                elif cls is ev.DataRows:
-                    if current is None:
-                        raise self._broken("DataRow without a RowDescription")
-                    if error is None:
-                        try:
-                            current.rows.extend(self._decode_rows(event, convert))
-                        except DataError as exc:
-                            error = exc
-                elif cls is ev.ErrorResponse:
-                    error = error or event.to_exception()
-                elif cls is ev.ReadyForQuery:
-                    if error is not None:
-                        raise error
-                    return total, results
-                else:
-                    error = yield from self._unusual_event(event, error)
+        results = yield from self._collect_results(reg, mode, extended=True)
+        if begin:
+            results = results[1:]
+        total = sum(r.row_count or 0 for r in results)
+        return total, (results if returning else [])
 
     def _receive_events(self) -> Generator[bytes | None, bytes | None, list[Any]]:
         """The next batch of events (never empty), receiving as needed."""
@@ -734,55 +697,60 @@ class Session:
     def simple_query(self, sql: str, *, mode: RowMode = "dict", registry: Any = None) -> Op[list[Result]]:
         """The simple query protocol: any number of statements, text results, one result each."""
         self._check_usable()
-        conn = self.conn
         reg = registry if registry is not None else self.registry
-        yield conn.send_query(sql)
+        yield self.conn.send_query(sql)
+        return (yield from self._collect_results(reg, mode, extended=False))
+
+    def _collect_results(self, registry: Any, mode: RowMode, *, extended: bool) -> Op[list[Result]]:
+        """One Result per statement up to ReadyForQuery; the first error is raised after it.
+
+        ``extended``: the statements came through the extended protocol (a COPY's CopyFail
+        then needs a Sync behind it).
+        """
         results: list[Result] = []
         current: Result | None = None
         convert: Callable[[Any], list[Any]] | None = None
         error: Error | None = None
         while True:
-            event = yield from self._next()
-            cls = type(event)
-            if cls is ev.DataRows:
-                if current is None:
-                    raise self._broken("DataRow without a RowDescription")
-                if error is None:
-                    try:
-                        current.rows.extend(self._decode_rows(event, convert))
-                    except DataError as exc:
-                        error = exc
-            elif cls is ev.RowDescription:
-                convert = self._converter(event, reg, mode, None)
-                current = Result(event.fields, row_as_array=mode != "dict")
-            elif cls is ev.CommandComplete:
-                if current is None:
+            for event in (yield from self._receive_events()):
+                cls = type(event)
+                if cls is ev.DataRows:
+                    if current is None:
+                        raise self._broken("DataRow without a RowDescription")
+                    if error is None:
+                        try:
+                            current.rows.extend(self._decode_rows(event, convert))
+                        except DataError as exc:
+                            error = exc
+                elif cls is ev.BindComplete or cls is ev.ParseComplete:
+                    continue
+                elif cls is ev.CommandComplete:
+                    if current is None:
+                        current = Result(())
+                    current.set_tag(event.tag)
+                    results.append(current)
+                    current = None
+                    convert = None
+                elif cls is ev.RowDescription:
+                    convert = self._converter(event, registry, mode, None)
+                    current = Result(event.fields, row_as_array=mode != "dict")
+                elif cls is ev.NoData:
                     current = Result(())
-                current.set_tag(event.tag)
-                results.append(current)
-                current = None
-                convert = None
-            elif cls is ev.EmptyQueryResponse:
-                results.append(Result(()))
-            elif cls is ev.ErrorResponse:
-                # The first error wins: after our CopyFail the server's 57014 is only its echo.
-                if error is None:
-                    error = event.to_exception()
-            elif cls is ev.ReadyForQuery:
-                if error is not None:
-                    raise error
-                return results
-            elif cls is ev.EndOfStream:
-                raise self._closed_error(error)
-            elif cls is ev.CopyInResponse:
-                error = ProgrammingError("COPY FROM STDIN is only possible through the copy API")
-                yield conn.send_copy_fail("COPY FROM STDIN is only possible through the copy API")
-            elif cls is ev.CopyOutResponse:
-                error = ProgrammingError("COPY TO STDOUT is only possible through the copy API")
-            elif cls is ev.CopyData or cls is ev.CopyDone:
-                continue
-            else:
-                raise self._broken(f"unexpected {cls.__name__} in query results")
+                elif cls is ev.EmptyQueryResponse:
+                    results.append(Result(()))
+                elif cls is ev.ErrorResponse:
+                    # The first error wins: after our CopyFail the server's 57014 is only its echo.
+                    if error is None:
+                        error = event.to_exception()
+                elif cls is ev.ReadyForQuery:
+                    if error is not None:
+                        raise error
+                    return results
+                elif cls is ev.CopyInResponse and not extended:
+                    error = error or ProgrammingError("COPY FROM STDIN is only possible through the copy API")
+                    yield self.conn.send_copy_fail("COPY FROM STDIN is only possible through the copy API")
+                else:
+                    error = yield from self._unusual_event(event, error)
 
     # ------------------------------------------------------------------ types
 
