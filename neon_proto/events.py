@@ -310,8 +310,3 @@ PORTAL_SUSPENDED = PortalSuspended()
 EMPTY_QUERY_RESPONSE = EmptyQueryResponse()
 COPY_DONE = CopyDone()
 END_OF_STREAM = EndOfStream()
-
-
-def describe_event(event: Any) -> str:
-    """A short name for logs and error messages."""
-    return type(event).__name__

@@ -7,7 +7,7 @@ inside a string field, a field that does not fit its length) and raise LocalProt
 from __future__ import annotations
 
 import struct
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from neon_proto.errors import DataError, LocalProtocolError
 
@@ -191,8 +191,3 @@ def copy_fail_message(reason: str) -> bytes:
 def cancel_request(process_id: int, secret_key: int) -> bytes:
     """CancelRequest, sent on a new connection to cancel the query running in ``process_id``."""
     return struct.pack("!iiii", 16, _CANCEL_REQUEST_CODE, process_id, secret_key)
-
-
-def join(messages: Iterable[bytes]) -> bytes:
-    """Concatenate messages for one write."""
-    return b"".join(messages)
