@@ -164,7 +164,15 @@ class NeonQuery:
 
 
 class NeonHTTP:
-    """The ``sql`` object returned by ``neon()``. Thread-safe: connections are pooled per endpoint."""
+    """SQL over HTTP: ``sql = neon(dsn); sql("SELECT $1::int", [1])``. Thread-safe: connections
+    are pooled per endpoint.
+
+    ``fetch_endpoint`` is the URL to POST to, or a function ``(host, port) -> URL``; by
+    default ``https://api.<host minus its first label>/sql`` (``apiauth.`` with an
+    ``auth_token``). ``auth_token`` (str or zero-argument function) is sent as a Bearer
+    token. ``timeout`` bounds each request in seconds. ``ssl_context`` or ``sslrootcert``
+    (a CA file) replace the default certificate checks.
+    """
 
     def __init__(
         self,
@@ -616,42 +624,5 @@ def _params(params: Sequence[Any] | None) -> tuple[Any, ...]:
     return tuple(params)
 
 
-def neon(
-    dsn: str | ConnectionParams,
-    *,
-    fetch_endpoint: FetchEndpoint | None = None,
-    auth_token: AuthToken | None = None,
-    array_mode: bool = False,
-    full_results: bool = False,
-    types: Any = None,
-    timeout: float | None = None,
-    headers: Mapping[str, str] | None = None,
-    ssl_context: ssl.SSLContext | None = None,
-    sslrootcert: str | None = None,
-    max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
-    max_idle_connections: int = 8,
-    idle_timeout: float = 30.0,
-) -> NeonHTTP:
-    """A function running SQL over HTTP: ``sql = neon(dsn); sql("SELECT $1::int", [1])``.
-
-    ``fetch_endpoint`` is the URL to POST to, or a function ``(host, port) -> URL``; by
-    default ``https://api.<host minus its first label>/sql`` (``apiauth.`` with an
-    ``auth_token``). ``auth_token`` (str or zero-argument function) is sent as a Bearer
-    token. ``timeout`` bounds each request in seconds. ``ssl_context`` or ``sslrootcert``
-    (a CA file) replace the default certificate checks.
-    """
-    return NeonHTTP(
-        dsn,
-        fetch_endpoint=fetch_endpoint,
-        auth_token=auth_token,
-        array_mode=array_mode,
-        full_results=full_results,
-        types=types,
-        timeout=timeout,
-        headers=headers,
-        ssl_context=ssl_context,
-        sslrootcert=sslrootcert,
-        max_response_size=max_response_size,
-        max_idle_connections=max_idle_connections,
-        idle_timeout=idle_timeout,
-    )
+neon = NeonHTTP
+"""``sql = neon(dsn, **options)``: the JS driver's name for building a ``NeonHTTP``."""
