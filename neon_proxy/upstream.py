@@ -24,6 +24,7 @@ from neon_proto import events as ev
 from neon_proto.errors import ConnectionClosed, Error, PipelineAborted
 from neon_proto.frontend import FrontendConnection, State
 from neon_proto.messages import query_message
+from neon_proto.pooling import RESET_SQL, RESET_STATEMENTS
 from neon_proto.results import Result
 from neon_proto.session import Op, Query, Session
 from neon_proxy.cells import ResponseBudget, TextCellRegistry, converter_for, json_string
@@ -44,19 +45,7 @@ __all__ = [
 
 logger = logging.getLogger("neon_proxy")
 
-RESET_STATEMENTS = (
-    "CLOSE ALL",
-    "SET SESSION AUTHORIZATION DEFAULT",
-    "RESET ALL",
-    "DEALLOCATE ALL",
-    "UNLISTEN *",
-    "SELECT pg_advisory_unlock_all()",
-    "DISCARD TEMP",
-    "DISCARD SEQUENCES",
-)
-"""What runs before a pooled connection is reused (after a ROLLBACK if a transaction is open)."""
-
-_RESET_SQL = "; ".join(RESET_STATEMENTS)
+_RESET_SQL = RESET_SQL  # neon_proto.pooling: the same sequence as neon_sync.Pool's reset_session
 _RESET_MESSAGE = query_message(_RESET_SQL)
 _ROLLBACK_AND_RESET_SQL = "ROLLBACK; " + _RESET_SQL
 _COPY_WORD = re.compile("copy", re.IGNORECASE).search

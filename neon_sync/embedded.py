@@ -518,6 +518,14 @@ class EmbeddedPostgres:
         self._resources = None
         self._port = self._requested_port
 
+    def shutdown(self) -> None:
+        """Stop the server process but keep its data directory and port; ``start()`` brings it back."""
+        resources = self._resources
+        if resources is not None and resources.process is not None:
+            _stop_process(resources.process)
+            resources.process = None
+            log.info("PostgreSQL on %s:%d shut down (data kept)", self.host, self.port)
+
     def restart(self) -> None:
         """Stop and start the server, keeping its data directory and port."""
         resources = self._resources

@@ -1,126 +1,350 @@
-"""``Pool``: a thread-safe pool of ``Client`` connections."""
+"""``Pool``: a thread-safe pool of ``Client`` connections, in the manner of psycopg_pool.
+
+The decisions (what to lend, open, expire, when to retry) are ``neon_proto.pooling.PoolBook``'s;
+this module does the I/O around them: connecting, checking, resetting, closing, and one
+background thread that keeps ``min_size`` connections open and closes expired ones.
+"""
 
 from __future__ import annotations
 
+import difflib
 import logging
 import threading
 import time
-from collections import deque
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from neon_proto.errors import InterfaceError, OperationalError
+from neon_proto.errors import ConnectionClosed, Error, InterfaceError, OperationalError
+from neon_proto.pooling import RESET_SQL, Lend, Open, PoolBook, PoolEntry, PoolStats, Wait
 from neon_proto.results import Result
 from neon_sync.client import Client
 
-__all__ = ["Pool", "PoolTimeout"]
+__all__ = ["Pool", "PoolTimeout", "PoolStats", "check_connection", "reset_session"]
 
 logger = logging.getLogger("neon_sync.pool")
 
+ClientHook = Callable[[Client], None]
+
+# SQLSTATEs of a server that is starting, stopping or full: worth trying again after a pause.
+_RETRY_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "08000", "08001", "08003", "08004", "08006"})
+_POOL_KEYWORDS = (
+    "min_size", "max_size", "max_lifetime", "max_idle", "timeout", "check", "configure", "reset",
+    "password", "connect_options", "name", "reconnect_backoff",
+)  # fmt: skip
+
 
 class PoolTimeout(OperationalError):
-    """No connection became free within the acquire timeout."""
+    """No connection could be lent within the acquire timeout."""
+
+
+def check_connection(client: Client) -> None:
+    """A ``check`` for ``Pool``: one round trip (an empty query); raises if the server is gone."""
+    client.simple_query("")
+
+
+def reset_session(client: Client) -> None:
+    """A ``reset`` for ``Pool``: discard session state as Neon's proxy does (settings, temp
+    tables, prepared statements, cursors, LISTEN, advisory locks, role), in one round trip."""
+    client.simple_query(RESET_SQL)
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    """A connection error that a server restart explains (not a wrong password or database)."""
+    if isinstance(exc, ConnectionClosed):
+        return True
+    if isinstance(exc, OperationalError):
+        sqlstate = getattr(exc, "sqlstate", None)
+        return sqlstate is None or sqlstate in _RETRY_SQLSTATES
+    return False
+
+
+def _reject_misspelt_keywords(options: Mapping[str, Any]) -> None:
+    """A keyword one letter off a pool keyword is a typo, not a server setting."""
+    for key in options:
+        close = difflib.get_close_matches(key, _POOL_KEYWORDS, n=1, cutoff=0.8)
+        if close and key not in _POOL_KEYWORDS:
+            raise TypeError(f"Pool() got an unexpected keyword argument {key!r}; did you mean {close[0]!r}?")
 
 
 class Pool:
-    """Up to ``max_size`` connections, lent one at a time and taken back.
+    """Up to ``max_size`` connections (at least ``min_size`` kept open), lent one thread at a time.
 
-    A connection that is broken, closed, or left in a transaction that cannot be rolled
-    back is discarded, never lent again. Idle connections older than ``idle_timeout``
-    seconds are closed when next looked at.
+    - ``timeout``: how long ``acquire`` waits (``PoolTimeout`` after it, naming the last
+      connection error if the server could not be reached).
+    - ``max_lifetime`` / ``max_idle``: connections older, or idle longer (above ``min_size``),
+      are closed and replaced as needed.
+    - ``check(client)``: run before each loan of an idle connection (``check_connection`` pings);
+      one that fails is discarded. A connection the server closed is never lent.
+    - ``configure(client)``: run once on each new connection. ``reset(client)``: run on each
+      return (``reset_session`` discards session state); a failure discards the connection.
+    - ``password`` and ``connect_options`` may be callables, called for each new connection
+      (rotating tokens).
+    - A connection given back inside a transaction is rolled back; one given back in the middle
+      of an operation, or that cannot be rolled back, is closed. Never lent as it was.
+    - When the server goes away, new connections are tried again with backoff until the
+      acquire's timeout.
+
+    Other keyword arguments are ``Client``'s (``sslmode``, ``application_name``, ...).
     """
 
     def __init__(
         self,
         dsn: str | None = None,
         *,
+        min_size: int = 0,
         max_size: int = 10,
-        idle_timeout: float | None = 300.0,
-        acquire_timeout: float = 30.0,
+        max_lifetime: float | None = 3600.0,
+        max_idle: float | None = 600.0,
+        timeout: float = 30.0,
+        check: ClientHook | None = None,
+        configure: ClientHook | None = None,
+        reset: ClientHook | None = None,
+        password: str | Callable[[], str] | None = None,
+        connect_options: Callable[[], Mapping[str, Any]] | None = None,
+        name: str | None = None,
+        reconnect_backoff: tuple[float, float] = (0.05, 2.0),
         **client_options: Any,
     ) -> None:
-        if max_size < 1:
-            raise InterfaceError("max_size must be at least 1")
+        _reject_misspelt_keywords(client_options)
+        try:
+            self._book: PoolBook[Client] = PoolBook(
+                min_size=min_size, max_size=max_size, max_lifetime=max_lifetime, max_idle=max_idle,
+                backoff_initial=reconnect_backoff[0], backoff_max=reconnect_backoff[1],
+            )  # fmt: skip
+        except ValueError as exc:
+            raise InterfaceError(str(exc)) from None
+        if timeout < 0:
+            raise InterfaceError(f"timeout must not be negative, not {timeout}")
         self.dsn = dsn
-        self.max_size = max_size
-        self.idle_timeout = idle_timeout
-        self.acquire_timeout = acquire_timeout
+        self.name = name or f"pool-{id(self):x}"
+        self.timeout = timeout
+        self._check = check
+        self._configure = configure
+        self._reset = reset
+        self._password = password
+        self._connect_options = connect_options
         self._options = client_options
-        self._idle: deque[tuple[Client, float]] = deque()
-        self._size = 0  # connections lent or idle, plus those being opened
-        self._cond = threading.Condition()
-        self._closed = False
+        self._entries: dict[int, PoolEntry[Client]] = {}  # id(client) -> its entry, while lent
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # acquirers wait on it
+        self._worker_cond = threading.Condition(lock)  # the maintenance thread waits on it
+        self._last_error: BaseException | None = None
+        # Bad options fail here, not at the first acquire.
+        self._client_for(password if isinstance(password, str) else None, {})
+        self._worker: threading.Thread | None = None
+        self._worker_wake = False
+        if min_size > 0 or max_idle is not None or max_lifetime is not None:
+            self._worker = threading.Thread(target=self._maintain, name=f"{self.name}-worker", daemon=True)
+            self._worker.start()
 
     def __repr__(self) -> str:
-        return f"<neon_sync.Pool size={self._size} idle={len(self._idle)} max={self.max_size}>"
+        book = self._book
+        return f"<neon_sync.Pool {self.name} size={book.size} idle={book.idle_count} max={book.max_size}>"
+
+    # ---------------------------------------------------------------- sizes and stats
 
     @property
     def size(self) -> int:
         """Connections open or being opened."""
-        return self._size
+        return self._book.size
 
     @property
     def idle_count(self) -> int:
         """Connections waiting to be lent."""
-        return len(self._idle)
+        return self._book.idle_count
 
-    def _new_client(self) -> Client:
-        return Client(self.dsn, **self._options).connect()
+    @property
+    def min_size(self) -> int:
+        """Connections kept open even when idle."""
+        return self._book.min_size
 
-    def acquire(self, timeout: float | None = None) -> Client:
-        """Lend a connection; give it back with ``release``."""
-        wait = self.acquire_timeout if timeout is None else timeout
-        deadline = time.monotonic() + wait
+    @property
+    def max_size(self) -> int:
+        """The most connections open at once."""
+        return self._book.max_size
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+        return self._book.closed
+
+    def stats(self) -> PoolStats:
+        """Sizes now and counters since the pool was made."""
         with self._cond:
-            while True:
-                if self._closed:
-                    raise InterfaceError("the pool is closed")
-                while self._idle:
-                    client, since = self._idle.pop()
-                    if (
-                        self.idle_timeout is not None and time.monotonic() - since > self.idle_timeout
-                    ) or not client.poll():  # poll: the server may have ended it while idle
-                        self._discard_locked(client)
-                        continue
-                    return client
-                if self._size < self.max_size:
-                    self._size += 1
-                    break
+            return self._book.stats()
+
+    # ---------------------------------------------------------------- opening connections
+
+    def _client_for(self, password: str | None, extra: Mapping[str, Any]) -> Client:
+        options = {**self._options, **extra}
+        if password is not None:
+            options["password"] = password
+        return Client(self.dsn, **options)
+
+    def _open_client(self) -> Client:
+        password = self._password() if callable(self._password) else self._password
+        extra = self._connect_options() if self._connect_options is not None else {}
+        client = self._client_for(password, extra).connect()
+        if self._configure is not None:
+            try:
+                self._configure(client)
+            except BaseException:
+                client.close()
+                raise
+            if client.transaction_status != "I":
+                client.close()
+                raise InterfaceError("configure() left the connection inside a transaction: commit or roll back in it")
+        return client
+
+    def wait(self, timeout: float = 30.0) -> None:
+        """Block until ``min_size`` connections are open; PoolTimeout otherwise."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._wake_worker()
+            while (s := self._book.stats()).idle + s.lent < s.min_size:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise PoolTimeout(f"no connection became free within {wait} s (max_size={self.max_size})")
-                self._cond.wait(remaining)
-        try:
-            return self._new_client()
-        except BaseException:
+                    raise PoolTimeout(self._timeout_message(f"{self._book.min_size} connections were not open", timeout))
+                self._cond.wait(min(remaining, 0.05))
+
+    # ---------------------------------------------------------------- lending
+
+    def acquire(self, timeout: float | None = None) -> Client:
+        """Lend a connection; give it back with ``release`` (or use ``connection()``)."""
+        wait = self.timeout if timeout is None else timeout
+        started = time.monotonic()
+        deadline = started + wait
+        book = self._book
+        waited = False
+        while True:
             with self._cond:
-                self._size -= 1
-                self._cond.notify()
-            raise
+                if book.closed:
+                    raise InterfaceError("the pool is closed")
+                now = time.monotonic()
+                expired = book.expired(now)
+                step = book.next_step(now)
+                if isinstance(step, Wait):
+                    remaining = deadline - now
+                    if remaining <= 0:
+                        book.record_timeout(now - started)
+                        raise PoolTimeout(self._timeout_message("no connection could be lent", wait)) from self._last_error
+                    book.waiting += 1
+                    waited = True
+                    try:
+                        until = remaining if step.until is None else min(remaining, max(0.0, step.until - now))
+                        self._cond.wait(until)
+                    finally:
+                        book.waiting -= 1
+            self._close_all(expired)
+            if isinstance(step, Wait):
+                continue
+            if isinstance(step, Lend):
+                client = self._vet(step.entry)
+                if client is None:
+                    continue
+                entry = step.entry
+            else:
+                assert isinstance(step, Open)
+                opened = self._try_open(lend=True)
+                if opened is None:
+                    continue
+                entry = opened
+            with self._cond:
+                self._entries[id(entry.connection)] = entry
+                book.record_request(time.monotonic() - started if waited else 0.0)
+            return entry.connection
+
+    def _vet(self, entry: PoolEntry[Client]) -> Client | None:
+        """The idle connection if it is alive and passes ``check``; else it is closed (None)."""
+        client = entry.connection
+        ok = client.poll()  # no round trip: did the server end it while it sat idle?
+        if ok and self._check is not None:
+            try:
+                self._check(client)
+                ok = not client.closed and client.transaction_status == "I"
+            except Exception as exc:  # noqa: BLE001 - any failure means: do not lend it
+                logger.info("pool %s: a connection failed its check (%s); discarding it", self.name, exc)
+                ok = False
+        if ok:
+            return client
+        with self._cond:
+            self._book.discard(entry)
+            self._cond.notify_all()
+            self._wake_worker()
+        client.close()
+        return None
+
+    def _try_open(self, *, lend: bool) -> PoolEntry[Client] | None:
+        """Fill a reserved slot. A server that is away backs off (None); other errors raise."""
+        try:
+            client = self._open_client()
+        except BaseException as exc:
+            retry = _worth_retrying(exc)
+            with self._cond:
+                self._book.open_failed(time.monotonic(), retry=retry)
+                self._last_error = exc
+                self._cond.notify_all()
+                self._wake_worker()
+            if not retry:
+                raise
+            logger.info("pool %s: could not connect (%s); trying again after a pause", self.name, exc)
+            return None
+        with self._cond:
+            self._last_error = None
+            entry = self._book.opened(client, time.monotonic(), lend=lend)
+            self._cond.notify_all()
+        return entry
+
+    def _timeout_message(self, what: str, wait: float) -> str:
+        book = self._book
+        message = f"pool {self.name}: {what} within {wait:g} s (size {book.size}, max_size={book.max_size})"
+        if self._last_error is not None:
+            message += f"; last connection error: {self._last_error}"
+        return message
+
+    # ---------------------------------------------------------------- giving back
 
     def release(self, client: Client) -> None:
-        """Take a connection back; a broken one is discarded."""
+        """Take a connection back: rolled back and reset if needed, or closed if it cannot be."""
+        with self._cond:
+            entry = self._entries.pop(id(client), None)
+        if entry is None:
+            raise InterfaceError("this connection was not lent by this pool (or was given back already)")
+        bad = False
         if not client.closed and not client.session.idle:
             # Given back in the middle of an operation (an unfinished COPY, say): what is left
             # in the stream would reach the next borrower.
+            bad = True
             client.close()
         if not client.closed and client.transaction_status != "I":
+            bad = True
             try:
-                client.query("ROLLBACK")
-            except Exception:
-                logger.info("discarding a connection that could not be rolled back")
+                client.simple_query("ROLLBACK")
+            except Exception:  # noqa: BLE001 - then it is closed below
+                logger.info("pool %s: discarding a connection that could not be rolled back", self.name)
                 client.close()
+        if not client.closed and self._reset is not None:
+            try:
+                self._reset(client)
+                if client.transaction_status != "I":
+                    raise InterfaceError("reset() left the connection inside a transaction")
+            except Exception as exc:  # noqa: BLE001
+                logger.info("pool %s: reset failed (%s); discarding the connection", self.name, exc)
+                client.close()
+        if client.closed:
+            bad = True
         with self._cond:
-            if client.closed or self._closed:
-                self._discard_locked(client)
+            if client.closed:
+                self._book.discard(entry, bad_return=True)
+                self._wake_worker()
+                kept = False
             else:
-                self._idle.append((client, time.monotonic()))
-            self._cond.notify()
-
-    def _discard_locked(self, client: Client) -> None:
-        client.close()
-        self._size -= 1
-        self._cond.notify()
+                if bad:
+                    self._book.note_bad_return()
+                kept = self._book.give_back(entry, time.monotonic())
+            self._cond.notify_all()
+        if not kept:
+            client.close()
 
     @contextmanager
     def connection(self, timeout: float | None = None) -> Iterator[Client]:
@@ -136,14 +360,65 @@ class Pool:
         with self.connection() as client:
             return client.query(text, params, **options)
 
-    def close(self) -> None:
-        """Close every idle connection; lent ones are closed when given back."""
+    # ---------------------------------------------------------------- maintenance
+
+    def _maintain(self) -> None:
+        """The worker: open up to ``min_size`` (backing off when the server is away), close expired."""
+        book = self._book
+        waited = False
+        while True:
+            with self._cond:
+                if book.closed:
+                    return
+                now = time.monotonic()
+                expired = book.expired(now)
+                wanted = book.to_open(now)
+                if not expired and not wanted:
+                    deadline = book.next_deadline(now)
+                    if not self._worker_wake:
+                        self._worker_cond.wait(None if deadline is None else max(0.001, deadline - now))
+                    self._worker_wake = False
+                    continue
+            self._close_all(expired)
+            for _ in range(wanted):
+                try:
+                    self._try_open(lend=False)
+                except BaseException as exc:  # noqa: BLE001 - acquirers report it; keep the pool alive
+                    logger.warning("pool %s: cannot open a connection: %s", self.name, exc)
+            with self._cond:
+                if book.closed:
+                    break
+        # closed while opening: what was opened is idle and must go too
+        self._close_all([*book.close()])
+
+    def _wake_worker(self) -> None:
+        """Under the lock: let the worker look again (a slot freed below min_size, a drain, close)."""
+        self._worker_wake = True
+        self._worker_cond.notify()
+
+    def _close_all(self, entries: Sequence[PoolEntry[Client]]) -> None:
+        for entry in entries:
+            entry.connection.close()
+
+    def drain(self) -> None:
+        """Replace every connection: idle ones close now, lent ones when given back (after a
+        failover, a password change or a schema change that cached statements would miss)."""
         with self._cond:
-            self._closed = True
-            while self._idle:
-                client, _ = self._idle.pop()
-                self._discard_locked(client)
+            gone = self._book.drain()
+            self._wake_worker()
             self._cond.notify_all()
+        self._close_all(gone)
+
+    def close(self) -> None:
+        """Close every idle connection and refuse new loans; lent ones close when given back."""
+        with self._cond:
+            gone = self._book.close() if not self._book.closed else []
+            self._cond.notify_all()
+            self._wake_worker()
+        self._close_all(gone)
+        worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(5)
 
     def __enter__(self) -> "Pool":
         return self

@@ -17,7 +17,7 @@ from neon_sync.embedded import EmbeddedPostgres
 
 @pytest.fixture
 def pool(pg: EmbeddedPostgres) -> Iterator[Pool]:
-    with Pool(pg.dsn(), max_size=3, sslmode="disable", acquire_timeout=10) as p:
+    with Pool(pg.dsn(), max_size=3, sslmode="disable", timeout=10) as p:
         yield p
 
 
@@ -128,7 +128,7 @@ def test_pool_timeout_when_all_connections_are_lent(pg: EmbeddedPostgres) -> Non
 
 
 def test_pool_default_acquire_timeout(pg: EmbeddedPostgres) -> None:
-    with Pool(pg.dsn(), max_size=1, sslmode="disable", acquire_timeout=0.2) as p:
+    with Pool(pg.dsn(), max_size=1, sslmode="disable", timeout=0.2) as p:
         with p.connection():
             with pytest.raises(PoolTimeout):
                 p.acquire()
@@ -226,7 +226,7 @@ def test_backend_killed_while_idle_in_the_pool_is_not_lent(pool: Pool, admin: Cl
 
 
 def test_idle_connection_older_than_idle_timeout_is_replaced(pg: EmbeddedPostgres, admin: Client) -> None:
-    with Pool(pg.dsn(), max_size=2, sslmode="disable", idle_timeout=0.2) as p:
+    with Pool(pg.dsn(), max_size=2, sslmode="disable", max_idle=0.2) as p:
         with p.connection() as c:
             old = pid_of(c)
         with p.connection() as c:
@@ -242,7 +242,7 @@ def test_idle_connection_older_than_idle_timeout_is_replaced(pg: EmbeddedPostgre
 
 
 def test_no_idle_timeout_keeps_connections(pg: EmbeddedPostgres) -> None:
-    with Pool(pg.dsn(), max_size=1, sslmode="disable", idle_timeout=None) as p:
+    with Pool(pg.dsn(), max_size=1, sslmode="disable", max_idle=None) as p:
         with p.connection() as c:
             old = pid_of(c)
         time.sleep(0.05)
