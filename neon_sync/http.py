@@ -163,6 +163,12 @@ class NeonQuery:
         return f"<NeonQuery {self.http_query.text[:60]!r} params={len(self.http_query.params)}>"
 
 
+def _where(endpoint: Endpoint) -> str:
+    """``host:port`` of an endpoint for error messages (an endpoint carries no credentials)."""
+    host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+    return f"{host}:{endpoint.port}"
+
+
 class NeonHTTP:
     """SQL over HTTP: ``sql = neon(dsn); sql("SELECT $1::int", [1])``. Thread-safe: connections
     are pooled per endpoint.
@@ -404,7 +410,7 @@ class NeonHTTP:
         except socket.timeout:
             if timeout:
                 raise OperationalError(f"the request timed out after {timeout:g} s") from None
-            raise OperationalError("Error connecting to database: timed out") from None
+            raise OperationalError(f"Error connecting to database at {_where(endpoint)}: timed out") from None
         return read_response(request, response)
 
     def _exchange(self, endpoint: Endpoint, request: FetchRequest, deadline: float | None) -> FetchResponse:
@@ -425,7 +431,7 @@ class NeonHTTP:
                 response = self._write_and_read(conn, data, deadline)
         except _NothingSent as exc:
             conn.close()
-            raise OperationalError(f"Error connecting to database: {exc.__cause__}") from exc.__cause__
+            raise OperationalError(f"Error connecting to database at {_where(endpoint)}: {exc.__cause__}") from exc.__cause__
         except BaseException:
             conn.close()
             raise
@@ -486,7 +492,7 @@ class NeonHTTP:
         except socket.timeout:
             raise
         except OSError as exc:
-            raise OperationalError(f"Error connecting to database: {exc}") from exc
+            raise OperationalError(f"Error connecting to database at {_where(endpoint)}: {exc}") from exc
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if endpoint.tls:
@@ -496,12 +502,15 @@ class NeonHTTP:
                     sock = ctx.wrap_socket(sock, server_hostname=host)
                 except ssl.SSLCertVerificationError as exc:
                     raise OperationalError(
-                        f"Error connecting to database: TLS certificate verification failed: {exc.verify_message}"
+                        f"Error connecting to database at {_where(endpoint)}: "
+                        f"TLS certificate verification failed: {exc.verify_message}"
                     ) from exc
                 except (ssl.SSLError, OSError) as exc:
                     if isinstance(exc, socket.timeout):
                         raise
-                    raise OperationalError(f"Error connecting to database: TLS handshake failed: {exc}") from exc
+                    raise OperationalError(
+                        f"Error connecting to database at {_where(endpoint)}: TLS handshake failed: {exc}"
+                    ) from exc
             sock.settimeout(None)
         except BaseException:
             sock.close()
