@@ -9,12 +9,16 @@ in-flight requests finish, then stops (a second one stops at once).
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
+import socket
+import ssl
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
+import attrs
 import trio
 
 from neon_proxy.config import MiB, ProxyConfig, parse_endpoint_table, parse_listen
@@ -25,28 +29,56 @@ __all__ = ["main", "build_parser", "config_from_args"]
 
 logger = logging.getLogger("neon_proxy")
 
+_N = TypeVar("_N", int, float)
+
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"NEON_PROXY_{name}", default)
+
+
+def _number(parse: Callable[[str], _N], name: str, default: str) -> _N:
+    """A numeric default from NEON_PROXY_<name>; a bad value is a usage error naming the variable."""
+    text = _env(name, default) or default
+    try:
+        return parse(text)
+    except ValueError:
+        raise _UsageError(f"NEON_PROXY_{name}={text!r} is not a number") from None
+
+
+class _UsageError(Exception):
+    """A person's mistake: reported as one line, exit status 2."""
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows each option's default (as set by NEON_PROXY_* variables, if any)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is argparse.SUPPRESS:
+            return text
+        return f"{text} (default: {'none' if action.default is None else '%(default)s'})"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line; defaults come from NEON_PROXY_* variables."""
     parser = argparse.ArgumentParser(
         prog="python -m neon_proxy",
-        description="Neon's SQL-over-HTTP protocol (POST /sql) in front of any Postgres.",
+        description="Neon's SQL-over-HTTP protocol (POST /sql) in front of any Postgres. "
+        "Every option has a NEON_PROXY_* environment variable (named in its help).",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument(
         "command",
         nargs="?",
         choices=("serve", "dev"),
         default="serve",
-        help="serve (default), or dev: also start a throwaway Postgres when no upstream is given",
+        help="serve, or dev: also start a throwaway Postgres when no upstream is given",
     )
-    parser.add_argument("--listen", default=_env("LISTEN", "127.0.0.1:4444"), help="HOST:PORT (NEON_PROXY_LISTEN)")
+    parser.add_argument("--listen", default=_env("LISTEN", "127.0.0.1:4444"), metavar="HOST:PORT", help="where to listen (NEON_PROXY_LISTEN)")
     parser.add_argument(
         "--upstream",
         default=_env("UPSTREAM"),
+        metavar="URL",
         help="postgres://HOST:PORT[?sslmode=...] serving every endpoint (NEON_PROXY_UPSTREAM)",
     )
     parser.add_argument(
@@ -56,26 +88,86 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=URL",
         help="route one endpoint name to its own upstream; repeatable (NEON_PROXY_ENDPOINTS, space-separated)",
     )
-    parser.add_argument("--tls-cert", default=_env("TLS_CERT"), help="serve HTTPS with this certificate (NEON_PROXY_TLS_CERT)")
-    parser.add_argument("--tls-key", default=_env("TLS_KEY"), help="its private key (NEON_PROXY_TLS_KEY)")
+    parser.add_argument("--tls-cert", default=_env("TLS_CERT"), metavar="PEM", help="serve HTTPS with this certificate chain (NEON_PROXY_TLS_CERT)")
+    parser.add_argument("--tls-key", default=_env("TLS_KEY"), metavar="PEM", help="the certificate's private key (NEON_PROXY_TLS_KEY)")
     parser.add_argument(
-        "--max-request-size", type=int, default=int(_env("MAX_REQUEST_SIZE", str(10 * MiB)) or 0), help="bytes (413 past it)"
+        "--max-request-size", type=int, default=_number(int, "MAX_REQUEST_SIZE", str(10 * MiB)), metavar="BYTES",
+        help="largest request body; 413 past it (NEON_PROXY_MAX_REQUEST_SIZE)",
     )
     parser.add_argument(
-        "--max-response-size", type=int, default=int(_env("MAX_RESPONSE_SIZE", str(10 * MiB)) or 0), help="bytes (507 past it)"
+        "--max-response-size", type=int, default=_number(int, "MAX_RESPONSE_SIZE", str(10 * MiB)), metavar="BYTES",
+        help="largest response body; 507 past it (NEON_PROXY_MAX_RESPONSE_SIZE)",
     )
-    parser.add_argument("--pool-max-per-key", type=int, default=int(_env("POOL_MAX_PER_KEY", "20") or 0))
-    parser.add_argument("--pool-max-total", type=int, default=int(_env("POOL_MAX_TOTAL", "20000") or 0))
-    parser.add_argument("--pool-idle-timeout", type=float, default=float(_env("POOL_IDLE_TIMEOUT", "300") or 0))
-    parser.add_argument("--connect-timeout", type=float, default=float(_env("CONNECT_TIMEOUT", "15") or 0))
-    parser.add_argument("--shutdown-timeout", type=float, default=float(_env("SHUTDOWN_TIMEOUT", "30") or 0))
-    parser.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING... (NEON_PROXY_LOG_LEVEL)")
+    parser.add_argument(
+        "--pool-max-per-key", type=int, default=_number(int, "POOL_MAX_PER_KEY", "20"), metavar="N",
+        help="upstream connections per database, user and credentials (NEON_PROXY_POOL_MAX_PER_KEY)",
+    )
+    parser.add_argument(
+        "--pool-max-total", type=int, default=_number(int, "POOL_MAX_TOTAL", "20000"), metavar="N",
+        help="upstream connections in all (NEON_PROXY_POOL_MAX_TOTAL)",
+    )
+    parser.add_argument(
+        "--pool-idle-timeout", type=float, default=_number(float, "POOL_IDLE_TIMEOUT", "300"), metavar="SECONDS",
+        help="close upstream connections idle this long (NEON_PROXY_POOL_IDLE_TIMEOUT)",
+    )
+    parser.add_argument(
+        "--connect-timeout", type=float, default=_number(float, "CONNECT_TIMEOUT", "15"), metavar="SECONDS",
+        help="to connect and authenticate to an upstream (NEON_PROXY_CONNECT_TIMEOUT)",
+    )
+    parser.add_argument(
+        "--shutdown-timeout", type=float, default=_number(float, "SHUTDOWN_TIMEOUT", "30"), metavar="SECONDS",
+        help="in-flight requests get this long to finish after SIGINT/SIGTERM (NEON_PROXY_SHUTDOWN_TIMEOUT)",
+    )
+    parser.add_argument(
+        "--log-level", default=_env("LOG_LEVEL", "INFO"), choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper,
+        help="how much to log, to stderr (NEON_PROXY_LOG_LEVEL)",
+    )
     return parser
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail before anything starts (a throwaway Postgres, say) when the listen port is taken."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise _UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    family, type_, proto, _, address = infos[0]
+    with socket.socket(family, type_, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            hint = " (is another proxy running? choose another with --listen HOST:PORT)" if exc.errno == errno.EADDRINUSE else ""
+            raise _UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
+
+
+def _check_tls_files(cert: str | None, key: str | None) -> None:
+    """Unreadable or mismatched certificate files are named before the server starts."""
+    if cert is None or key is None:
+        return
+    for path, what in ((cert, "--tls-cert"), (key, "--tls-key")):
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise _UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        raise _UsageError(
+            f"cannot use --tls-cert {cert} with --tls-key {key}: not a PEM certificate chain and its private key "
+            f"({exc.reason or exc})"
+        ) from None
+    except OSError as exc:
+        raise _UsageError(f"cannot use --tls-cert {cert} with --tls-key {key}: {exc.strerror or exc}") from None
 
 
 def config_from_args(args: argparse.Namespace) -> ProxyConfig:
     """A ProxyConfig from parsed arguments; ValueError for bad values."""
     host, port = parse_listen(args.listen)
+    _check_tls_files(args.tls_cert, args.tls_key)
     endpoints: dict[str, str] = parse_endpoint_table(_env("ENDPOINTS", "") or "")
     for item in args.endpoint or ():
         endpoints.update(parse_endpoint_table(item))
@@ -131,19 +223,22 @@ def _print_dev_settings(database_url: str | None) -> Callable[[ProxyServer], Non
 
 
 def _run_dev(args: argparse.Namespace) -> int:
-    if args.upstream or args.endpoint or _env("ENDPOINTS"):
-        config = config_from_args(args)
+    config = config_from_args(args)  # a bad flag is reported before Postgres starts
+    _check_port_free(config.listen_host, config.listen_port)
+    if config.has_upstream:
         trio.run(run_until_signalled, ProxyServer(config), _print_dev_settings(None))
         return 0
     from urllib.parse import quote
 
-    from neon_sync.embedded import EmbeddedPostgres
+    from neon_sync.embedded import EmbeddedPostgres, PostgresNotFound
 
     pg = EmbeddedPostgres(tls=False)
     try:
-        pg.start()
-        args.upstream = upstream_url(pg)
-        config = config_from_args(args)
+        try:
+            pg.start()
+        except PostgresNotFound as exc:
+            raise _UsageError(str(exc)) from None
+        config = attrs.evolve(config, upstream=upstream_url(pg))
         password = quote(pg.superuser_password, safe="")
         database_url = f"postgresql://{pg.superuser}:{password}@localhost:{pg.port}/postgres"
         trio.run(run_until_signalled, ProxyServer(config), _print_dev_settings(database_url))
@@ -152,24 +247,35 @@ def _run_dev(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m neon_proxy`` and the ``neon-proxy`` script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        if args.command == "dev":
-            return _run_dev(args)
-        config = config_from_args(args)
-    except ValueError as exc:
-        parser.error(str(exc))
+def _serve(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
     if not config.has_upstream:
-        parser.error("no upstream: give --upstream (or NEON_PROXY_UPSTREAM) or --endpoint, or use `dev`")
+        raise _UsageError("no upstream: give --upstream (or NEON_PROXY_UPSTREAM) or --endpoint, or use `dev`")
+    _check_port_free(config.listen_host, config.listen_port)
     trio.run(run_until_signalled, ProxyServer(config))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m neon_proxy`` and the ``neon-proxy`` script.
+
+    A mistake (a bad flag, a port in use, unreadable TLS files, no Postgres binaries) is one
+    line on stderr and exit status 2, not a traceback.
+    """
+    prog = "python -m neon_proxy"
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        logging.basicConfig(level=getattr(logging, args.log_level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return _run_dev(args) if args.command == "dev" else _serve(args)
+    except (_UsageError, ValueError) as exc:
+        sys.stderr.write(f"{prog}: error: {exc}\n")
+        return 2
+    except OSError as exc:  # the port was taken between the check and the bind, say
+        sys.stderr.write(f"{prog}: error: {exc.strerror or exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
