@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 import attrs
 
-__all__ = ["AUTH_METHODS", "EmbeddedPostgres", "PostgresNotFound", "Role"]
+__all__ = ["AUTH_METHODS", "EmbeddedPostgres", "PostgresNotFound", "Role", "remove_orphans"]
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +264,105 @@ def _stop_process(process: subprocess.Popen[bytes]) -> None:
             log.warning("PostgreSQL (pid %d) ignored %s", process.pid, sig.name)
 
 
+# -- orphans: servers whose owner died without stopping them (SIGKILL, a crash) ------------
+
+_OWNER_FILE: Final = "owner"
+_WORK_DIR_PREFIX: Final = "neon-pg-"
+
+
+def _process_start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (tells a live owner from a reused pid); None if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[19] if len(fields) > 19 else None
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _write_owner_file(work_dir: str) -> None:
+    pid = os.getpid()
+    with open(os.path.join(work_dir, _OWNER_FILE), "w", encoding="ascii") as f:
+        f.write(f"{pid} {_process_start_time(pid) or '-'}\n")
+
+
+def _owner_alive(work_dir: str) -> bool | None:
+    """Whether the process that made ``work_dir`` still runs; None when the directory has no owner file."""
+    try:
+        with open(os.path.join(work_dir, _OWNER_FILE), encoding="ascii") as f:
+            pid_text, _, started = f.read().strip().partition(" ")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    if not _process_alive(pid):
+        return False
+    return started in ("-", "") or _process_start_time(pid) in (None, started)
+
+
+def _stop_orphan_postmaster(data_dir: str) -> None:
+    """Immediate shutdown of the server running in ``data_dir`` (if it still runs)."""
+    try:
+        with open(os.path.join(data_dir, "postmaster.pid"), encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        pid = int(lines[0])
+    except (OSError, ValueError, IndexError):
+        return
+    if len(lines) < 2 or os.path.realpath(lines[1]) != os.path.realpath(data_dir) or not _process_alive(pid):
+        return
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+        if b"postgres" not in cmdline:
+            return  # the pid was reused by something else
+    except OSError:
+        pass  # no /proc: postmaster.pid naming this data directory is the evidence
+    for sig, wait in ((signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while _process_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not _process_alive(pid):
+            return
+
+
+def remove_orphans(parent_dir: str | None = None) -> list[str]:
+    """Stop and delete throwaway servers whose owning process died (killed with SIGKILL, say).
+
+    Looks at the ``neon-pg-*`` directories in ``parent_dir`` (default: the system's temporary
+    directory) that carry an owner file naming a process that no longer runs. Servers of live
+    owners, and directories without an owner file, are left alone. Returns what was removed.
+    """
+    parent = parent_dir or tempfile.gettempdir()
+    removed = []
+    for work_dir in glob.glob(os.path.join(glob.escape(parent), _WORK_DIR_PREFIX + "*")):
+        if _owner_alive(work_dir) is not False:
+            continue
+        _stop_orphan_postmaster(os.path.join(work_dir, "data"))
+        shutil.rmtree(work_dir, ignore_errors=True)
+        if not os.path.exists(work_dir):
+            log.info("removed the orphaned PostgreSQL directory %s (its owner process is gone)", work_dir)
+            removed.append(work_dir)
+    return removed
+
+
 @attrs.define
 class _Resources:
     """What must be released even if the EmbeddedPostgres is never stopped (see weakref.finalize)."""
@@ -292,7 +391,9 @@ class EmbeddedPostgres:
     ``start()`` runs initdb, creates the roles in single-user mode, then starts ``postgres`` and
     waits until it accepts connections; ``stop()`` shuts it down and deletes everything. When run
     as root, the server runs as ``nobody`` (PostgreSQL refuses root). An instance that is never
-    stopped is stopped at garbage collection or interpreter exit, so no server is left behind.
+    stopped is stopped at garbage collection or interpreter exit, so no server is left behind;
+    one whose owner was killed outright (SIGKILL) is stopped and deleted by the next ``start()``
+    in the same parent directory (``remove_orphans``).
     """
 
     superuser: Final = "postgres"
@@ -495,9 +596,11 @@ class EmbeddedPostgres:
             return self
         begun = time.monotonic()
         self._bindir = _find_bindir(self._bindir_arg)
-        self._resources = _Resources(tempfile.mkdtemp(prefix="neon-pg-", dir=self._parent_dir))
+        remove_orphans(self._parent_dir)
+        self._resources = _Resources(tempfile.mkdtemp(prefix=_WORK_DIR_PREFIX, dir=self._parent_dir))
         self._finalizer = weakref.finalize(self, _release, self._resources)
         try:
+            _write_owner_file(self._resources.work_dir)
             self._create_cluster()
             self._launch(retry_ports=self._requested_port is None)
         except BaseException:

@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -260,3 +261,75 @@ def test_server_left_running_is_stopped_at_interpreter_exit() -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(int(pid), 0)
     assert not os.path.exists(work_dir)
+
+
+@pytest.fixture
+def shared_parent_dir() -> Iterator[str]:
+    """A parent directory for work directories, searchable by the server's user (nobody under root)."""
+    import shutil
+    import tempfile
+
+    parent = tempfile.mkdtemp(prefix="neon-orphans-")
+    os.chmod(parent, 0o755)
+    yield parent
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+def _start_in_a_child(parent: str) -> tuple[subprocess.Popen[str], int, str]:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        sys.path.insert(0, {root!r})
+        from neon_sync.embedded import EmbeddedPostgres
+        server = EmbeddedPostgres(tls=False, base_dir={parent!r}).start()
+        print(server.pid, server.work_dir, flush=True)
+        time.sleep(120)
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    pid, work_dir = child.stdout.readline().split()
+    return child, int(pid), work_dir
+
+
+def _gone(pid: int) -> bool:
+    from neon_sync.embedded import _process_alive
+
+    return not _process_alive(pid)
+
+
+@pytest.mark.slow
+def test_server_of_an_owner_killed_with_sigkill_is_stopped_and_removed_by_the_next_start(shared_parent_dir: str) -> None:
+    child, pid, work_dir = _start_in_a_child(shared_parent_dir)
+    child.kill()  # SIGKILL: no finalizer, no atexit
+    child.wait(10)
+    assert not _gone(pid) and os.path.isdir(work_dir)  # the orphan lives on...
+    with EmbeddedPostgres(tls=False, base_dir=shared_parent_dir) as server:  # ...until the next start
+        assert _gone(pid)
+        assert not os.path.exists(work_dir)
+        assert os.path.isdir(server.work_dir) and server.running
+
+
+@pytest.mark.slow
+def test_a_live_owners_server_is_left_alone(shared_parent_dir: str) -> None:
+    from neon_sync.embedded import remove_orphans
+
+    child, pid, work_dir = _start_in_a_child(shared_parent_dir)
+    try:
+        with EmbeddedPostgres(tls=False, base_dir=shared_parent_dir):
+            assert not _gone(pid) and os.path.isdir(work_dir)
+    finally:
+        child.kill()
+        child.wait(30)
+        assert work_dir in remove_orphans(shared_parent_dir)
+    assert _gone(pid)
+
+
+def test_directories_without_an_owner_file_are_left_alone(shared_parent_dir: str) -> None:
+    from neon_sync.embedded import remove_orphans
+
+    legacy = os.path.join(shared_parent_dir, "neon-pg-legacy")
+    os.makedirs(os.path.join(legacy, "data"))
+    assert remove_orphans(shared_parent_dir) == []
+    assert os.path.isdir(legacy)
