@@ -7,17 +7,18 @@ background thread that keeps ``min_size`` connections open and closes expired on
 
 from __future__ import annotations
 
-import difflib
 import logging
+import os
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence, Unpack
 
-from neon_proto.errors import ConnectionClosed, Error, InterfaceError, OperationalError
+from neon_proto.errors import ConnectionClosed, InterfaceError, OperationalError
+from neon_proto.options import resolve_connect_options
 from neon_proto.pooling import RESET_SQL, Lend, Open, PoolBook, PoolEntry, PoolStats, Wait
 from neon_proto.results import Result
-from neon_sync.client import Client
+from neon_sync.client import CLIENT_KEYWORDS, Client, ClientKeywords
 
 __all__ = ["Pool", "PoolTimeout", "PoolStats", "check_connection", "reset_session"]
 
@@ -27,10 +28,10 @@ ClientHook = Callable[[Client], None]
 
 # SQLSTATEs of a server that is starting, stopping or full: worth trying again after a pause.
 _RETRY_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "08000", "08001", "08003", "08004", "08006"})
-_POOL_KEYWORDS = (
+_POOL_KEYWORDS = frozenset({
     "min_size", "max_size", "max_lifetime", "max_idle", "timeout", "check", "configure", "reset",
-    "password", "connect_options", "name", "reconnect_backoff",
-)  # fmt: skip
+    "connect_options", "name", "reconnect_backoff",
+})  # fmt: skip
 
 
 class PoolTimeout(OperationalError):
@@ -58,14 +59,6 @@ def _worth_retrying(exc: BaseException) -> bool:
     return False
 
 
-def _reject_misspelt_keywords(options: Mapping[str, Any]) -> None:
-    """A keyword one letter off a pool keyword is a typo, not a server setting."""
-    for key in options:
-        close = difflib.get_close_matches(key, _POOL_KEYWORDS, n=1, cutoff=0.8)
-        if close and key not in _POOL_KEYWORDS:
-            raise TypeError(f"Pool() got an unexpected keyword argument {key!r}; did you mean {close[0]!r}?")
-
-
 class Pool:
     """Up to ``max_size`` connections (at least ``min_size`` kept open), lent one thread at a time.
 
@@ -77,14 +70,15 @@ class Pool:
       one that fails is discarded. A connection the server closed is never lent.
     - ``configure(client)``: run once on each new connection. ``reset(client)``: run on each
       return (``reset_session`` discards session state); a failure discards the connection.
-    - ``password`` and ``connect_options`` may be callables, called for each new connection
-      (rotating tokens).
+    - ``connect_options()``, when given, is called for each new connection and its keywords
+      override the fixed ones: rotating tokens are ``connect_options=lambda: {"password": token()}``.
     - A connection given back inside a transaction is rolled back; one given back in the middle
       of an operation, or that cannot be rolled back, is closed. Never lent as it was.
     - When the server goes away, new connections are tried again with backoff until the
       acquire's timeout.
 
-    Other keyword arguments are ``Client``'s (``sslmode``, ``application_name``, ...).
+    Other keyword arguments are ``Client``'s (``sslmode``, ``application_name``, ...); a
+    misspelt one is a TypeError.
     """
 
     def __init__(
@@ -99,13 +93,13 @@ class Pool:
         check: ClientHook | None = None,
         configure: ClientHook | None = None,
         reset: ClientHook | None = None,
-        password: str | Callable[[], str] | None = None,
         connect_options: Callable[[], Mapping[str, Any]] | None = None,
         name: str | None = None,
         reconnect_backoff: tuple[float, float] = (0.05, 2.0),
-        **client_options: Any,
+        **client_options: Unpack[ClientKeywords],
     ) -> None:
-        _reject_misspelt_keywords(client_options)
+        # Checked now, so a misspelt keyword fails here and not at the first acquire().
+        self._check_options(dsn, client_options)
         try:
             self._book: PoolBook[Client] = PoolBook(
                 min_size=min_size, max_size=max_size, max_lifetime=max_lifetime, max_idle=max_idle,
@@ -121,16 +115,13 @@ class Pool:
         self._check = check
         self._configure = configure
         self._reset = reset
-        self._password = password
         self._connect_options = connect_options
-        self._options = client_options
+        self._options: dict[str, Any] = dict(client_options)
         self._entries: dict[int, PoolEntry[Client]] = {}  # id(client) -> its entry, while lent
         lock = threading.Lock()
         self._cond = threading.Condition(lock)  # acquirers wait on it
         self._worker_cond = threading.Condition(lock)  # the maintenance thread waits on it
         self._last_error: BaseException | None = None
-        # Bad options fail here, not at the first acquire.
-        self._client_for(password if isinstance(password, str) else None, {})
         self._worker: threading.Thread | None = None
         self._worker_wake = False
         if min_size > 0 or max_idle is not None or max_lifetime is not None:
@@ -175,16 +166,16 @@ class Pool:
 
     # ---------------------------------------------------------------- opening connections
 
-    def _client_for(self, password: str | None, extra: Mapping[str, Any]) -> Client:
-        options = {**self._options, **extra}
-        if password is not None:
-            options["password"] = password
-        return Client(self.dsn, **options)
+    @staticmethod
+    def _check_options(dsn: str | None, options: Mapping[str, Any]) -> None:
+        connection = {k: v for k, v in options.items() if k not in CLIENT_KEYWORDS}
+        resolve_connect_options(dsn, connection, env=os.environ, caller="Pool", also_valid=CLIENT_KEYWORDS | _POOL_KEYWORDS)
 
     def _open_client(self) -> Client:
-        password = self._password() if callable(self._password) else self._password
-        extra = self._connect_options() if self._connect_options is not None else {}
-        client = self._client_for(password, extra).connect()
+        options = self._options
+        if self._connect_options is not None:
+            options = {**options, **self._connect_options()}
+        client = Client(self.dsn, **options).connect()
         if self._configure is not None:
             try:
                 self._configure(client)

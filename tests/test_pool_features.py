@@ -208,18 +208,18 @@ def test_giving_back_a_foreign_connection_is_an_error(pg: EmbeddedPostgres) -> N
 # ---------------------------------------------------------------- credentials that rotate
 
 
-def test_password_callable_is_called_for_each_new_connection(pg: EmbeddedPostgres, admin: Client) -> None:
+def test_a_rotating_password_is_fetched_for_each_new_connection(pg: EmbeddedPostgres, admin: Client) -> None:
     role = f"rot_{uuid.uuid4().hex[:8]}"
     token = {"value": "first-token"}
     admin.query(f"CREATE ROLE {role} LOGIN PASSWORD 'first-token'")
     calls: list[str] = []
 
-    def password() -> str:
+    def fresh_credentials() -> dict[str, str]:
         calls.append(token["value"])
-        return token["value"]
+        return {"password": token["value"]}
 
     try:
-        with Pool(pg.dsn(role, password="stale"), max_size=2, password=password, sslmode="disable") as pool:
+        with Pool(pg.dsn(role, password="stale"), max_size=2, connect_options=fresh_credentials, sslmode="disable") as pool:
             with pool.connection() as c:
                 assert c.query("SELECT current_user AS u").rows == [{"u": role}]
             admin.query(f"ALTER ROLE {role} PASSWORD 'second-token'")
