@@ -10,19 +10,28 @@ An empty value counts as "not given" and falls through to the next layer.
 Error messages never repeat the password, and never repeat text from the user-info or host part
 of a URI (a URI missing its ``@host`` puts the password where the port should be).
 
-Departures from libpq: one host only (no comma lists); client_encoding must be UTF8; unknown
-keywords are kept in ``extra`` (and sent as server settings) instead of refused; a query value may
-contain an unencoded ``=``; ``''`` inside a quoted key=value value is a quote; connect_timeout may
-have a fraction; the default host is ``localhost``, not a socket directory; service files and
-passfiles are not read (``service`` and ``passfile`` stay in ``extra``).
+Several hosts (``host=a,b port=1,2``, ``postgresql://a:1,b:2/db``) become ``hosts``; the
+binding tries them in the order ``connection_attempts`` gives (``load_balance_hosts``), and keeps
+the first whose session matches ``target_session_attrs`` (``session_matches``). Service files
+(``service``, PGSERVICEFILE, PGSYSCONFDIR) and password files (``passfile``, PGPASSFILE,
+~/.pgpass) are read through a ``read_file`` callback the binding passes, so that this module
+stays free of I/O; without one they are not consulted.
+
+Departures from libpq: client_encoding must be UTF8; unknown keywords are kept in ``extra`` (and
+sent as server settings) instead of refused; a query value may contain an unencoded ``=``; ``''``
+inside a quoted key=value value is a quote; connect_timeout may have a fraction; the default host
+is ``localhost``, not a socket directory (a socket directory matches ``localhost`` in a password
+file); the system service file is read only when PGSYSCONFDIR is set.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import re
-from typing import Any, Iterable, Iterator, Mapping
+import stat
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import quote, unquote_to_bytes
 
 import attrs
@@ -30,6 +39,15 @@ import attrs
 from neon_proto.errors import ProgrammingError
 
 __all__ = [
+    "TARGET_SESSION_ATTRS",
+    "LOAD_BALANCE_HOSTS",
+    "HostTarget",
+    "ConfigFileReader",
+    "connection_attempts",
+    "session_matches",
+    "parse_pgpass",
+    "match_pgpass",
+    "parse_service_file",
     "SSLMODES",
     "SSL_NEGOTIATIONS",
     "CHANNEL_BINDINGS",
@@ -39,7 +57,14 @@ __all__ = [
     "parse_connection_string",
 ]
 
+logger = logging.getLogger("neon_proto")
+
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+TARGET_SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
+LOAD_BALANCE_HOSTS = ("disable", "random")
+
+ConfigFileReader = Callable[[str], "tuple[str, int] | None"]
+"""``read_file(path) -> (text, st_mode)``, or None when the file does not exist or cannot be read."""
 SSL_NEGOTIATIONS = ("postgres", "direct")
 CHANNEL_BINDINGS = ("disable", "prefer", "require")
 
@@ -47,7 +72,7 @@ CHANNEL_BINDINGS = ("disable", "prefer", "require")
 # ("replication" is a libpq keyword too, but libpq sends it in the startup packet, so it passes.)
 CLIENT_ONLY_KEYWORDS = frozenset(
     {
-        "host", "hostaddr", "port", "dbname", "user", "password", "passfile", "service",
+        "host", "hostaddr", "port", "dbname", "user", "password", "passfile", "service", "servicefile",
         "channel_binding", "connect_timeout", "client_encoding", "options", "application_name",
         "fallback_application_name", "keepalives", "keepalives_idle", "keepalives_interval",
         "keepalives_count", "tcp_user_timeout", "sslmode", "sslnegotiation", "sslcompression",
@@ -81,6 +106,8 @@ _FIELD_FOR_KEYWORD: dict[str, str] = {
     "options": "options",
     "application_name": "application_name",
     "connect_timeout": "connect_timeout",
+    "target_session_attrs": "target_session_attrs",
+    "load_balance_hosts": "load_balance_hosts",
 }
 
 # PG* environment variable -> keyword, as libpq reads them. PGCLIENTENCODING is left out on
@@ -193,9 +220,40 @@ def _check_text(name: str, value: str | None) -> None:
         raise ProgrammingError(f"{name} must not contain a NUL character")
 
 
+def _check_port(port: object) -> None:
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ProgrammingError("port must be an integer from 1 to 65535")
+
+
+@attrs.frozen
+class HostTarget:
+    """One server of a multi-host connection string, with the password to give it."""
+
+    host: str
+    port: int
+    password: str | None = attrs.field(default=None, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        _check_text("host", self.host)
+        if not self.host:
+            raise ProgrammingError("host must not be empty")
+        if "," in self.host:
+            raise ProgrammingError("a host name must not contain ','")
+        _check_port(self.port)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
 @attrs.frozen
 class ConnectionParams:
-    """Everything needed to open one connection; immutable, and its repr never shows the password."""
+    """Everything needed to open one connection; immutable, and its repr never shows the password.
+
+    ``host``, ``port`` and ``password`` are those of the first server; ``hosts`` lists every
+    server (one unless the connection string named several), each with its own password (the
+    one given, or the password file's entry for that host).
+    """
 
     host: str = "localhost"
     port: int = 5432
@@ -212,6 +270,9 @@ class ConnectionParams:
     application_name: str | None = attrs.field(default=None, converter=_empty_to_none)
     connect_timeout: float | None = attrs.field(default=None, converter=_normalize_timeout)
     extra: Mapping[str, str] = attrs.field(factory=FrozenParams, converter=_freeze_extra)
+    target_session_attrs: str = "any"
+    load_balance_hosts: str = "disable"
+    hosts: tuple[HostTarget, ...] = attrs.field(default=(), converter=tuple)
 
     def __attrs_post_init__(self) -> None:
         for name in _TEXT_FIELDS:
@@ -219,9 +280,14 @@ class ConnectionParams:
         if not self.host:
             raise ProgrammingError("host must not be empty")
         if "," in self.host:
-            raise ProgrammingError("multiple hosts are not supported: give exactly one host")
-        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 1 <= self.port <= 65535:
-            raise ProgrammingError("port must be an integer from 1 to 65535")
+            raise ProgrammingError("give several hosts as hosts=, or host='a,b' in a connection string")
+        _check_port(self.port)
+        if not self.hosts:
+            object.__setattr__(self, "hosts", (HostTarget(self.host, self.port, self.password),))
+        elif (self.hosts[0].host, self.hosts[0].port, self.hosts[0].password) != (self.host, self.port, self.password):
+            raise ProgrammingError("host, port and password must be those of hosts[0]")
+        _check_choice("target_session_attrs", self.target_session_attrs, TARGET_SESSION_ATTRS)
+        _check_choice("load_balance_hosts", self.load_balance_hosts, LOAD_BALANCE_HOSTS)
         _check_choice("sslmode", self.sslmode, SSLMODES)
         _check_choice("sslnegotiation", self.sslnegotiation, SSL_NEGOTIATIONS)
         _check_choice("channel_binding", self.channel_binding, CHANNEL_BINDINGS)
@@ -295,10 +361,24 @@ class ConnectionParams:
         return params
 
     def with_(self, **changes: Any) -> ConnectionParams:
-        """A copy with some fields changed (``dbname`` is accepted for ``database``)."""
+        """A copy with some fields changed (``dbname`` is accepted for ``database``).
+
+        Changing ``host`` or ``port`` leaves one server; changing ``password`` gives it to every server.
+        """
         if "dbname" in changes:
             changes["database"] = changes.pop("dbname")
+        if "hosts" in changes:
+            hosts = tuple(changes["hosts"])
+            changes.update(host=hosts[0].host, port=hosts[0].port, password=hosts[0].password)
+        elif "host" in changes or "port" in changes:
+            changes["hosts"] = ()
+        elif "password" in changes:
+            changes["hosts"] = tuple(attrs.evolve(h, password=changes["password"]) for h in self.hosts)
         return attrs.evolve(self, **changes)
+
+    def for_host(self, target: HostTarget) -> ConnectionParams:
+        """These parameters for one of ``hosts`` alone: what one connection attempt uses."""
+        return attrs.evolve(self, host=target.host, port=target.port, password=target.password, hosts=())
 
     def to_url(self, *, include_password: bool = True) -> str:
         """A ``postgresql://`` URI that parses back to these parameters (with no environment).
@@ -313,11 +393,13 @@ class ConnectionParams:
             userinfo += ":" + quote(self.password, safe="")
         if userinfo:
             userinfo += "@"
-        if ":" in self.host:
-            host = "[" + quote(self.host, safe=":") + "]"
-        else:
-            host = quote(self.host, safe="")
-        url = f"postgresql://{userinfo}{host}:{self.port}"
+        hosts = []
+        for target in self.hosts:
+            if ":" in target.host:
+                hosts.append("[" + quote(target.host, safe=":") + f"]:{target.port}")
+            else:
+                hosts.append(quote(target.host, safe="") + f":{target.port}")
+        url = f"postgresql://{userinfo}{','.join(hosts)}"
         if self.database is not None:
             url += "/" + quote(self.database, safe="")
         query: list[tuple[str, str]] = []
@@ -330,6 +412,8 @@ class ConnectionParams:
             ("channel_binding", "prefer"),
             ("options", None),
             ("application_name", None),
+            ("target_session_attrs", "any"),
+            ("load_balance_hosts", "disable"),
         ):
             value = getattr(self, name)
             if value != default:
@@ -376,6 +460,23 @@ def _percent_decode(text: str, what: str) -> str:
         raise ProgrammingError(f"percent-encoded {what} of the connection URI is not valid UTF-8") from None
 
 
+def _split_uri_host(hostport: str) -> tuple[str, str]:
+    """``host[:port]`` or ``[v6][:port]`` of a URI's authority, undecoded."""
+    if hostport.startswith("["):
+        close = hostport.find("]")
+        if close == -1:
+            raise ProgrammingError("unterminated IPv6 host address ('[' without ']') in the connection URI")
+        host = hostport[1:close]
+        if not host:
+            raise ProgrammingError("empty IPv6 host address ('[]') in the connection URI")
+        after = hostport[close + 1 :]
+        if after and not after.startswith(":"):
+            raise ProgrammingError("unexpected character after the IPv6 host address in the connection URI")
+        return host, after[1:]
+    host, _, port = hostport.partition(":")
+    return host, port
+
+
 def _parse_uri(uri: str, scheme_length: int) -> dict[str, _Value]:
     source = "the connection URI"
     values: dict[str, _Value] = {}
@@ -395,25 +496,19 @@ def _parse_uri(uri: str, scheme_length: int) -> dict[str, _Value]:
             values["user"] = (_percent_decode(user, "user name"), source, False)
         if colon and password:
             values["password"] = (_percent_decode(password, "password"), source, False)
-    if "," in hostport:
-        raise ProgrammingError("multiple hosts in a connection URI are not supported: give exactly one host")
-    if hostport.startswith("["):
-        close = hostport.find("]")
-        if close == -1:
-            raise ProgrammingError("unterminated IPv6 host address ('[' without ']') in the connection URI")
-        host = hostport[1:close]
-        if not host:
-            raise ProgrammingError("empty IPv6 host address ('[]') in the connection URI")
-        after = hostport[close + 1 :]
-        if after and not after.startswith(":"):
-            raise ProgrammingError("unexpected character after the IPv6 host address in the connection URI")
-        port = after[1:]
-    else:
-        host, _, port = hostport.partition(":")
-    if host:
-        values["host"] = (_percent_decode(host, "host"), source, False)
-    if port:
-        values["port"] = (port, source, False)
+    hosts: list[str] = []
+    ports: list[str] = []
+    for item in hostport.split(","):
+        host, port = _split_uri_host(item)
+        host = _percent_decode(host, "host") if host else ""
+        if "," in host:
+            raise ProgrammingError("a host in the connection URI must not contain an encoded ','")
+        hosts.append(host)
+        ports.append(port)
+    if any(hosts):
+        values["host"] = (",".join(hosts), source, False)
+    if any(ports):
+        values["port"] = (",".join(ports), source, False)
 
     path, question, query = rest.partition("?")
     if path:
@@ -534,6 +629,26 @@ def _shown(value: str, echo: bool) -> str:
     return f" {value!r}" if echo else ""
 
 
+def _port_number(text: str, source: str, echo: bool) -> int:
+    if not _PORT.fullmatch(text) or not 1 <= int(text) <= 65535:
+        raise ProgrammingError(f"invalid port{_shown(text, echo)} (from {source}): expected an integer from 1 to 65535")
+    return int(text)
+
+
+def _host_targets(host_value: _Value | None, port_value: _Value | None, password: str | None) -> list[HostTarget]:
+    """libpq's host and port lists: one port for every host, or one each; empty entries are defaults."""
+    hosts = [h or "localhost" for h in host_value[0].split(",")] if host_value else ["localhost"]
+    ports: list[int] = [5432]
+    if port_value is not None:
+        text, source, echo = port_value
+        ports = [_port_number(p, source, echo) if p else 5432 for p in text.split(",")]
+    if len(ports) == 1:
+        ports *= len(hosts)
+    elif len(ports) != len(hosts):
+        raise ProgrammingError(f"could not match {len(ports)} port numbers to {len(hosts)} hosts")
+    return [HostTarget(h, p, password) for h, p in zip(hosts, ports)]
+
+
 def _build(values: Mapping[str, _Value]) -> ConnectionParams:
     kwargs: dict[str, Any] = {}
     extra: dict[str, str] = {}
@@ -541,57 +656,259 @@ def _build(values: Mapping[str, _Value]) -> ConnectionParams:
         field = _FIELD_FOR_KEYWORD.get(key)
         if field is None:
             extra[key] = value
-        elif field == "port":
-            if not _PORT.fullmatch(value) or not 1 <= int(value) <= 65535:
-                raise ProgrammingError(
-                    f"invalid port{_shown(value, echo)} (from {source}): expected an integer from 1 to 65535"
-                )
-            kwargs["port"] = int(value)
+        elif field in ("host", "port"):
+            continue  # below: lists of hosts and ports
         elif field == "connect_timeout":
             if not _NUMBER.fullmatch(value):
                 raise ProgrammingError(
                     f"invalid connect_timeout{_shown(value, echo)} (from {source}): expected a number of seconds"
                 )
             kwargs["connect_timeout"] = float(value)
-        elif field in ("sslmode", "sslnegotiation", "channel_binding"):
-            choices = {"sslmode": SSLMODES, "sslnegotiation": SSL_NEGOTIATIONS, "channel_binding": CHANNEL_BINDINGS}
-            _check_choice(field, value, choices[field], source)
+        elif field in _CHOICES:
+            _check_choice(field, value, _CHOICES[field], source)
             kwargs[field] = value
         else:
             kwargs[field] = value
     if kwargs.get("sslrootcert") == "system" and "sslmode" not in kwargs:
         kwargs["sslmode"] = "verify-full"  # libpq 16+: the system store implies verify-full
-    kwargs["extra"] = extra
+    hosts = _host_targets(values.get("host"), values.get("port"), kwargs.get("password") or None)
+    kwargs.update(host=hosts[0].host, port=hosts[0].port, hosts=hosts, extra=extra)
     return ConnectionParams(**kwargs)
 
 
+_CHOICES = {
+    "sslmode": SSLMODES,
+    "sslnegotiation": SSL_NEGOTIATIONS,
+    "channel_binding": CHANNEL_BINDINGS,
+    "target_session_attrs": TARGET_SESSION_ATTRS,
+    "load_balance_hosts": LOAD_BALANCE_HOSTS,
+}
+
+
+# ------------------------------------------------------------------ password and service files
+
+
+def _unescaped_fields(line: str) -> list[str]:
+    """A .pgpass line split at unescaped ':' with backslash escapes removed."""
+    fields: list[str] = []
+    current: list[str] = []
+    i = 0
+    while i < len(line):
+        c = line[i]
+        if c == "\\" and i + 1 < len(line):
+            current.append(line[i + 1])
+            i += 2
+            continue
+        if c == ":":
+            fields.append("".join(current))
+            current = []
+        else:
+            current.append(c)
+        i += 1
+    fields.append("".join(current))
+    return fields
+
+
+def parse_pgpass(text: str) -> list[tuple[str, str, str, str, str]]:
+    """``hostname:port:database:username:password`` entries of a password file, in order."""
+    entries = []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = _unescaped_fields(line)
+        if len(fields) >= 5:
+            entries.append((fields[0], fields[1], fields[2], fields[3], fields[4]))
+    return entries
+
+
+def match_pgpass(
+    entries: Sequence[tuple[str, str, str, str, str]], host: str, port: int, database: str, user: str
+) -> str | None:
+    """The password of the first entry matching (``*`` matches anything), as libpq picks it.
+
+    A Unix-socket directory matches the entry ``localhost``.
+    """
+    hosts = {host, "localhost"} if host.startswith("/") else {host}
+    for entry_host, entry_port, entry_db, entry_user, password in entries:
+        if (
+            (entry_host == "*" or entry_host in hosts)
+            and entry_port in ("*", str(port))
+            and entry_db in ("*", database)
+            and entry_user in ("*", user)
+        ):
+            return password
+    return None
+
+
+def _read_pgpass(path: str, read_file: ConfigFileReader) -> list[tuple[str, str, str, str, str]]:
+    found = read_file(path)
+    if found is None:
+        return []
+    text, mode = found
+    if not stat.S_ISREG(mode):
+        logger.warning("password file %r is not a plain file; ignoring it", path)
+        return []
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        logger.warning(
+            "password file %r has group or world access; permissions should be u=rw (0600) or less; ignoring it", path
+        )
+        return []
+    return parse_pgpass(text)
+
+
+def parse_service_file(text: str, path: str = "the service file") -> dict[str, dict[str, str]]:
+    """``[service]`` sections of ``keyword=value`` lines; ``#`` starts a comment line."""
+    services: dict[str, dict[str, str]] = {}
+    section: dict[str, str] | None = None
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = services.setdefault(line[1:-1].strip(), {})
+            continue
+        key, equals, value = line.partition("=")
+        key = key.strip()
+        if not equals or not key:
+            raise ProgrammingError(f"syntax error in service file {path!r}, line {number}")
+        if section is None:
+            continue  # before the first section: libpq ignores it too
+        if key == "service":
+            raise ProgrammingError(f"nested service specifications not supported in service file {path!r}, line {number}")
+        section[key] = value.strip()
+    return services
+
+
+def _service_layer(
+    name: str, servicefile: str | None, env: Mapping[str, str], read_file: ConfigFileReader
+) -> dict[str, _Value]:
+    """The keywords of service ``name``: from the user's service file, else the system's."""
+    candidates = []
+    user_file = servicefile or env.get("PGSERVICEFILE")
+    if user_file:
+        candidates.append(user_file)
+    elif env.get("HOME"):
+        candidates.append(env["HOME"].rstrip("/") + "/.pg_service.conf")
+    if env.get("PGSYSCONFDIR"):
+        candidates.append(env["PGSYSCONFDIR"].rstrip("/") + "/pg_service.conf")
+    for path in candidates:
+        found = read_file(path)
+        if found is None:
+            continue
+        section = parse_service_file(found[0], path).get(name)
+        if section is not None:
+            source = f"service {name!r} in {path}"
+            return {k: (v, source, k != "password" and k not in _SECRET_KEYS) for k, v in section.items()}
+    raise ProgrammingError(f"definition of service {name!r} not found")
+
+
+# ------------------------------------------------------------------ several hosts
+
+
+def connection_attempts(
+    params: ConnectionParams, shuffle: Callable[[list[HostTarget]], None] | None = None
+) -> list[tuple[ConnectionParams, str]]:
+    """The connection attempts to make, in order: (parameters for one host, session wanted).
+
+    ``load_balance_hosts=random`` lets ``shuffle`` (the binding's ``random.shuffle``) order
+    the hosts. ``prefer-standby`` tries every host for a standby, then every host again for any
+    server, as libpq does.
+    """
+    hosts = list(params.hosts)
+    if params.load_balance_hosts == "random" and shuffle is not None:
+        shuffle(hosts)
+    wanted = params.target_session_attrs
+    passes = ["standby", "any"] if wanted == "prefer-standby" else [wanted]
+    return [(params.for_host(h), w) for w in passes for h in hosts]
+
+
+SESSION_STATE_SQL = "SELECT pg_catalog.pg_is_in_recovery()::text, pg_catalog.current_setting('transaction_read_only')"
+"""What a binding asks a server that did not report ``in_hot_standby`` (before PostgreSQL 14)."""
+
+
+def session_state(parameter_status: Mapping[str, str]) -> tuple[bool, bool] | None:
+    """(hot standby, read only) from the ParameterStatus a server sent, or None if it did not say."""
+    standby = parameter_status.get("in_hot_standby")
+    read_only = parameter_status.get("default_transaction_read_only")
+    if standby is None or read_only is None:
+        return None
+    return standby == "on", read_only == "on" or standby == "on"
+
+
+def session_matches(wanted: str, hot_standby: bool, read_only: bool) -> bool:
+    """Whether a session fits ``target_session_attrs`` (one pass's value; never prefer-standby)."""
+    if wanted == "read-write":
+        return not read_only
+    if wanted == "read-only":
+        return read_only
+    if wanted == "primary":
+        return not hot_standby
+    if wanted == "standby":
+        return hot_standby
+    return True
+
+
+# ------------------------------------------------------------------ the entry point
+
+
 def parse_connection_string(
-    dsn: str | None = None, *, env: Mapping[str, str] | None = None, **overrides: Any
+    dsn: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    read_file: ConfigFileReader | None = None,
+    **overrides: Any,
 ) -> ConnectionParams:
     """Parse a libpq URI or ``key=value`` string, fill in from ``env`` (PG* variables), apply overrides.
 
     ``env=None`` means no environment: bindings pass ``os.environ``. Overrides take the same names
     as the string (``dbname`` or ``database``, ``host``, ``port`` as int or str...); None values
     are ignored. Unknown keywords are kept in ``extra``. Raises ProgrammingError on bad input.
+
+    With ``read_file``, a ``service`` (or PGSERVICE) is looked up in the service files, between
+    the environment and the string in precedence, and a missing password is looked up in the
+    password file for each host (``passfile``, PGPASSFILE, else ~/.pgpass).
     """
-    values: dict[str, _Value] = {}
-    layers: list[dict[str, _Value]] = []
+    env_layer: dict[str, _Value] = {}
     if env is not None:
-        layers.append(
-            {
-                keyword: (env[var], f"environment variable {var}", var != "PGPASSWORD")
-                for var, keyword in _ENV_KEYWORDS.items()
-                if env.get(var)
-            }
-        )
+        env_layer = {
+            keyword: (env[var], f"environment variable {var}", var != "PGPASSWORD")
+            for var, keyword in _ENV_KEYWORDS.items()
+            if env.get(var)
+        }
+    explicit: list[dict[str, _Value]] = []
     if dsn is not None:
         if not isinstance(dsn, str):
             raise ProgrammingError(f"the connection string must be a str, not {type(dsn).__name__}")
-        layers.append(_parse_dsn(dsn))
-    layers.append(_override_values(overrides))
-    for layer in layers:
+        explicit.append(_parse_dsn(dsn))
+    explicit.append(_override_values(overrides))
+    given = {k: v[0] for layer in explicit for k, v in layer.items() if v[0]}
+    service = given.get("service") or (env_layer["service"][0] if "service" in env_layer else None)
+    service_layer: dict[str, _Value] = {}
+    if service and read_file is not None:
+        service_layer = _service_layer(service, given.get("servicefile"), env or {}, read_file)
+    values: dict[str, _Value] = {}
+    for layer in (env_layer, service_layer, *explicit):
         for key, value in layer.items():
             if not value[0]:
                 continue  # empty means "not given", as in libpq
             values["dbname" if key == "database" else key] = value
-    return _build(values)
+    params = _build(values)
+    if params.password is None and params.user is not None and read_file is not None:
+        params = _with_passfile_passwords(params, env or {}, read_file)
+    return params
+
+
+def _with_passfile_passwords(params: ConnectionParams, env: Mapping[str, str], read_file: ConfigFileReader) -> ConnectionParams:
+    path = params.extra.get("passfile")
+    if not path and env.get("HOME"):
+        path = env["HOME"].rstrip("/") + "/.pgpass"
+    if not path:
+        return params
+    entries = _read_pgpass(path, read_file)
+    if not entries:
+        return params
+    user = params.user
+    assert user is not None
+    database = params.dbname or user
+    hosts = tuple(attrs.evolve(h, password=match_pgpass(entries, h.host, h.port, database, user)) for h in params.hosts)
+    return params.with_(hosts=hosts)

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import attrs
 
-from neon_proto.conninfo import CLIENT_ONLY_KEYWORDS, ConnectionParams, parse_connection_string
+from neon_proto.conninfo import CLIENT_ONLY_KEYWORDS, ConfigFileReader, ConnectionParams, parse_connection_string
 
 __all__ = [
     "TransportName",
@@ -248,6 +248,11 @@ class ConnectKeywords(TypedDict, total=False):
     application_name: str
     fallback_application_name: str
     connect_timeout: float | int | str
+    target_session_attrs: str
+    load_balance_hosts: str
+    passfile: str
+    service: str
+    servicefile: str
     server_settings: Mapping[str, str]
     transport: TransportName
     ws_proxy: WsProxy
@@ -308,6 +313,7 @@ def resolve_connect_options(
     caller: str = "connect",
     also_valid: frozenset[str] = frozenset(),
     sockets_available: bool = True,
+    read_file: ConfigFileReader | None = None,
 ) -> ConnectOptions:
     """Validate ``keywords`` and combine them with the DSN, the PG* ``env`` and ``config`` defaults.
 
@@ -319,7 +325,7 @@ def resolve_connect_options(
     check_keywords(keywords, caller=caller, also_valid=also_valid)
     config = neon_config if config is None else config
     connection = {k: v for k, v in keywords.items() if k in CONNECTION_KEYWORDS}
-    params = parse_connection_string(dsn, env=env, **connection)
+    params = parse_connection_string(dsn, env=env, read_file=read_file, **connection)
     settings = keywords.get("server_settings")
     if settings:
         params = params.with_(extra={**params.extra, **_server_settings(settings)})

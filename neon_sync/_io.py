@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import selectors
 import socket
 import ssl
@@ -214,3 +215,14 @@ def run(
         if restore_timeout and not transport.closed:
             transport.sock.settimeout(previous_timeout)
 
+
+
+def read_config_file(path: str) -> tuple[str, int] | None:
+    """A service or password file's text and mode (``neon_proto.conninfo.ConfigFileReader``);
+    None when it is missing or unreadable, which libpq treats as absent."""
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8", errors="replace") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            return f.read(), mode
+    except OSError:
+        return None

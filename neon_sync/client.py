@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import ssl
 import threading
@@ -11,7 +12,13 @@ import time
 from typing import Any, BinaryIO, Generator, Iterable, Iterator, Mapping, Sequence, Unpack
 
 from neon_proto import events as ev
-from neon_proto.conninfo import ConnectionParams
+from neon_proto.conninfo import (
+    SESSION_STATE_SQL,
+    ConnectionParams,
+    connection_attempts,
+    session_matches,
+    session_state,
+)
 from neon_proto.errors import (
     ConnectionClosed,
     Error,
@@ -24,7 +31,7 @@ from neon_proto.options import ConnectKeywords, ConnectOptions, TransportOptions
 from neon_proto.results import Result, RowMode
 from neon_proto.types import TypeRegistry, default_registry
 from neon_proto.session import Op, Query, Session, SessionFacts
-from neon_sync._io import Transport, make_ssl_context, open_socket, run
+from neon_sync._io import Transport, make_ssl_context, open_socket, read_config_file, run
 
 __all__ = ["Client", "ClientKeywords", "Notification", "connect_params", "connect_options", "Pipeline"]
 
@@ -47,7 +54,9 @@ class ClientKeywords(ConnectKeywords, total=False):
 
 def connect_options(dsn: str | None, options: Mapping[str, Any], *, caller: str = "Client") -> ConnectOptions:
     """Connection parameters and transport from a DSN, keywords, the PG* environment and neon_config."""
-    return resolve_connect_options(dsn, options, env=os.environ, caller=caller, also_valid=CLIENT_KEYWORDS)
+    return resolve_connect_options(
+        dsn, options, env=os.environ, caller=caller, also_valid=CLIENT_KEYWORDS, read_file=read_config_file
+    )
 
 
 def connect_params(dsn: str | None, params: Mapping[str, Any]) -> ConnectionParams:
@@ -75,6 +84,7 @@ class Client(SessionFacts):
     ) -> None:
         resolved = connect_options(dsn, options)
         self.params = resolved.params
+        self._given_params = resolved.params  # every host; self.params is the one connected to
         self.transport_options: TransportOptions = resolved.transport
         self.transport_name = resolved.transport.transport
         self.array_mode = array_mode
@@ -96,12 +106,39 @@ class Client(SessionFacts):
     # ------------------------------------------------------------------ lifecycle
 
     def connect(self) -> "Client":
-        """Open the connection: TCP, TLS per sslmode, startup and authentication."""
+        """Open the connection: TCP, TLS per sslmode, startup and authentication.
+
+        With several hosts, each is tried in turn (``load_balance_hosts``) until one accepts and
+        its session fits ``target_session_attrs``; ``self.params`` then names that host.
+        """
         if self._connected:
             return self
+        attempts = connection_attempts(self._given_params, random.shuffle)
+        if len(attempts) == 1 and attempts[0][1] == "any":
+            return self._connect_to(attempts[0][0])
+        failures = []
+        for params, wanted in attempts:
+            try:
+                self._connect_to(params)
+                state = session_state(self.server_parameters)
+                if state is None:  # a server before PostgreSQL 14 does not report it
+                    standby, read_only = self.query(SESSION_STATE_SQL, array_mode=True).rows[0]
+                    state = standby == "true", read_only == "on" or standby == "true"
+                if session_matches(wanted, *state):
+                    return self
+                failures.append(f"{params.hosts[0]}: session is not {wanted}")
+                self.close()
+            except OperationalError as exc:
+                failures.append(f"{params.hosts[0]}: {exc}")
+            self._connected = False
+        raise OperationalError(
+            f"no server matched (target_session_attrs={self._given_params.target_session_attrs}): " + "; ".join(failures)
+        )
+
+    def _connect_to(self, params: ConnectionParams) -> "Client":
         if self._transport is not None:
             self._session = self._fresh_session()  # an earlier attempt failed: start clean
-        params = self.params
+        self.params = params
         timeout = params.connect_timeout
         deadline = time.monotonic() + timeout if timeout else None
         try:

@@ -18,6 +18,7 @@ from neon_proto.errors import ConnectionClosed, InterfaceError, OperationalError
 from neon_proto.options import resolve_connect_options
 from neon_proto.pooling import RESET_SQL, Lend, Open, PoolBook, PoolEntry, PoolStats, Wait
 from neon_proto.results import Result
+from neon_sync._io import read_config_file
 from neon_sync.client import CLIENT_KEYWORDS, Client, ClientKeywords
 
 __all__ = ["Pool", "PoolTimeout", "PoolStats", "check_connection", "reset_session"]
@@ -169,7 +170,10 @@ class Pool:
     @staticmethod
     def _check_options(dsn: str | None, options: Mapping[str, Any]) -> None:
         connection = {k: v for k, v in options.items() if k not in CLIENT_KEYWORDS}
-        resolve_connect_options(dsn, connection, env=os.environ, caller="Pool", also_valid=CLIENT_KEYWORDS | _POOL_KEYWORDS)
+        resolve_connect_options(
+            dsn, connection, env=os.environ, caller="Pool", also_valid=CLIENT_KEYWORDS | _POOL_KEYWORDS,
+            read_file=read_config_file,
+        )  # fmt: skip
 
     def _open_client(self) -> Client:
         options = self._options

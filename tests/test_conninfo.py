@@ -150,8 +150,9 @@ def test_ssl_true_means_sslmode_require() -> None:
 
 
 def test_unknown_query_parameters_are_kept_in_extra() -> None:
-    p = parse_connection_string("postgresql://h?target_session_attrs=any&search_path=app&keepalives=1")
-    assert dict(p.extra) == {"target_session_attrs": "any", "search_path": "app", "keepalives": "1"}
+    p = parse_connection_string("postgresql://h?target_session_attrs=read-only&search_path=app&keepalives=1")
+    assert dict(p.extra) == {"search_path": "app", "keepalives": "1"}
+    assert p.target_session_attrs == "read-only"
 
 
 def test_neon_url() -> None:
@@ -307,8 +308,9 @@ def test_empty_environment_value_is_ignored() -> None:
 
 
 def test_other_libpq_environment_variables_go_to_extra() -> None:
-    p = parse_connection_string(env={"PGTARGETSESSIONATTRS": "read-write", "PGCLIENTENCODING": "LATIN1"})
-    assert dict(p.extra) == {"target_session_attrs": "read-write"}
+    p = parse_connection_string(env={"PGTARGETSESSIONATTRS": "read-write", "PGCLIENTENCODING": "LATIN1", "PGGSSLIB": "gssapi"})
+    assert dict(p.extra) == {"gsslib": "gssapi"}
+    assert p.target_session_attrs == "read-write"
 
 
 # --- derived values ------------------------------------------------------------------------
@@ -511,7 +513,8 @@ BAD_INPUTS_WITH_SECRET = [
     "postgresql://u:s3cret@[::1/db",
     "postgresql://u:s3cret@[::1]x/db",
     "postgresql://u:s3cret@h/db?sslmode",
-    "postgresql://u:s3cret@h1,h2/db",
+    "postgresql://u:s3cret@h1:1,h2:x/db",
+    "host=h1,h2 port=1,2,3 password=s3cret",
     "postgresql://u:s3cret/db",  # forgot "@host": the password lands where the port goes
     "mysql://u:s3cret@h/db",
     "postgresql://u:s3cret@h/db?sslnegotiation=direct",
@@ -570,8 +573,10 @@ def test_error_for_bad_password_from_environment_is_hidden() -> None:
         ("postgresql://h?=1", "empty query parameter name"),
         ("postgresql://[::1", "IPv6"),
         ("postgresql://[]:5", "IPv6"),
-        ("postgresql://h1:5432,h2:5432/db", "multiple hosts"),
-        ("host=a,b", "multiple hosts"),
+        ("postgresql://h1:5432,h2:5432,h3:1/db?port=1,2", "could not match 2 port numbers to 3 hosts"),
+        ("host=a,b port=1,2,3", "could not match 3 port numbers to 2 hosts"),
+        ("host=a target_session_attrs=writable", "invalid target_session_attrs"),
+        ("host=a load_balance_hosts=yes", "invalid load_balance_hosts"),
         ("password='abc", "unterminated quoted value for 'password'"),
         ("password='abc\\'", "unterminated"),
         ("host", "missing '='"),

@@ -43,7 +43,7 @@ def test_an_unknown_keyword_is_not_sent_as_a_server_setting() -> None:
 
 def test_a_libpq_keyword_the_driver_does_not_implement_says_so() -> None:
     with pytest.raises(TypeError, match="libpq keyword this driver does not support"):
-        resolve_connect_options(None, {"target_session_attrs": "any"})
+        resolve_connect_options(None, {"requirepeer": "postgres"})
 
 
 def test_server_settings_reach_the_startup_parameters() -> None:
