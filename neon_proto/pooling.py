@@ -282,6 +282,22 @@ class PoolBook(Generic[C]):
             times.append(self._retry_at)
         return min(times) if times else None
 
+    def has_expired(self, now: float) -> bool:
+        """Whether ``expired(now)`` would hand out anything (without doing it)."""
+        surplus = self.size - self.min_size
+        for entry in self._idle:
+            if not self.usable(entry, now):
+                return True
+            if surplus > 0 and self.max_idle is not None and now - entry.returned_at >= self.max_idle:
+                return True
+        return False
+
+    def to_open_now(self, now: float) -> bool:
+        """Whether ``to_open(now)`` would reserve anything (without doing it)."""
+        if self.closed or (self._retry_at is not None and now < self._retry_at):
+            return False
+        return self.size < self.min_size
+
     def to_open(self, now: float) -> int:
         """Slots to reserve now to reach ``min_size`` (each to be reported like an ``Open``)."""
         if self.closed or (self._retry_at is not None and now < self._retry_at):

@@ -11,8 +11,11 @@ import logging
 import os
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping, Sequence, Unpack
+
+import attrs
 
 from neon_proto.errors import ConnectionClosed, InterfaceError, OperationalError
 from neon_proto.options import resolve_connect_options
@@ -58,6 +61,45 @@ def _worth_retrying(exc: BaseException) -> bool:
         sqlstate = getattr(exc, "sqlstate", None)
         return sqlstate is None or sqlstate in _RETRY_SQLSTATES
     return False
+
+
+@attrs.define
+class _WorkerSignal:
+    """Set under the pool's lock when the worker should look again before sleeping."""
+
+    pending: bool = False
+
+
+def _maintain(pool_ref: "weakref.ref[Pool]", book: PoolBook[Client], worker_cond: threading.Condition, signal: _WorkerSignal) -> None:
+    """The maintenance thread. Holds the pool only while working, so a dropped pool is collected."""
+    while True:
+        pool = pool_ref()
+        if pool is None:
+            return
+        with worker_cond:
+            if book.closed:
+                break
+            now = time.monotonic()
+            busy = signal.pending or book.to_open_now(now) or book.has_expired(now)
+            signal.pending = False
+            if not busy:
+                deadline = book.next_deadline(now)
+                del pool  # not kept alive by a sleeping worker
+                worker_cond.wait(None if deadline is None else max(0.001, deadline - now))
+                continue
+        pool._maintain_once()
+        del pool
+    _abandon(book, worker_cond, worker_cond)
+
+
+def _abandon(book: PoolBook[Client], cond: threading.Condition, worker_cond: threading.Condition) -> None:
+    """Close a pool's idle connections and wake its worker (close(), or the pool was collected)."""
+    with cond:
+        gone = book.close()
+        cond.notify_all()
+        worker_cond.notify_all()
+    for entry in gone:
+        entry.connection.close()
 
 
 class Pool:
@@ -123,11 +165,16 @@ class Pool:
         self._cond = threading.Condition(lock)  # acquirers wait on it
         self._worker_cond = threading.Condition(lock)  # the maintenance thread waits on it
         self._last_error: BaseException | None = None
+        self._signal = _WorkerSignal()
         self._worker: threading.Thread | None = None
-        self._worker_wake = False
         if min_size > 0 or max_idle is not None or max_lifetime is not None:
-            self._worker = threading.Thread(target=self._maintain, name=f"{self.name}-worker", daemon=True)
+            self._worker = threading.Thread(
+                target=_maintain, args=(weakref.ref(self), self._book, self._worker_cond, self._signal),
+                name=f"{self.name}-worker", daemon=True,
+            )  # fmt: skip
             self._worker.start()
+        # A pool dropped without close(): its idle connections close and its worker ends.
+        self._finalizer = weakref.finalize(self, _abandon, self._book, self._cond, self._worker_cond)
 
     def __repr__(self) -> str:
         book = self._book
@@ -357,38 +404,22 @@ class Pool:
 
     # ---------------------------------------------------------------- maintenance
 
-    def _maintain(self) -> None:
-        """The worker: open up to ``min_size`` (backing off when the server is away), close expired."""
-        book = self._book
-        waited = False
-        while True:
-            with self._cond:
-                if book.closed:
-                    return
-                now = time.monotonic()
-                expired = book.expired(now)
-                wanted = book.to_open(now)
-                if not expired and not wanted:
-                    deadline = book.next_deadline(now)
-                    if not self._worker_wake:
-                        self._worker_cond.wait(None if deadline is None else max(0.001, deadline - now))
-                    self._worker_wake = False
-                    continue
-            self._close_all(expired)
-            for _ in range(wanted):
-                try:
-                    self._try_open(lend=False)
-                except BaseException as exc:  # noqa: BLE001 - acquirers report it; keep the pool alive
-                    logger.warning("pool %s: cannot open a connection: %s", self.name, exc)
-            with self._cond:
-                if book.closed:
-                    break
-        # closed while opening: what was opened is idle and must go too
-        self._close_all([*book.close()])
+    def _maintain_once(self) -> None:
+        """The worker's work, when there is some: close expired, open up to ``min_size``."""
+        with self._cond:
+            now = time.monotonic()
+            expired = self._book.expired(now)
+            wanted = self._book.to_open(now)
+        self._close_all(expired)
+        for _ in range(wanted):
+            try:
+                self._try_open(lend=False)
+            except BaseException as exc:  # noqa: BLE001 - acquirers report it; keep the pool alive
+                logger.warning("pool %s: cannot open a connection: %s", self.name, exc)
 
     def _wake_worker(self) -> None:
         """Under the lock: let the worker look again (a slot freed below min_size, a drain, close)."""
-        self._worker_wake = True
+        self._signal.pending = True
         self._worker_cond.notify()
 
     def _close_all(self, entries: Sequence[PoolEntry[Client]]) -> None:
@@ -411,6 +442,7 @@ class Pool:
             self._cond.notify_all()
             self._wake_worker()
         self._close_all(gone)
+        self._finalizer.detach()
         worker = self._worker
         if worker is not None and worker is not threading.current_thread():
             worker.join(5)

@@ -328,3 +328,19 @@ def test_bad_limits_are_refused(pg: EmbeddedPostgres) -> None:
         Pool(pg.dsn(), min_size=5, max_size=2)
     with pytest.raises(InterfaceError, match="max_idle"):
         Pool(pg.dsn(), max_idle=0)
+
+
+def test_a_pool_dropped_without_close_closes_its_connections_and_its_worker(pg: EmbeddedPostgres) -> None:
+    import gc
+
+    pool = Pool(pg.dsn(), min_size=1, sslmode="disable")
+    pool.wait(10)
+    worker = pool._worker
+    assert worker is not None and worker.is_alive()
+    with pool.connection() as client:
+        pass
+    del pool
+    gc.collect()
+    worker.join(5)
+    assert not worker.is_alive()
+    assert client.closed
