@@ -352,36 +352,36 @@ class Pool:
             entry = self._entries.pop(id(client), None)
         if entry is None:
             raise InterfaceError("this connection was not lent by this pool (or was given back already)")
-        bad = False
-        if not client.closed and not client.session.idle:
+        usable = not client.closed
+        repaired = False
+        if usable and not client.session.idle:
             # Given back in the middle of an operation (an unfinished COPY, say): what is left
             # in the stream would reach the next borrower.
-            bad = True
-            client.close()
-        if not client.closed and client.transaction_status != "I":
-            bad = True
+            usable = False
+        elif usable and client.transaction_status != "I":
+            repaired = True
             try:
                 client.simple_query("ROLLBACK")
+                usable = not client.closed
             except Exception:  # noqa: BLE001 - then it is closed below
                 logger.info("pool %s: discarding a connection that could not be rolled back", self.name)
-                client.close()
-        if not client.closed and self._reset is not None:
+                usable = False
+        if usable and self._reset is not None:
             try:
                 self._reset(client)
                 if client.transaction_status != "I":
                     raise InterfaceError("reset() left the connection inside a transaction")
+                usable = not client.closed
             except Exception as exc:  # noqa: BLE001
                 logger.info("pool %s: reset failed (%s); discarding the connection", self.name, exc)
-                client.close()
-        if client.closed:
-            bad = True
+                usable = False
         with self._cond:
-            if client.closed:
+            if not usable:
                 self._book.discard(entry, bad_return=True)
                 self._wake_worker()
                 kept = False
             else:
-                if bad:
+                if repaired:
                     self._book.note_bad_return()
                 kept = self._book.give_back(entry, time.monotonic())
             self._cond.notify_all()
