@@ -142,7 +142,7 @@ class Pool:
         **client_options: Unpack[ClientKeywords],
     ) -> None:
         # Checked now, so a misspelt keyword fails here and not at the first acquire().
-        self._check_options(dsn, client_options)
+        self._connect_timeout = self._check_options(dsn, client_options)
         try:
             self._book: PoolBook[Client] = PoolBook(
                 min_size=min_size, max_size=max_size, max_lifetime=max_lifetime, max_idle=max_idle,
@@ -215,17 +215,23 @@ class Pool:
     # ---------------------------------------------------------------- opening connections
 
     @staticmethod
-    def _check_options(dsn: str | None, options: Mapping[str, Any]) -> None:
+    def _check_options(dsn: str | None, options: Mapping[str, Any]) -> float | None:
+        """Raise for a bad keyword or connection string now; returns the connect timeout."""
         connection = {k: v for k, v in options.items() if k not in CLIENT_KEYWORDS}
-        resolve_connect_options(
+        return resolve_connect_options(
             dsn, connection, env=os.environ, caller="Pool", also_valid=CLIENT_KEYWORDS | _POOL_KEYWORDS,
             read_file=read_config_file,
-        )  # fmt: skip
+        ).params.connect_timeout  # fmt: skip
 
-    def _open_client(self) -> Client:
+    def _open_client(self, deadline: float | None = None) -> Client:
         options = self._options
         if self._connect_options is not None:
             options = {**options, **self._connect_options()}
+        if deadline is not None:
+            # An acquire does not wait on a connect attempt longer than its own timeout.
+            remaining = max(deadline - time.monotonic(), 0.001)
+            given = self._connect_timeout
+            options = {**options, "connect_timeout": remaining if given is None else min(given, remaining)}
         client = Client(self.dsn, **options).connect()
         if self._configure is not None:
             try:
@@ -287,7 +293,7 @@ class Pool:
                 entry = step.entry
             else:
                 assert isinstance(step, Open)
-                opened = self._try_open(lend=True)
+                opened = self._try_open(lend=True, deadline=deadline)
                 if opened is None:
                     continue
                 entry = opened
@@ -316,14 +322,15 @@ class Pool:
         client.close()
         return None
 
-    def _try_open(self, *, lend: bool) -> PoolEntry[Client] | None:
-        """Fill a reserved slot. A server that is away backs off (None); other errors raise."""
+    def _try_open(self, *, lend: bool, deadline: float | None = None) -> PoolEntry[Client] | None:
+        """Fill a reserved slot. A server that is away backs off (None); other errors raise
+        (and back off too, so that a wrong password is not tried in a tight loop)."""
         try:
-            client = self._open_client()
+            client = self._open_client(deadline)
         except BaseException as exc:
             retry = _worth_retrying(exc)
             with self._cond:
-                self._book.open_failed(time.monotonic(), retry=retry)
+                self._book.open_failed(time.monotonic(), retry=isinstance(exc, Exception))
                 self._last_error = exc
                 self._cond.notify_all()
                 self._wake_worker()

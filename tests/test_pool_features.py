@@ -344,3 +344,27 @@ def test_a_pool_dropped_without_close_closes_its_connections_and_its_worker(pg: 
     worker.join(5)
     assert not worker.is_alive()
     assert client.closed
+
+
+def test_the_worker_backs_off_from_a_wrong_password(pg: EmbeddedPostgres) -> None:
+    with Pool(pg.dsn("scram_user", password="wrong"), min_size=1, sslmode="disable") as pool:
+        time.sleep(0.5)
+        errors = pool.stats().connection_errors
+        assert 2 <= errors <= 8  # about 0, 0.05, 0.15, 0.35 s: not a tight loop
+        with pytest.raises(PoolTimeout, match="last connection error.*password authentication failed"):
+            pool.wait(0.2)
+
+
+@pytest.mark.slow
+def test_an_acquire_does_not_wait_on_a_silent_server_past_its_timeout() -> None:
+    import socket
+
+    with socket.socket() as silent:  # accepts TCP connections, never answers the startup
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        with Pool(f"postgresql://u:pw@127.0.0.1:{port}/db", max_size=1, sslmode="disable", max_idle=None, max_lifetime=None) as pool:
+            started = time.monotonic()
+            with pytest.raises(PoolTimeout, match="timed out"):
+                pool.acquire(timeout=2)
+            assert time.monotonic() - started < 4
