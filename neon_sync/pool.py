@@ -24,7 +24,7 @@ from neon_proto.results import Result
 from neon_sync._io import read_config_file
 from neon_sync.client import CLIENT_KEYWORDS, Client, ClientKeywords
 
-__all__ = ["Pool", "PoolTimeout", "PoolStats", "check_connection", "reset_session"]
+__all__ = ["Pool", "PoolTimeout", "TooManyRequests", "PoolStats", "check_connection", "reset_session"]
 
 logger = logging.getLogger("neon_sync.pool")
 
@@ -34,12 +34,16 @@ ClientHook = Callable[[Client], None]
 _RETRY_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "08000", "08001", "08003", "08004", "08006"})
 _POOL_KEYWORDS = frozenset({
     "min_size", "max_size", "max_lifetime", "max_idle", "timeout", "check", "configure", "reset",
-    "connect_options", "name", "reconnect_backoff",
+    "connect_options", "name", "reconnect_backoff", "max_waiting",
 })  # fmt: skip
 
 
 class PoolTimeout(OperationalError):
     """No connection could be lent within the acquire timeout."""
+
+
+class TooManyRequests(OperationalError):
+    """``max_waiting`` acquirers are already waiting: refused at once rather than queued."""
 
 
 def check_connection(client: Client) -> None:
@@ -106,7 +110,8 @@ class Pool:
     """Up to ``max_size`` connections (at least ``min_size`` kept open), lent one thread at a time.
 
     - ``timeout``: how long ``acquire`` waits (``PoolTimeout`` after it, naming the last
-      connection error if the server could not be reached).
+      connection error if the server could not be reached); ``max_waiting`` (0: no limit)
+      refuses a new acquire with ``TooManyRequests`` when that many already wait.
     - ``max_lifetime`` / ``max_idle``: connections older, or idle longer (above ``min_size``),
       are closed and replaced as needed.
     - ``check(client)``: run before each loan of an idle connection (``check_connection`` pings);
@@ -133,6 +138,7 @@ class Pool:
         max_lifetime: float | None = 3600.0,
         max_idle: float | None = 600.0,
         timeout: float = 30.0,
+        max_waiting: int = 0,
         check: ClientHook | None = None,
         configure: ClientHook | None = None,
         reset: ClientHook | None = None,
@@ -155,6 +161,7 @@ class Pool:
         self.dsn = dsn
         self.name = name or f"pool-{id(self):x}"
         self.timeout = timeout
+        self.max_waiting = max_waiting
         self._check = check
         self._configure = configure
         self._reset = reset
@@ -276,6 +283,8 @@ class Pool:
                     if remaining <= 0:
                         book.record_timeout(now - started)
                         raise PoolTimeout(self._timeout_message("no connection could be lent", wait)) from self._last_error
+                    if not waited and self.max_waiting and book.waiting >= self.max_waiting:
+                        raise TooManyRequests(f"pool {self.name}: {book.waiting} requests are already waiting (max_waiting)")
                     book.waiting += 1
                     waited = True
                     try:

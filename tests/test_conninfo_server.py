@@ -125,3 +125,15 @@ def test_service_file_names_the_server(pg: EmbeddedPostgres, clean_env: Path, mo
         assert client.query("SELECT current_database() AS d").rows == [{"d": "postgres"}]
     with pytest.raises(Exception, match="definition of service 'missing' not found"):
         Client("service=missing")
+
+
+def test_dbapi_connect_over_several_hosts(pg: EmbeddedPostgres) -> None:
+    from neon_sync import connect
+
+    conn = connect(two_hosts(dead_port(), pg.port, pg.superuser_password), autocommit=True)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT inet_server_port()")
+        assert cur.fetchone() == (pg.port,)
+    finally:
+        conn.close()

@@ -19,6 +19,7 @@ def count(client: Client) -> int:
     return client.query("SELECT 1 AS one").row_count or 0
 
 wrong: int = Pool
+pool = Pool("postgresql://localhost/db", max_sise=3)
 '''
 
 
@@ -58,6 +59,8 @@ def test_mypy_strict_on_a_script_outside_the_repository_sees_our_types(
     )  # fmt: skip
     out = result.stdout
     assert "Cannot find implementation or library stub" not in out, out
-    # The one deliberate mistake is found, with the real type: mypy read neon_sync, not Any.
+    # The deliberate mistakes are found, with the real types: mypy read neon_sync, not Any.
     assert 'app.py:7: error: Incompatible types in assignment (expression has type "type[Pool]"' in out, out
-    assert out.count("error:") == 1, out
+    # A misspelt keyword is caught in user code, before anything runs.
+    assert 'app.py:8: error: Unexpected keyword argument "max_sise" for "Pool"' in out, out
+    assert out.count("error:") == 2, out

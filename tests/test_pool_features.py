@@ -368,3 +368,20 @@ def test_an_acquire_does_not_wait_on_a_silent_server_past_its_timeout() -> None:
             with pytest.raises(PoolTimeout, match="timed out"):
                 pool.acquire(timeout=2)
             assert time.monotonic() - started < 4
+
+
+def test_max_waiting_refuses_at_once_when_the_queue_is_full(pg: EmbeddedPostgres) -> None:
+    from neon_sync.pool import TooManyRequests
+
+    with Pool(pg.dsn(), max_size=1, max_waiting=1, sslmode="disable") as pool:
+        held = pool.acquire()
+        waiter = threading.Thread(target=lambda: pool.release(pool.acquire(timeout=5)))
+        waiter.start()
+        wait_for(lambda: pool.stats().waiting == 1)
+        started = time.monotonic()
+        with pytest.raises(TooManyRequests, match="1 requests are already waiting"):
+            pool.acquire(timeout=5)
+        assert time.monotonic() - started < 1
+        pool.release(held)
+        waiter.join(5)
+        assert not waiter.is_alive() and pool.stats().requests == 2
