@@ -50,6 +50,8 @@ def _upstream_params(url: str, what: str) -> ConnectionParams:
         params = parse_connection_string(url, env=None)
     except ProgrammingError as exc:
         raise ValueError(f"invalid {what}: {exc}") from None
+    if len(params.hosts) > 1:
+        raise ValueError(f"invalid {what}: give one host (the proxy does not choose among several)")
     if params.user is not None or params.password is not None or params.database is not None:
         # They would be ignored (each request brings its own), and could leak into a repr.
         raise ValueError(f"invalid {what}: give only host, port and TLS settings; credentials come from each request")

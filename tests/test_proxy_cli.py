@@ -177,6 +177,7 @@ def test_tls_files_without_their_pair_are_one_line(pg: EmbeddedPostgres) -> None
         ("http://db.internal:5432", "unsupported URI scheme 'http'"),
         ("postgres://db.internal:notaport", "invalid port"),
         ("postgres://user:hunter2@db.internal:5432", "credentials come from each request"),
+        ("postgres://db1.internal:5432,db2.internal:5432", "give one host"),
     ],
 )
 def test_a_bad_upstream_url_is_one_line(upstream: str, fragment: str) -> None:
