@@ -170,6 +170,8 @@ def neon_connection_string(dsn: str | ConnectionParams) -> tuple[ConnectionParam
     password: it must never be logged.
     """
     params = dsn if isinstance(dsn, ConnectionParams) else parse_connection_string(dsn)
+    if len(params.hosts) > 1:
+        raise ProgrammingError("SQL over HTTP goes to one endpoint: give one host in the connection string")
     if params.application_name is None:
         params = params.with_(application_name=DEFAULT_APPLICATION_NAME)
     return params, params.to_url()

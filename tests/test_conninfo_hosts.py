@@ -245,3 +245,10 @@ def test_service_file_sections() -> None:
         "shop": {"host": "db.internal", "port": "6543", "dbname": "shop", "application_name": "from-service"},
         "other": {"host": "other.internal"},
     }
+
+
+def test_sql_over_http_refuses_several_hosts() -> None:
+    from neon_proto.http import neon_connection_string
+
+    with pytest.raises(ProgrammingError, match="one endpoint"):
+        neon_connection_string("postgresql://u:pw@ep-a.example.com,ep-b.example.com/db")
