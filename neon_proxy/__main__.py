@@ -238,6 +238,9 @@ def _run_dev(args: argparse.Namespace) -> int:
             pg.start()
         except PostgresNotFound as exc:
             raise _UsageError(str(exc)) from None
+        except RuntimeError as exc:  # the server's own words (the end of its log) follow the first line
+            sys.stderr.write(f"python -m neon_proxy: error: could not start the throwaway Postgres: {exc}\n")
+            return 1
         config = attrs.evolve(config, upstream=upstream_url(pg))
         password = quote(pg.superuser_password, safe="")
         database_url = f"postgresql://{pg.superuser}:{password}@localhost:{pg.port}/postgres"
@@ -256,6 +259,20 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _first_os_error(exc: BaseException) -> str | None:
+    """The first OSError in ``exc`` (trio wraps what a nursery raises in a group), as one line."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first_os_error(inner)
+            if found is not None:
+                return found
+        return None
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m neon_proxy`` and the ``neon-proxy`` script.
 
@@ -271,8 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (_UsageError, ValueError) as exc:
         sys.stderr.write(f"{prog}: error: {exc}\n")
         return 2
-    except OSError as exc:  # the port was taken between the check and the bind, say
-        sys.stderr.write(f"{prog}: error: {exc.strerror or exc}\n")
+    except (OSError, BaseExceptionGroup) as exc:  # the port was taken between the check and the bind, say
+        error = _first_os_error(exc)
+        if error is None:
+            raise
+        sys.stderr.write(f"{prog}: error: {error}\n")
         return 1
     except KeyboardInterrupt:
         return 130

@@ -208,3 +208,20 @@ def test_every_option_has_help_and_shows_its_default() -> None:
         assert re.search(r"\w.* \(default: \S+\)$", entry), (name, entry)
     assert "(default: 127.0.0.1:4444)" in entries["--listen"] and "(default: none)" in entries["--upstream"]
     assert "(default: serve)" in entries["{serve,dev}"]
+
+
+def test_an_os_error_inside_the_server_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The port taken between the check and the bind: trio reports it inside an exception group."""
+    import socket
+
+    import neon_proxy.__main__ as cli
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setattr(cli, "_check_port_free", lambda host, port: None)
+        monkeypatch.setattr(cli.logging, "basicConfig", lambda **kw: None)
+        assert cli.main(["--listen", f"127.0.0.1:{port}", "--upstream", "postgres://127.0.0.1:5432"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("python -m neon_proxy: error: ") and "in use" in err, err
