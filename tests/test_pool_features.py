@@ -385,3 +385,53 @@ def test_max_waiting_refuses_at_once_when_the_queue_is_full(pg: EmbeddedPostgres
         pool.release(held)
         waiter.join(5)
         assert not waiter.is_alive() and pool.stats().requests == 2
+
+
+@pytest.mark.slow
+def test_threads_through_a_server_restart_leave_the_pool_consistent(own_pg: EmbeddedPostgres) -> None:
+    """Queries fail while the server is away, then work again; no slot is lost or lent twice."""
+    with Pool(own_pg.dsn(), min_size=2, max_size=4, sslmode="disable", reconnect_backoff=(0.02, 0.2)) as pool:
+        pool.wait(10)
+        stop = threading.Event()
+        ok_after_restart = [0]
+        restarted = threading.Event()
+        lent_twice: list[int] = []
+        in_use: set[int] = set()
+        lock = threading.Lock()
+
+        def work() -> None:
+            while not stop.is_set():
+                try:
+                    with pool.connection(timeout=10) as c:
+                        with lock:
+                            if id(c) in in_use:
+                                lent_twice.append(id(c))
+                            in_use.add(id(c))
+                        try:
+                            c.query("SELECT pg_sleep(0.005)")
+                            if restarted.is_set():
+                                with lock:
+                                    ok_after_restart[0] += 1
+                        finally:
+                            with lock:
+                                in_use.discard(id(c))
+                except OperationalError:
+                    pass  # the server went away under this query, or no connection yet
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        own_pg.restart()
+        restarted.set()
+        wait_for(lambda: ok_after_restart[0] >= 20, timeout=20)
+        stop.set()
+        for t in threads:
+            t.join(15)
+        assert not any(t.is_alive() for t in threads)
+        assert lent_twice == []
+        stats = pool.stats()
+        assert stats.lent == 0 and stats.opening == 0 and stats.size == stats.idle <= 4
+        assert stats.connections_discarded >= 2  # the connections the restart broke
+        with pool.connection() as c:
+            assert c.query("SELECT 1 AS one").rows == [{"one": 1}]
