@@ -139,6 +139,7 @@ class PoolBook(Generic[C]):
         self._generation = 0
         self._failures = 0
         self._retry_at: float | None = None
+        self._check_expiry_at = float("inf")  # no idle connection can expire before then
         self.closed = False
         self.waiting = 0
         # counters for stats()
@@ -196,6 +197,7 @@ class PoolBook(Generic[C]):
             self._lent.add(entry)
         else:
             self._idle.append(entry)
+        self._check_expiry_at = float("-inf")  # one more open: idle ones may now be surplus
         return entry
 
     def open_failed(self, now: float, *, retry: bool = True) -> float | None:
@@ -238,6 +240,7 @@ class PoolBook(Generic[C]):
             return False
         entry.returned_at = now
         self._idle.append(entry)
+        self._check_expiry_at = min(self._check_expiry_at, self._expiry_of(entry, surplus=True))
         return True
 
     def discard(self, entry: PoolEntry[C], *, bad_return: bool = False) -> None:
@@ -253,9 +256,18 @@ class PoolBook(Generic[C]):
 
     # ---------------------------------------------------------------- housekeeping
 
+    def _expiry_of(self, entry: PoolEntry[C], *, surplus: bool) -> float:
+        """When an idle entry expires: its lifetime's end, or its idle limit if it is surplus."""
+        end = float("inf") if self.max_lifetime is None else entry.created_at + self.max_lifetime
+        if surplus and self.max_idle is not None:
+            end = min(end, entry.returned_at + self.max_idle)
+        return end
+
     def expired(self, now: float) -> list[PoolEntry[C]]:
         """Idle connections to close now (their slots are freed): drained, too old, or idle too
-        long while more than ``min_size`` are open."""
+        long while more than ``min_size`` are open. Cheap when nothing can have expired."""
+        if now < self._check_expiry_at:
+            return []
         keep: deque[PoolEntry[C]] = deque()
         gone: list[PoolEntry[C]] = []
         # Oldest returns first: those are the surplus that max_idle trims.
@@ -268,6 +280,9 @@ class PoolBook(Generic[C]):
                 keep.append(entry)
         self._idle = keep
         self._discarded += len(gone)
+        # Kept entries idle too long are not surplus (min_size): only their lifetime counts.
+        surplus = self.size > self.min_size
+        self._check_expiry_at = min((self._expiry_of(e, surplus=surplus) for e in keep), default=float("inf"))
         return gone
 
     def next_deadline(self, now: float) -> float | None:
@@ -284,6 +299,8 @@ class PoolBook(Generic[C]):
 
     def has_expired(self, now: float) -> bool:
         """Whether ``expired(now)`` would hand out anything (without doing it)."""
+        if now < self._check_expiry_at:
+            return False
         surplus = self.size - self.min_size
         for entry in self._idle:
             if not self.usable(entry, now):
@@ -311,6 +328,7 @@ class PoolBook(Generic[C]):
     def drain(self) -> list[PoolEntry[C]]:
         """Retire every connection: idle ones are returned to close now, lent ones close when given back."""
         self._generation += 1
+        self._check_expiry_at = float("-inf")
         return self.expired(float("-inf"))
 
     def close(self) -> list[PoolEntry[C]]:

@@ -120,3 +120,19 @@ def test_reset_sql_is_the_proxy_sequence() -> None:
         "CLOSE ALL", "SET SESSION AUTHORIZATION DEFAULT", "RESET ALL", "DEALLOCATE ALL", "UNLISTEN *",
         "SELECT pg_advisory_unlock_all()", "DISCARD TEMP", "DISCARD SEQUENCES",
     ]  # fmt: skip
+
+
+def test_a_connection_kept_for_min_size_expires_once_another_is_opened() -> None:
+    book: PoolBook[str] = PoolBook(min_size=1, max_size=2, max_idle=10, max_lifetime=None)
+    assert book.to_open(0) == 1
+    a = book.opened("a", 0, lend=False)
+    assert book.expired(20) == []  # idle too long, but it is the min_size one
+    step = book.next_step(20)
+    assert isinstance(step, Lend) and step.entry is a
+    assert book.next_step(20) == Open()
+    b = book.opened("b", 20)
+    book.give_back(a, 20)
+    book.give_back(b, 21)
+    assert book.expired(29) == []
+    assert [e.connection for e in book.expired(30.5)] == ["a"]
+    assert book.size == 1 and book.expired(1000) == []  # b is now the min_size one
