@@ -263,6 +263,11 @@ class ProxyServer:
         scheme = "https" if self.config.tls else "http"
         return f"{scheme}://{self.config.listen_url_host}:{self.port}/sql"
 
+    @property
+    def ws_proxy(self) -> str:
+        """The WebSocket endpoint as the JS driver's ``neonConfig.wsProxy`` wants it (no scheme)."""
+        return f"{self.config.listen_url_host}:{self.port}/v2"
+
     # ------------------------------------------------------------------ lifecycle
 
     def _ssl_context(self) -> ssl.SSLContext | None:
