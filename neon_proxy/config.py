@@ -8,7 +8,7 @@ that endpoint's Postgres is. With a single default upstream, every endpoint name
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import attrs
 
@@ -57,6 +57,10 @@ def _upstream_params(url: str, what: str) -> ConnectionParams:
     return ConnectionParams(**kept, channel_binding=params.channel_binding)
 
 
+def _str_tuple(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
+
+
 def _copy_table(table: Mapping[str, str]) -> dict[str, str]:
     return dict(table)
 
@@ -95,7 +99,7 @@ class ProxyConfig:
     """Seconds to cancel and drain an upstream query whose client went away."""
     ws_relay: bool = False
     """WebSocket relay mode (Neon's wsproxy): raw bytes to ``?address=``, no authentication here."""
-    ws_relay_allow: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    ws_relay_allow: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
     """``HOST:PORT`` entries (``*.suffix`` hosts allowed) a relay may reach; empty: the configured upstreams."""
     ws_max_connections: int = attrs.field(default=1000, validator=_positive)
     """Concurrent WebSocket connections; past it an upgrade is refused with 503."""
