@@ -126,8 +126,12 @@ def _cstrings(body: bytes) -> list[str]:
     return [part.decode("utf-8") for part in body.split(b"\x00")]
 
 
-def error_response(fields: Mapping[str, str]) -> bytes:
-    """An ErrorResponse from one-letter field codes (``S``, ``V``, ``C``, ``M``, ...)."""
+def error_response(error: Diagnostic | Mapping[str, str]) -> bytes:
+    """An ErrorResponse from a Diagnostic or one-letter field codes (``S``, ``V``, ``C``, ``M``, ...).
+
+    A Diagnostic without severity, code or message gets FATAL, XX000 and "unknown error".
+    """
+    fields = _diagnostic_fields(error) if isinstance(error, Diagnostic) else error
     body = bytearray()
     for code, value in fields.items():
         if len(code) != 1:
@@ -372,9 +376,8 @@ class BackendConnection:
 
     def send_error(self, error: Diagnostic | Mapping[str, str]) -> bytes:
         """An ErrorResponse that ends the startup (FATAL unless the fields say otherwise)."""
-        fields = _diagnostic_fields(error) if isinstance(error, Diagnostic) else dict(error)
         self.state = BackendState.CLOSED
-        return error_response(fields)
+        return error_response(error)
 
 
 def _cstring(value: str) -> bytes:

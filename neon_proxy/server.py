@@ -399,6 +399,10 @@ class ProxyServer:
                 http.buffer = data
             else:
                 http.eof = True
+        if http.buffer[0] == 0:  # a Postgres packet, never HTTP: a CancelRequest or a plain-TCP session
+            http.must_close = True
+            await self.websocket.serve_tcp(http.stream, http.buffer)
+            return None
         simple = parse_simple_request(http.buffer, _MAX_HEADER_BYTES)
         if simple is not None:
             http.buffer = http.buffer[simple.size :]

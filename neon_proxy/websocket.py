@@ -27,7 +27,7 @@ import hashlib
 import logging
 import math
 import secrets
-from typing import Mapping
+from typing import Mapping, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import trio
@@ -154,6 +154,39 @@ class ServerWebSocket:
                 pass
             except Exception:  # wsproto refused (state changed meanwhile)
                 pass
+
+
+class _ClientChannel(Protocol):
+    """The client's byte stream: a WebSocket's binary payload, or a plain TCP connection."""
+
+    async def receive(self) -> bytes: ...
+
+    async def send(self, data: bytes) -> None: ...
+
+    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None: ...
+
+
+class _PlainChannel:
+    """A client speaking Postgres over plain TCP to the proxy's port (its first byte is NUL, never HTTP)."""
+
+    def __init__(self, stream: trio.abc.Stream, received: bytes) -> None:
+        self.stream = stream
+        self._pending = received
+
+    async def receive(self) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        try:
+            return bytes(await self.stream.receive_some(_RECEIVE_SIZE))
+        except _CLIENT_ERRORS:
+            return b""
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Nothing to say: the server closes the stream."""
 
 
 def accept_token(key: str) -> str:
@@ -301,6 +334,28 @@ class WebSocketEndpoint:
         finally:
             self.active -= 1
 
+    async def serve_tcp(self, stream: trio.abc.Stream, received: bytes) -> None:
+        """A Postgres client on the proxy's port over plain TCP: a CancelRequest, or an auth-mode session.
+
+        Relay mode has no use for it (the client can reach the address itself): refused.
+        """
+        if self.config.ws_relay:
+            await _send_quietly(
+                _PlainChannel(stream, b""),
+                be.error_response(_fatal("this proxy relays WebSocket connections only", "08004")),
+            )
+            return
+        if self.active >= self.config.ws_max_connections:
+            await _send_quietly(
+                _PlainChannel(stream, b""), be.error_response(_fatal("sorry, too many clients already", "53300"))
+            )
+            return
+        self.active += 1
+        try:
+            await self._serve_auth(_PlainChannel(stream, received), b"", {})
+        finally:
+            self.active -= 1
+
     # ------------------------------------------------------------------ relay mode
 
     async def _serve_relay(self, stream: trio.abc.Stream, key: str, target: bytes, received: bytes) -> int:
@@ -337,7 +392,7 @@ class WebSocketEndpoint:
 
     # ------------------------------------------------------------------ auth mode
 
-    async def _serve_auth(self, ws: ServerWebSocket, target: bytes, headers: Mapping[str, str | None]) -> None:
+    async def _serve_auth(self, ws: _ClientChannel, target: bytes, headers: Mapping[str, str | None]) -> None:
         conn = be.BackendConnection()
         startup: be.StartupMessage | None = None
         password: str | None = None
@@ -427,7 +482,7 @@ class WebSocketEndpoint:
             raise
         return client, None
 
-    async def _run_session(self, ws: ServerWebSocket, conn: be.BackendConnection, upstream: _UpstreamSession) -> None:
+    async def _run_session(self, ws: _ClientChannel, conn: be.BackendConnection, upstream: _UpstreamSession) -> None:
         facts = upstream.session.conn
         pid = self._new_process_id()
         secret = secrets.randbits(32) - (1 << 31)
@@ -492,7 +547,7 @@ class _Relay:
     which is when the idle timeout counts and a departing client needs no cancel.
     """
 
-    def __init__(self, ws: ServerWebSocket, upstream: trio.abc.Stream, idle_timeout: float, *, sees_postgres: bool) -> None:
+    def __init__(self, ws: _ClientChannel, upstream: trio.abc.Stream, idle_timeout: float, *, sees_postgres: bool) -> None:
         self.ws = ws
         self.upstream = upstream
         self.idle_timeout = idle_timeout
@@ -578,7 +633,7 @@ async def _accept(stream: trio.abc.Stream, key: str) -> None:
     await stream.send_all(response)
 
 
-async def _send_quietly(ws: ServerWebSocket, data: bytes) -> None:
+async def _send_quietly(ws: _ClientChannel, data: bytes) -> None:
     """Send a last message to a client that may already be gone."""
     try:
         await ws.send(data)

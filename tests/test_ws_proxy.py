@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+import ssl
+import struct
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,11 +15,12 @@ import psycopg
 import pytest
 
 from neon_proto import events as ev
+from neon_proto import messages as msg
 from neon_proto.errors import OperationalError, ProgrammingError
 from neon_proto.frontend import FrontendConnection, State
 from neon_proto.session import Session
 from neon_proxy.config import ProxyConfig
-from neon_proxy.testing import DevStack
+from neon_proxy.testing import DevStack, ProxyThread
 from neon_sync.embedded import EmbeddedPostgres
 from tests.ws_testclient import Rejected, WsClient, drive, events_until, pipelined_login
 
@@ -177,3 +183,297 @@ def test_sql_endpoint_still_served_beside_websocket(proxy: DevStack) -> None:
     from tests.test_proxy import Sql
 
     assert Sql(proxy).post({"query": "SELECT 1 AS one", "params": []}).json["rows"] == [["1"]]
+
+
+# ---------------------------------------------------------------- framing and bad input
+
+
+def _expect_fatal(ws: WsClient) -> ev.ErrorResponse:
+    """The ErrorResponse the proxy sends before it closes a session that went wrong in startup."""
+    conn = FrontendConnection()
+    conn.send_startup({"user": "x"})  # only to put the machine where an ErrorResponse is expected
+    seen = events_until(conn, ws, ev.ErrorResponse)
+    error = seen[-1]
+    assert isinstance(error, ev.ErrorResponse), seen
+    assert error.fields["S"] == "FATAL"
+    assert ws.receive() == b""
+    return error
+
+
+def _still_serving(proxy: DevStack) -> None:
+    ws, session = _login(proxy)
+    assert drive(session.simple_query("SELECT 'alive'", mode="list"), ws)[-1].rows == [["alive"]]
+    ws.close()
+
+
+def test_garbage_bytes_get_a_protocol_error(proxy: DevStack) -> None:
+    ws = WsClient(proxy.port, _address(proxy.pg))
+    ws.send(b"hello, is this postgres?")
+    error = _expect_fatal(ws)
+    assert error.fields["C"] == "08P01" and "invalid length of startup packet" in error.fields["M"]
+    ws.close()
+    _still_serving(proxy)
+
+
+def test_old_protocol_version_is_refused(proxy: DevStack) -> None:
+    ws = WsClient(proxy.port, _address(proxy.pg))
+    ws.send(struct.pack("!ii", 8, 2 << 16))
+    error = _expect_fatal(ws)
+    assert error.fields["C"] == "0A000" and "unsupported frontend protocol 2.0" in error.fields["M"]
+    ws.close()
+
+
+def test_ssl_request_is_answered_no(proxy: DevStack) -> None:
+    ws = WsClient(proxy.port, _address(proxy.pg))
+    session = Session()
+    assert drive(session.request_tls(), ws) is False
+    drive(session.startup({"user": "scram_user", "database": "postgres"}, proxy.pg.role("scram_user").password), ws)
+    assert drive(session.simple_query("SELECT 1", mode="list"), ws)[-1].rows == [[1]]
+    ws.close()
+
+
+def test_text_frame_closes_the_connection(proxy: DevStack) -> None:
+    ws, session = _login(proxy)
+    ws.send_text("SELECT 1")
+    assert ws.receive() == b""
+    assert ws.close_code == 1003 and "text frames" in (ws.close_reason or "")
+    ws.close()
+    _still_serving(proxy)
+
+
+def test_text_frame_before_startup_closes_too(proxy: DevStack) -> None:
+    ws = WsClient(proxy.port, _address(proxy.pg))
+    ws.send_text("hi")
+    assert ws.receive() == b"" and ws.close_code == 1003
+    ws.close()
+
+
+def test_fragmented_messages_and_split_postgres_messages(proxy: DevStack) -> None:
+    ws, session = _login(proxy)
+    query = msg.query_message("SELECT 'fragments' AS f")
+    ws.send_fragments(query[:3], query[3:10], query[10:])
+    conn = session.conn
+    conn.expect_ready(1)
+    seen = events_until(conn, ws, ev.ReadyForQuery)
+    assert [e for e in seen if isinstance(e, ev.DataRows)][0].rows == [[b"fragments"]]
+    # Ten queries in one message, then one query over ten messages.
+    ws.send(b"".join(msg.query_message(f"SELECT {i}") for i in range(10)))
+    conn.expect_ready(10)
+    for _ in range(10):
+        events_until(conn, ws, ev.ReadyForQuery)
+    big = msg.query_message("SELECT 'split'")
+    for i in range(0, len(big), 2):
+        ws.send(big[i : i + 2])
+    conn.expect_ready(1)
+    assert [e for e in events_until(conn, ws, ev.ReadyForQuery) if isinstance(e, ev.DataRows)][0].rows == [[b"split"]]
+    ws.close()
+
+
+def test_ping_is_answered(proxy: DevStack) -> None:
+    ws, session = _login(proxy)
+    assert ws.ping(b"are you there") == b"are you there"
+    assert drive(session.simple_query("SELECT 1", mode="list"), ws)[-1].rows == [[1]]
+    ws.close()
+
+
+def test_truncated_upgrade_is_dropped_and_others_are_served(proxy: DevStack) -> None:
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    sock.sendall(b"GET /v2 HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upg")
+    sock.close()
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    sock.sendall(b"GET /v2 HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+    answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 426 ") or answer.startswith(b"HTTP/1.1 400 ")
+    sock.close()
+    _still_serving(proxy)
+
+
+def test_upgrade_with_a_bad_key_is_refused(proxy: DevStack) -> None:
+    sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    sock.sendall(
+        b"GET /v2 HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n\r\n"
+    )
+    answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"Sec-WebSocket-Key" in answer
+    sock.close()
+
+
+# ---------------------------------------------------------------- cancel, vanishing clients, leaks
+
+
+def _login_as(proxy: DevStack, application_name: str, user: str = "scram_user") -> tuple[WsClient, Session]:
+    pg = proxy.pg
+    ws = WsClient(proxy.port, _address(pg))
+    session = Session()
+    params = {"user": user, "database": "postgres", "application_name": application_name}
+    drive(session.startup(params, pg.role(user).password), ws)
+    return ws, session
+
+
+def _active_query(pg: EmbeddedPostgres, application_name: str) -> bool:
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND state = 'active'", (application_name,)
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def test_cancel_request_on_a_second_websocket_cancels_the_query(proxy: DevStack) -> None:
+    name = f"ws-cancel-{uuid.uuid4().hex[:8]}"
+    ws, session = _login_as(proxy, name)
+    conn = session.conn
+    assert conn.process_id is not None and conn.secret_key is not None
+    ws.send(conn.send_query("SELECT pg_sleep(30)"))
+    assert _wait_until(lambda: _active_query(proxy.pg, name))
+    # A wrong secret cancels nothing.
+    other = WsClient(proxy.port, _address(proxy.pg))
+    other.send(msg.cancel_request(conn.process_id, conn.secret_key ^ 1))
+    assert other.receive() == b""
+    other.close()
+    time.sleep(0.3)
+    assert _active_query(proxy.pg, name)
+    started = time.monotonic()
+    other = WsClient(proxy.port, _address(proxy.pg))
+    other.send(msg.cancel_request(conn.process_id, conn.secret_key))
+    assert other.receive() == b""
+    other.close()
+    seen = events_until(conn, ws, ev.ReadyForQuery)
+    errors = [e for e in seen if isinstance(e, ev.ErrorResponse)]
+    assert errors and errors[0].fields["C"] == "57014"
+    assert time.monotonic() - started < 10
+    assert drive(session.simple_query("SELECT 'after cancel'", mode="list"), ws)[-1].rows == [["after cancel"]]
+    ws.close()
+
+
+def test_cancel_request_over_plain_tcp_to_the_proxy_port(proxy: DevStack) -> None:
+    name = f"ws-cancel-tcp-{uuid.uuid4().hex[:8]}"
+    ws, session = _login_as(proxy, name)
+    conn = session.conn
+    ws.send(conn.send_query("SELECT pg_sleep(30)"))
+    assert _wait_until(lambda: _active_query(proxy.pg, name))
+    assert conn.process_id is not None and conn.secret_key is not None
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(msg.cancel_request(conn.process_id, conn.secret_key))
+        assert sock.recv(16) == b""
+    errors = [e for e in events_until(conn, ws, ev.ReadyForQuery) if isinstance(e, ev.ErrorResponse)]
+    assert errors and errors[0].fields["C"] == "57014"
+    ws.close()
+
+
+def test_client_vanishing_mid_query_cancels_it_and_closes_the_backend(proxy: DevStack) -> None:
+    name = f"ws-vanish-{uuid.uuid4().hex[:8]}"
+    ws, session = _login_as(proxy, name)
+    ws.send(session.conn.send_query("SELECT pg_sleep(60)"))
+    assert _wait_until(lambda: _active_query(proxy.pg, name))
+    ws.drop()
+    # pg_sleep never notices a closed socket by itself: only the proxy's cancel ends it this soon.
+    assert _wait_until(lambda: not _backend_pids(proxy.pg, name), timeout=10)
+    _still_serving(proxy)
+
+
+@pytest.mark.parametrize("ending", ["terminate", "close", "drop"])
+def test_no_backend_outlives_its_websocket(proxy: DevStack, ending: str) -> None:
+    name = f"ws-leak-{ending}-{uuid.uuid4().hex[:8]}"
+    sessions = [_login_as(proxy, name, user) for user in ("scram_user", "md5_user", "cleartext_user")]
+    assert len(_backend_pids(proxy.pg, name)) == 3
+    for ws, session in sessions:
+        if ending == "terminate":
+            ws.send(session.terminate())
+            ws.close()
+        elif ending == "close":
+            ws.close()
+        else:
+            ws.drop()
+    assert _wait_until(lambda: not _backend_pids(proxy.pg, name), timeout=10)
+    assert _wait_until(lambda: proxy.server.websocket.active == 0, timeout=10)
+
+
+def test_plain_tcp_postgres_client_through_the_proxy_port(proxy: DevStack) -> None:
+    """libpq (psycopg) on the proxy's port: auth mode over TCP, cancel included."""
+    pg = proxy.pg
+    dsn = f"host=127.0.0.1 port={proxy.port} user=md5_user password={pg.role('md5_user').password} dbname=postgres sslmode=disable"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("md5_user",)
+        assert conn.info.backend_pid not in [r[0] for r in psycopg.connect(pg.dsn()).execute("SELECT pid FROM pg_stat_activity").fetchall()]
+        # cancel_safe: the blocking PQcancel would hold the GIL the in-process proxy needs.
+        timer = threading.Timer(0.5, conn.cancel_safe)
+        timer.start()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute("SELECT pg_sleep(30)")
+        timer.join()
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        psycopg.connect(dsn.replace(pg.role("md5_user").password or "", "wrong"))
+
+
+# ---------------------------------------------------------------- limits, timeouts, upstream down, wss
+
+
+@pytest.fixture(scope="module")
+def tight_proxy(pg: EmbeddedPostgres) -> Iterator[DevStack]:
+    config = ProxyConfig(
+        listen_port=0, shutdown_timeout=5.0, ws_handshake_timeout=0.5, ws_idle_timeout=1.0, ws_max_connections=2
+    )
+    with DevStack(postgres=pg, config=config) as stack:
+        yield stack
+
+
+def test_handshake_timeout(tight_proxy: DevStack) -> None:
+    ws = WsClient(tight_proxy.port, _address(tight_proxy.pg))
+    started = time.monotonic()
+    error = _expect_fatal(ws)
+    assert "timed out" in error.fields["M"] and time.monotonic() - started < 5
+    ws.close()
+
+
+def test_idle_timeout_closes_an_idle_session_but_not_a_long_query(tight_proxy: DevStack) -> None:
+    ws, session = _login(tight_proxy)
+    # A query running longer than the idle timeout is not idleness.
+    assert drive(session.simple_query("SELECT pg_sleep(1.5), 'slow'", mode="list"), ws)[-1].rows == [["", "slow"]]
+    started = time.monotonic()
+    assert ws.receive() == b""
+    assert ws.close_code == 1001 and ws.close_reason == "idle timeout"
+    assert 0.5 < time.monotonic() - started < 5
+    ws.close()
+
+
+def test_connection_limit(tight_proxy: DevStack) -> None:
+    first, _ = _login(tight_proxy)
+    second, _ = _login(tight_proxy)
+    with pytest.raises(Rejected) as info:
+        WsClient(tight_proxy.port, _address(tight_proxy.pg))
+    assert info.value.status == 503
+    first.close()
+    assert _wait_until(lambda: tight_proxy.server.websocket.active < 2)
+    third, session = _login(tight_proxy)
+    assert drive(session.simple_query("SELECT 3", mode="list"), third)[-1].rows == [[3]]
+    second.close()
+    third.close()
+
+
+def test_upstream_down_gets_a_clear_error(pg: EmbeddedPostgres) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    config = ProxyConfig(listen_port=0, upstream=f"postgres://127.0.0.1:{dead_port}?sslmode=disable", connect_timeout=3)
+    with ProxyThread(config) as proxy:
+        ws = WsClient(proxy.port, f"/v2?address=localhost:{dead_port}")
+        session = Session()
+        with pytest.raises(OperationalError) as info:
+            drive(session.startup({"user": "u", "database": "d"}, "pw"), ws)
+        assert info.value.sqlstate == "08001"
+        assert "could not connect to the database server" in str(info.value)
+        ws.close()
+
+
+def test_wss_with_tls_cert_and_key(pg: EmbeddedPostgres) -> None:
+    assert pg.server_cert_path and pg.server_key_path and pg.ca_cert_path
+    config = ProxyConfig(listen_port=0, shutdown_timeout=5.0, tls_cert=pg.server_cert_path, tls_key=pg.server_key_path)
+    with DevStack(postgres=pg, config=config) as stack:
+        context = ssl.create_default_context(cafile=pg.ca_cert_path)
+        ws = WsClient(stack.port, _address(pg), tls=context)
+        session = Session()
+        drive(session.startup({"user": "scram_user", "database": "postgres"}, pg.role("scram_user").password), ws)
+        assert drive(session.simple_query("SELECT 'over wss'", mode="list"), ws)[-1].rows == [["over wss"]]
+        ws.close()
