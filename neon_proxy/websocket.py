@@ -26,6 +26,7 @@ import binascii
 import hashlib
 import logging
 import math
+import os
 import secrets
 from typing import Mapping, Protocol
 from urllib.parse import parse_qs, urlsplit
@@ -41,6 +42,7 @@ from neon_proto.frontend import NEED_DATA
 from neon_proxy.config import ProxyConfig
 from neon_proxy.request import RequestError
 from neon_trio import Client
+from neon_trio._io import direct_fd
 
 __all__ = ["WebSocketEndpoint", "ServerWebSocket", "WebSocketClosed", "parse_address", "address_allowed"]
 
@@ -51,6 +53,7 @@ _RECEIVE_SIZE = 65536
 _CLIENT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 _TERMINATE = b"X\x00\x00\x00\x04"
 _READY_PREFIX = b"Z\x00\x00\x00\x05"
+_CHECKPOINT_EVERY = 15  # a relay loop yields to trio at least every 16 turns
 # Startup parameters that name the session, not a server setting: never passed on as GUCs.
 _STARTUP_OWN = frozenset({"user", "database", "options", "application_name", "replication"})
 
@@ -60,6 +63,51 @@ CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL_ERROR = 1011
+
+
+class _ByteStream:
+    """A trio stream read and written with ``os.read``/``os.write`` while the kernel has room.
+
+    As the HTTP side does: on a plain socket, bytes that can move at once skip trio's extra
+    scheduler pass; only an empty or full buffer waits through trio. Sends are serialized.
+    """
+
+    __slots__ = ("stream", "_fd", "_lock")
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self._fd = direct_fd(stream)
+        self._lock = trio.Lock()
+
+    async def receive(self) -> bytes:
+        """Bytes from the peer; b"" at EOF (or when the connection broke)."""
+        fd = self._fd
+        try:
+            if fd is None:
+                return bytes(await self.stream.receive_some(_RECEIVE_SIZE))
+            while True:
+                try:
+                    return os.read(fd, _RECEIVE_SIZE)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_readable(fd)
+        except _CLIENT_ERRORS:
+            return b""
+
+    async def send_all(self, data: bytes | memoryview) -> None:
+        """Write everything (trio.BrokenResourceError if the peer is gone)."""
+        fd = self._fd
+        if fd is not None and not self._lock.locked():
+            try:
+                written = os.write(fd, data)
+            except BlockingIOError:
+                written = 0
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
+            if written == len(data):
+                return
+            data = memoryview(data)[written:]
+        async with self._lock:
+            await self.stream.send_all(data)
 
 
 class WebSocketClosed(Exception):
@@ -76,9 +124,8 @@ class ServerWebSocket:
     """
 
     def __init__(self, stream: trio.abc.Stream, received: bytes = b"") -> None:
-        self.stream = stream
+        self.stream = _ByteStream(stream)
         self._ws = Connection(ConnectionType.SERVER)
-        self._send_lock = trio.Lock()
         self._peer_closed = False
         self.sent_close = False
         if received:
@@ -90,8 +137,7 @@ class ServerWebSocket:
         return self._ws.state is ConnectionState.OPEN and not self.sent_close
 
     async def _write(self, data: bytes) -> None:
-        async with self._send_lock:
-            await self.stream.send_all(data)
+        await self.stream.send_all(data)
 
     async def receive(self) -> bytes:
         """The next payload bytes; b"" when the client has closed (or the connection dropped)."""
@@ -123,10 +169,7 @@ class ServerWebSocket:
                 return b"".join(chunks) if len(chunks) > 1 else chunks[0]
             if self._peer_closed:
                 return b""
-            try:
-                data = await self.stream.receive_some(_RECEIVE_SIZE)
-            except _CLIENT_ERRORS:
-                data = b""
+            data = await self.stream.receive()
             if self._ws.state is ConnectionState.CLOSED:
                 self._peer_closed = True
                 return b""
@@ -170,17 +213,14 @@ class _PlainChannel:
     """A client speaking Postgres over plain TCP to the proxy's port (its first byte is NUL, never HTTP)."""
 
     def __init__(self, stream: trio.abc.Stream, received: bytes) -> None:
-        self.stream = stream
+        self.stream = _ByteStream(stream)
         self._pending = received
 
     async def receive(self) -> bytes:
         if self._pending:
             data, self._pending = self._pending, b""
             return data
-        try:
-            return bytes(await self.stream.receive_some(_RECEIVE_SIZE))
-        except _CLIENT_ERRORS:
-            return b""
+        return await self.stream.receive()
 
     async def send(self, data: bytes) -> None:
         await self.stream.send_all(data)
@@ -549,7 +589,7 @@ class _Relay:
 
     def __init__(self, ws: _ClientChannel, upstream: trio.abc.Stream, idle_timeout: float, *, sees_postgres: bool) -> None:
         self.ws = ws
-        self.upstream = upstream
+        self.upstream = _ByteStream(upstream)
         self.idle_timeout = idle_timeout
         self.sees_postgres = sees_postgres
         self.upstream_idle = True
@@ -586,7 +626,12 @@ class _Relay:
 
     async def _client_to_upstream(self) -> None:
         ws, upstream = self.ws, self.upstream
+        turns = 0
         while True:
+            turns += 1
+            if not turns & _CHECKPOINT_EVERY:
+                # Reads and writes that never wait never yield: let other sessions run.
+                await trio.lowlevel.checkpoint()
             try:
                 data = await ws.receive()
             except WebSocketClosed as exc:
@@ -606,11 +651,12 @@ class _Relay:
 
     async def _upstream_to_client(self) -> None:
         ws, upstream = self.ws, self.upstream
+        turns = 0
         while True:
-            try:
-                data = await upstream.receive_some(_RECEIVE_SIZE)
-            except _CLIENT_ERRORS:
-                data = b""
+            turns += 1
+            if not turns & _CHECKPOINT_EVERY:
+                await trio.lowlevel.checkpoint()
+            data = await upstream.receive()
             if not data:
                 self._end("upstream")
                 return
@@ -618,7 +664,7 @@ class _Relay:
                 self.upstream_idle = True
             self._touch()
             try:
-                await ws.send(bytes(data))
+                await ws.send(data)
             except _CLIENT_ERRORS:
                 self._end("client")
                 return
