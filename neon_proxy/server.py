@@ -321,6 +321,7 @@ class ProxyServer:
             return
         self._stopping = True
         logger.info("neon_proxy shutting down")
+        self.websocket.shutdown()
         if self._accept_scope is not None:
             self._accept_scope.cancel()
         for scope in list(self._idle_scopes):

@@ -329,11 +329,12 @@ class _UpstreamSession(Client):
 class _Session:
     """What a running auth-mode session leaves for a CancelRequest to find."""
 
-    __slots__ = ("secret_key", "upstream")
+    __slots__ = ("secret_key", "upstream", "relay")
 
-    def __init__(self, secret_key: int, upstream: _UpstreamSession) -> None:
+    def __init__(self, secret_key: int, upstream: _UpstreamSession, relay: "_Relay") -> None:
         self.secret_key = secret_key
         self.upstream = upstream
+        self.relay = relay
 
 
 class WebSocketEndpoint:
@@ -342,11 +343,21 @@ class WebSocketEndpoint:
     def __init__(self, config: ProxyConfig) -> None:
         self.config = config
         self.active = 0
+        self.stopping = False
         self._sessions: dict[int, _Session] = {}
         self.allowed = config.ws_relay_allow or _configured_upstreams(config)
 
     def __repr__(self) -> str:
         return f"<WebSocketEndpoint {'relay' if self.config.ws_relay else 'auth'} active={self.active}>"
+
+    def shutdown(self) -> None:
+        """The server stops: auth-mode sessions end (1001) as soon as no query of theirs runs.
+
+        Relay-mode sessions cannot tell and run on until the server's shutdown deadline.
+        """
+        self.stopping = True
+        for session in list(self._sessions.values()):
+            session.relay.stop_when_idle()
 
     async def serve(
         self, stream: trio.abc.Stream, method: bytes, target: bytes, headers: Mapping[str, str | None], received: bytes
@@ -533,10 +544,12 @@ class WebSocketEndpoint:
         greeting.append(conn.send_ready_for_query(facts.transaction_status))
         stream, upstream_extra = upstream.take_stream()
         pipelined, client_eof = conn.trailing_data
-        self._sessions[pid] = _Session(secret, upstream)
+        relay = _Relay(ws, stream, self.config.ws_idle_timeout, sees_postgres=True)
+        self._sessions[pid] = _Session(secret, upstream, relay)
         try:
             await ws.send(b"".join(greeting) + upstream_extra)
-            relay = _Relay(ws, stream, self.config.ws_idle_timeout, sees_postgres=True)
+            if self.stopping:
+                relay.stop_when_idle()
             if pipelined:
                 relay.upstream_idle = False
                 relay.last_client_bytes = pipelined
@@ -553,6 +566,8 @@ class WebSocketEndpoint:
             elif why == "idle":
                 logger.info("WebSocket session closed after %.0f s idle", self.config.ws_idle_timeout)
                 await ws.close(CLOSE_GOING_AWAY, "idle timeout")
+            elif why == "shutdown":
+                await ws.close(CLOSE_GOING_AWAY, "server shutting down")
         except _CLIENT_ERRORS as exc:
             logger.debug("WebSocket session ended: %s", exc)
         finally:
@@ -596,6 +611,7 @@ class _Relay:
         self.last_client_bytes = b""
         self._scope = trio.CancelScope()
         self._why = ""
+        self._stop_when_idle = False
 
     @property
     def client_said_goodbye(self) -> bool:
@@ -608,13 +624,19 @@ class _Relay:
         else:
             self._scope.deadline = trio.current_time() + self.idle_timeout
 
+    def stop_when_idle(self) -> None:
+        """End with ``shutdown`` now if no query runs, else when the running one is answered."""
+        self._stop_when_idle = True
+        if self.upstream_idle:
+            self._end("shutdown")
+
     def _end(self, why: str) -> None:
         if not self._why:
             self._why = why
         self._scope.cancel()
 
     async def run(self) -> str:
-        """Relay until one side ends; why: ``client``, ``upstream`` or ``idle``."""
+        """Relay until one side ends; why: ``client``, ``upstream``, ``idle`` or ``shutdown``."""
         self._touch()
         with self._scope:
             async with trio.open_nursery() as nursery:
@@ -662,6 +684,13 @@ class _Relay:
                 return
             if self.sees_postgres and len(data) >= 6 and data[-6:-1] == _READY_PREFIX:
                 self.upstream_idle = True
+                if self._stop_when_idle:
+                    try:
+                        await ws.send(data)
+                    except _CLIENT_ERRORS:
+                        pass
+                    self._end("shutdown")
+                    return
             self._touch()
             try:
                 await ws.send(data)

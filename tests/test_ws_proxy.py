@@ -477,3 +477,71 @@ def test_wss_with_tls_cert_and_key(pg: EmbeddedPostgres) -> None:
         drive(session.startup({"user": "scram_user", "database": "postgres"}, pg.role("scram_user").password), ws)
         assert drive(session.simple_query("SELECT 'over wss'", mode="list"), ws)[-1].rows == [["over wss"]]
         ws.close()
+
+
+# ---------------------------------------------------------------- routing, upstream ends, shutdown
+
+
+def _dead_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_endpoint_table_routes_by_address_and_options(pg: EmbeddedPostgres) -> None:
+    from neon_proxy.testing import upstream_url
+
+    dead = f"postgres://127.0.0.1:{_dead_port()}?sslmode=disable"
+    config = ProxyConfig(listen_port=0, upstream=upstream_url(pg), endpoints={"elsewhere": dead}, connect_timeout=3)
+    with ProxyThread(config) as proxy:
+        password = pg.role("scram_user").password
+        for target, params in [
+            ("/v2?address=elsewhere.example.com:5432", {}),
+            ("/v2?address=localhost:5432", {"options": "endpoint=elsewhere"}),
+        ]:
+            ws = WsClient(proxy.port, target)
+            with pytest.raises(OperationalError) as info:
+                drive(Session().startup({"user": "scram_user", "database": "postgres", **params}, password), ws)
+            assert info.value.sqlstate == "08001", target
+            ws.close()
+        ws = WsClient(proxy.port, "/v2?address=anything.example.com:5432")
+        session = Session()
+        drive(session.startup({"user": "scram_user", "database": "postgres", "options": "-c search_path=pg_catalog"}, password), ws)
+        assert drive(session.simple_query("SHOW search_path", mode="list"), ws)[-1].rows == [["pg_catalog"]]
+        ws.close()
+
+
+def test_upstream_ending_the_session_reaches_the_client(proxy: DevStack) -> None:
+    ws, session = _login(proxy)
+    upstream_pid = drive(session.simple_query("SELECT pg_backend_pid()", mode="list"), ws)[-1].rows[0][0]
+    with psycopg.connect(proxy.pg.dsn(), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (upstream_pid,))
+    conn = session.conn
+    seen = events_until(conn, ws, ev.ErrorResponse)
+    assert isinstance(seen[-1], ev.ErrorResponse) and seen[-1].fields["C"] == "57P01"
+    assert ws.receive() == b""
+    ws.close()
+
+
+def test_shutdown_closes_idle_sessions_and_lets_running_queries_finish(pg: EmbeddedPostgres) -> None:
+    stack = DevStack(postgres=pg, config=ProxyConfig(listen_port=0, shutdown_timeout=30.0)).start()
+    try:
+        idle_ws, _ = _login(stack)
+        busy_ws, busy = _login(stack)
+        busy_ws.send(busy.conn.send_query("SELECT pg_sleep(1), 'finished'"))
+        time.sleep(0.2)
+        started = time.monotonic()
+        assert stack.proxy is not None
+        stopper = threading.Thread(target=stack.proxy.stop)
+        stopper.start()
+        assert idle_ws.receive() == b"" and idle_ws.close_code == 1001
+        assert idle_ws.close_reason == "server shutting down"
+        rows = [e for e in events_until(busy.conn, busy_ws, ev.ReadyForQuery) if isinstance(e, ev.DataRows)]
+        assert rows[0].rows == [[b"", b"finished"]]
+        assert busy_ws.receive() == b"" and busy_ws.close_code == 1001
+        stopper.join(10)
+        assert not stopper.is_alive() and time.monotonic() - started < 10
+        idle_ws.close()
+        busy_ws.close()
+    finally:
+        stack.stop()
