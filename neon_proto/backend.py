@@ -304,6 +304,13 @@ class BackendConnection:
             return self._at_eof()
         body = bytes(buf[5 : 1 + length])
         del buf[: 1 + length]
+        if body.startswith(b"SCRAM-SHA-256") and b"\x00" in body[:-1]:
+            # A client that pipelined SCRAM (SASLInitialResponse) before it saw what was asked.
+            return self._fail(
+                "expected a cleartext password, got a SASL response: this server asks for the password "
+                "in clear text (connect again without SCRAM pipelining)",
+                code="28000",
+            )
         if body[-1:] != b"\x00" or b"\x00" in body[:-1]:
             return self._fail("invalid password message: expected one NUL-terminated string")
         try:
