@@ -248,6 +248,15 @@ def test_text_frame_before_startup_closes_too(proxy: DevStack) -> None:
     ws.close()
 
 
+def test_invalid_framing_closes_with_a_protocol_error(proxy: DevStack) -> None:
+    ws, session = _login(proxy)
+    ws.send_raw(b"\x82\x05hello")  # an unmasked frame: clients must mask theirs
+    assert ws.receive() == b""
+    assert ws.close_code == 1002 and "unmasked" in (ws.close_reason or "")
+    ws.close()
+    _still_serving(proxy)
+
+
 def test_fragmented_messages_and_split_postgres_messages(proxy: DevStack) -> None:
     ws, session = _login(proxy)
     query = msg.query_message("SELECT 'fragments' AS f")
