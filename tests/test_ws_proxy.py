@@ -554,3 +554,70 @@ def test_shutdown_closes_idle_sessions_and_lets_running_queries_finish(pg: Embed
         busy_ws.close()
     finally:
         stack.stop()
+
+
+# ---------------------------------------------------------------- neon_proto's client tunnel (branch ws-client)
+
+
+class _TunnelClient:
+    """neon_proto.websocket.WebSocketTunnel over a blocking socket: the sans-IO client the bindings use."""
+
+    def __init__(self, port: int, resource: str) -> None:
+        from neon_proto.options import WebSocketTarget
+        from neon_proto.websocket import WebSocketTunnel
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        self.tunnel = WebSocketTunnel(WebSocketTarget(False, "127.0.0.1", port, resource))
+        self.sock.sendall(self.tunnel.start())
+        while not self.tunnel.handshake_complete:
+            self.tunnel.receive_data(self.sock.recv(65536))
+
+    def _receive(self) -> bytes:
+        while True:
+            data = self.tunnel.read()
+            if data is not None:
+                return data
+            self.tunnel.receive_data(self.sock.recv(65536))
+            owed = self.tunnel.data_to_send()
+            if owed:
+                self.sock.sendall(owed)
+
+    def drive(self, op: Any) -> Any:
+        out = op.send(None)
+        try:
+            while True:
+                if out is None:
+                    out = op.send(self._receive())
+                else:
+                    if out:
+                        self.sock.sendall(self.tunnel.send(out))
+                    out = op.send(None)
+        except StopIteration as stop:
+            return stop.value
+
+    def close(self) -> None:
+        self.sock.sendall(self.tunnel.close())
+        self.sock.close()
+
+
+@pytest.mark.parametrize("pipeline", ["password", False])
+@pytest.mark.parametrize("user", ["scram_user", "md5_user"])
+def test_neon_proto_client_tunnel_against_the_proxy(proxy: DevStack, pipeline: Any, user: str) -> None:
+    pg = proxy.pg
+    client = _TunnelClient(proxy.port, _address(pg))
+    session = Session()
+    client.drive(session.startup({"user": user, "database": "postgres"}, pg.role(user).password, pipeline=pipeline))
+    results = client.drive(session.simple_query("SELECT current_user, 'tunnel'", mode="list"))
+    assert results[-1].rows == [[user, "tunnel"]]
+    client.close()
+
+
+@pytest.mark.parametrize("pipeline", ["password", False])
+def test_neon_proto_client_tunnel_bad_password(proxy: DevStack, pipeline: Any) -> None:
+    client = _TunnelClient(proxy.port, _address(proxy.pg))
+    session = Session()
+    with pytest.raises(OperationalError) as info:
+        client.drive(session.startup({"user": "scram_user", "database": "postgres"}, "wrong", pipeline=pipeline))
+        client.drive(session.simple_query("SELECT 1", mode="list"))
+    assert info.value.sqlstate == "28P01"
+    client.close()
