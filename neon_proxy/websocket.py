@@ -512,7 +512,9 @@ class WebSocketEndpoint:
                 password=password,
                 database=database,
                 options=_upstream_options(startup.parameters.get("options")),
-                application_name=startup.parameters.get("application_name"),
+                # libpq's fallback, which the JS driver sends too, is a client setting, not a GUC.
+                application_name=startup.parameters.get("application_name")
+                or startup.parameters.get("fallback_application_name"),
                 connect_timeout=self.config.connect_timeout,
                 extra=extra,
             )

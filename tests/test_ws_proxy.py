@@ -96,6 +96,21 @@ def test_pipelined_flight_gives_the_first_query_result(proxy: DevStack) -> None:
     ws.close()
 
 
+def test_startup_settings_reach_the_upstream(proxy: DevStack) -> None:
+    pg = proxy.pg
+    for parameters, expected in [
+        ({"application_name": "mine", "fallback_application_name": "fallback"}, "mine"),
+        ({"fallback_application_name": "fallback"}, "fallback"),
+    ]:
+        ws = WsClient(proxy.port, _address(pg))
+        session = Session()
+        startup = {"user": "scram_user", "database": "postgres", "DateStyle": "SQL, DMY", **parameters}
+        drive(session.startup(startup, pg.role("scram_user").password), ws)
+        results = drive(session.simple_query("SHOW application_name; SHOW DateStyle", mode="list"), ws)
+        assert [r.rows for r in results] == [[[expected]], [["SQL, DMY"]]]
+        ws.close()
+
+
 def test_backend_key_is_the_proxys_own(proxy: DevStack) -> None:
     ws, session = _login(proxy)
     try:
