@@ -44,7 +44,14 @@ from neon_proxy.request import RequestError
 from neon_trio import Client
 from neon_trio._io import direct_fd
 
-__all__ = ["WebSocketEndpoint", "ServerWebSocket", "WebSocketClosed", "parse_address", "address_allowed"]
+__all__ = [
+    "WebSocketEndpoint",
+    "ServerWebSocket",
+    "WebSocketClosed",
+    "parse_address",
+    "address_allowed",
+    "split_password_endpoint",
+]
 
 logger = logging.getLogger("neon_proxy")
 
@@ -292,12 +299,30 @@ def _query_param(target: bytes, name: str) -> str | None:
     return values[0] if values else None
 
 
-def _endpoint_name(startup: be.StartupMessage, address: str | None, host_header: str | None) -> str:
-    """Which endpoint the session asks for: ``options`` ``endpoint=``, else the address's or Host's first label."""
+def split_password_endpoint(password: str) -> tuple[str | None, str]:
+    """Neon's ``endpoint=<id>;<password>`` (or ``$`` as separator) form: the endpoint and the real password."""
+    if password.startswith("endpoint="):
+        rest = password[len("endpoint=") :]
+        cut = min((i for i in (rest.find(";"), rest.find("$")) if i >= 0), default=-1)
+        if cut > 0:
+            return rest[:cut], rest[cut + 1 :]
+    return None, password
+
+
+def _endpoint_name(
+    startup: be.StartupMessage, password_endpoint: str | None, address: str | None, host_header: str | None
+) -> str:
+    """Which endpoint the session asks for, as Neon reads it.
+
+    ``options`` ``endpoint=<id>``, else the password's ``endpoint=<id>;``, else the first label
+    of ``?address=``, else of the Host header. It only matters to an endpoint table.
+    """
     for token in (startup.parameters.get("options") or "").split():
         for prefix in ("endpoint=", "project=", "--endpoint="):
             if token.startswith(prefix):
                 return token[len(prefix) :]
+    if password_endpoint:
+        return password_endpoint
     for name in (address, host_header):
         if name:
             host = name.rsplit(":", 1)[0] if not name.endswith("]") else name
@@ -495,7 +520,8 @@ class WebSocketEndpoint:
     ) -> tuple[_UpstreamSession | None, Diagnostic | None]:
         """Log in to the session's upstream with the client's credentials; or the error for the client."""
         user, database = startup.user, startup.database
-        endpoint = _endpoint_name(startup, _query_param(target, "address"), headers.get("host"))
+        password_endpoint, password = split_password_endpoint(password)
+        endpoint = _endpoint_name(startup, password_endpoint, _query_param(target, "address"), headers.get("host"))
         params = self.config.upstream_for(endpoint)
         failed = _fatal(f'password authentication failed for user "{user}"', "28P01")
         if params is None:

@@ -158,6 +158,15 @@ def relay_proxy(pg: EmbeddedPostgres) -> Iterator[DevStack]:
         yield stack
 
 
+def test_password_endpoint_form() -> None:
+    from neon_proxy.websocket import split_password_endpoint
+
+    assert split_password_endpoint("endpoint=ep-1;secret") == ("ep-1", "secret")
+    assert split_password_endpoint("endpoint=ep-1$sec;ret") == ("ep-1", "sec;ret")
+    assert split_password_endpoint("plain;password") == (None, "plain;password")
+    assert split_password_endpoint("endpoint=;x") == (None, "endpoint=;x")
+
+
 def test_relay_mode_carries_the_protocol_with_the_clients_own_scram(relay_proxy: DevStack) -> None:
     pg = relay_proxy.pg
     ws = WsClient(relay_proxy.port, f"/v2?address={pg.host}:{pg.port}")
@@ -519,15 +528,21 @@ def test_endpoint_table_routes_by_address_and_options(pg: EmbeddedPostgres) -> N
     config = ProxyConfig(listen_port=0, upstream=upstream_url(pg), endpoints={"elsewhere": dead}, connect_timeout=3)
     with ProxyThread(config) as proxy:
         password = pg.role("scram_user").password
-        for target, params in [
-            ("/v2?address=elsewhere.example.com:5432", {}),
-            ("/v2?address=localhost:5432", {"options": "endpoint=elsewhere"}),
+        assert password is not None
+        for target, params, given in [
+            ("/v2?address=elsewhere.example.com:5432", {}, password),
+            ("/v2?address=localhost:5432", {"options": "endpoint=elsewhere"}, password),
+            ("/v2?address=localhost:5432", {}, f"endpoint=elsewhere;{password}"),
         ]:
             ws = WsClient(proxy.port, target)
             with pytest.raises(OperationalError) as info:
-                drive(Session().startup({"user": "scram_user", "database": "postgres", **params}, password), ws)
+                drive(Session().startup({"user": "scram_user", "database": "postgres", **params}, given), ws)
             assert info.value.sqlstate == "08001", target
             ws.close()
+        # The password form routes and is then stripped: the upstream sees the real password.
+        ws = WsClient(proxy.port, "/v2?address=localhost:5432")
+        drive(Session().startup({"user": "scram_user", "database": "postgres"}, f"endpoint=main${password}"), ws)
+        ws.close()
         ws = WsClient(proxy.port, "/v2?address=anything.example.com:5432")
         session = Session()
         drive(session.startup({"user": "scram_user", "database": "postgres", "options": "-c search_path=pg_catalog"}, password), ws)
