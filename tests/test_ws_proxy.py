@@ -178,6 +178,50 @@ def test_relay_mode_carries_the_protocol_with_the_clients_own_scram(relay_proxy:
     ws.close()
 
 
+def test_relay_mode_carries_tls_inside_the_tunnel_with_channel_binding(relay_proxy: DevStack) -> None:
+    """SSLRequest, then TLS end to end with Postgres (neon_proto.tls.TLSTunnel), then SCRAM-SHA-256-PLUS."""
+    from neon_proto.tls import TLSTunnel
+
+    pg = relay_proxy.pg
+    assert pg.ca_cert_path
+    ws = WsClient(relay_proxy.port, f"/v2?address={pg.host}:{pg.port}")
+    session = Session()
+    assert drive(session.request_tls(), ws) is True
+    tls = TLSTunnel(ssl.create_default_context(cafile=pg.ca_cert_path), server_hostname=pg.host)
+    while True:
+        out, done = tls.handshake()
+        if out:
+            ws.send(out)
+        if done:
+            break
+        tls.receive_data(ws.receive())
+
+    def drive_tls(op: Any) -> Any:
+        out = op.send(None)
+        try:
+            while True:
+                if out is None:
+                    plain = tls.read()
+                    while not plain:
+                        tls.receive_data(ws.receive())
+                        plain = tls.read()
+                    out = op.send(plain)
+                else:
+                    if out:
+                        ws.send(tls.send(out))
+                    out = op.send(None)
+        except StopIteration as stop:
+            return stop.value
+
+    password = pg.role("scram_user").password
+    drive_tls(session.startup({"user": "scram_user", "database": "postgres"}, password, channel_binding="require",
+                              server_certificate=tls.server_certificate))
+    rows = drive_tls(session.simple_query("SELECT ssl, current_user FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) "
+                                          "WHERE pid = pg_backend_pid()", mode="list"))[-1].rows
+    assert rows == [[True, "scram_user"]]
+    ws.close()
+
+
 def test_relay_mode_refuses_an_address_outside_the_allowlist(relay_proxy: DevStack) -> None:
     with pytest.raises(Rejected) as info:
         WsClient(relay_proxy.port, "/v2?address=example.com:5432")
