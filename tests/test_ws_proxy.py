@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import struct
@@ -449,8 +450,15 @@ def test_client_vanishing_mid_query_cancels_it_and_closes_the_backend(proxy: Dev
     _still_serving(proxy)
 
 
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
 @pytest.mark.parametrize("ending", ["terminate", "close", "drop"])
 def test_no_backend_outlives_its_websocket(proxy: DevStack, ending: str) -> None:
+    # The proxy runs in this process: its descriptors are ours to count.
+    _still_serving(proxy)
+    fds = _open_fds()
     name = f"ws-leak-{ending}-{uuid.uuid4().hex[:8]}"
     sessions = [_login_as(proxy, name, user) for user in ("scram_user", "md5_user", "cleartext_user")]
     assert len(_backend_pids(proxy.pg, name)) == 3
@@ -464,6 +472,7 @@ def test_no_backend_outlives_its_websocket(proxy: DevStack, ending: str) -> None
             ws.drop()
     assert _wait_until(lambda: not _backend_pids(proxy.pg, name), timeout=10)
     assert _wait_until(lambda: proxy.server.websocket.active == 0, timeout=10)
+    assert _wait_until(lambda: _open_fds() <= fds, timeout=10), (fds, _open_fds())
 
 
 def test_plain_tcp_postgres_client_through_the_proxy_port(proxy: DevStack) -> None:
@@ -695,3 +704,40 @@ def test_neon_proto_client_tunnel_bad_password(proxy: DevStack, pipeline: Any) -
         client.drive(session.simple_query("SELECT 1", mode="list"))
     assert info.value.sqlstate == "28P01"
     client.close()
+
+
+# ---------------------------------------------------------------- command line
+
+
+def test_cli_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from neon_proxy.__main__ import build_parser, config_from_args
+
+    argv = ["--upstream", "postgres://db:5432", "--ws-relay", "--ws-relay-allow", "db:5432", "--ws-relay-allow",
+            "*.example.com:5432", "--ws-max-connections", "7", "--ws-handshake-timeout", "2.5", "--ws-idle-timeout", "30"]
+    config = config_from_args(build_parser().parse_args(argv))
+    assert config.ws_relay and config.ws_relay_allow == ("db:5432", "*.example.com:5432")
+    assert (config.ws_max_connections, config.ws_handshake_timeout, config.ws_idle_timeout) == (7, 2.5, 30.0)
+    defaults = config_from_args(build_parser().parse_args(["--upstream", "postgres://db:5432"]))
+    assert not defaults.ws_relay and defaults.ws_relay_allow == () and defaults.ws_max_connections == 1000
+    monkeypatch.setenv("NEON_PROXY_WS_RELAY", "1")
+    monkeypatch.setenv("NEON_PROXY_WS_RELAY_ALLOW", "a:1 b:2")
+    monkeypatch.setenv("NEON_PROXY_WS_IDLE_TIMEOUT", "12")
+    config = config_from_args(build_parser().parse_args(["--upstream", "postgres://db:5432"]))
+    assert config.ws_relay and config.ws_relay_allow == ("a:1", "b:2") and config.ws_idle_timeout == 12.0
+    with pytest.raises(ValueError, match="ws_max_connections must be positive"):
+        config_from_args(build_parser().parse_args(["--upstream", "postgres://db:5432", "--ws-max-connections", "0"]))
+
+
+def test_relay_allowlist_matching() -> None:
+    from neon_proxy.websocket import address_allowed, parse_address
+
+    allowed = ("db.internal:5432", "*.neon.tech:5432", "[::1]:5433")
+    assert address_allowed(*parse_address("db.internal:5432"), allowed)
+    assert address_allowed(*parse_address("ep-1.us-east-2.aws.neon.tech:5432"), allowed)
+    assert address_allowed(*parse_address("[::1]:5433"), allowed)
+    assert not address_allowed(*parse_address("neon.tech:5432"), allowed)
+    assert not address_allowed(*parse_address("evil.neon.tech.example.com:5432"), allowed)
+    assert not address_allowed(*parse_address("db.internal:5433"), allowed)
+    for bad in ("db.internal", "db.internal:0", "db.internal:99999", ":5432", "user@db:5432", "db/x:5432"):
+        with pytest.raises(ValueError):
+            parse_address(bad)
