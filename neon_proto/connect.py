@@ -173,6 +173,26 @@ def _drive(op: Op[T], link: Link | None) -> Plan[T]:
             data = None
 
 
+def _drive_holding_last(op: Op[T], link: Link) -> Plan[tuple[T, bytes]]:
+    """``_drive``, except that what the operation sends last is returned instead of sent: the
+    binding sends it with the next operation's first bytes, as one WebSocket message."""
+    data: bytes | None = None
+    held = b""
+    while True:
+        try:
+            out = op.send(data)
+        except StopIteration as stop:
+            return stop.value, held
+        if out is None:
+            if held:
+                yield SendBytes(link.send(held))
+                held = b""
+            data = yield from _receive(link)
+        else:
+            held += out
+            data = None
+
+
 def _open_websocket(target: WebSocketTarget, params: ConnectionParams) -> Plan[Link]:
     """TCP to the proxy, TLS for wss, the upgrade: a link ready for Postgres bytes."""
     yield OpenStream(target.host, target.port)
@@ -227,7 +247,13 @@ def _tls_in_tunnel(session: Session, link: Link, params: ConnectionParams, pipel
             break
         data = yield from _receive(link)
         if not data:
-            raise ConnectionClosed("the server closed the connection during the TLS handshake")
+            hint = (
+                " (pipeline_tls: PostgreSQL refuses a ClientHello sent before its 'S', as a guard against"
+                " injected plaintext; use pipeline_tls=False)"
+                if pipeline_tls
+                else ""
+            )
+            raise ConnectionClosed(f"the server closed the connection during the TLS handshake{hint}")
         tunnel.receive_data(data)
     link.tls = tunnel
     return True
@@ -318,6 +344,9 @@ class Connected:
     session: Session
     link: Link | None
     pipeline: StartupPipeline
+    #: The last flight of a pipelined WebSocket connect, not sent yet: it leaves with the first
+    #: query, in one WebSocket message (the JS driver's coalesceWrites). Postgres bytes.
+    unsent: bytes = b""
 
 
 def _attempt(
@@ -382,6 +411,9 @@ def _attempt(
         scram_keys=scram_keys,
         methods=methods,
     )
+    if link is not None and pipeline is not False and transport.coalesce_writes:
+        _, unsent = yield from _drive_holding_last(startup, link)
+        return Connected(session, link, pipeline, unsent)
     yield from _drive(startup, link)
     return Connected(session, link, pipeline)
 

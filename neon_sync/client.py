@@ -19,6 +19,7 @@ from neon_proto.errors import (
     ProgrammingError,
 )
 from neon_proto.connect import cancel_plan, connect_plan
+from neon_proto.startup import StartupPipeline
 from neon_proto.options import ConnectKeywords, ConnectOptions, TransportOptions, resolve_connect_options
 from neon_proto.results import Result, RowMode
 from neon_proto.types import TypeRegistry, default_registry
@@ -88,6 +89,7 @@ class Client(SessionFacts):
         self._lock = threading.Lock()
         self._connected = False
         self._connect_failed = False
+        self.connect_pipeline: StartupPipeline = False
         self._startup_deadline: float | None = None  # connect_timeout, while a pipelined login finishes
 
     def __repr__(self) -> str:
@@ -124,7 +126,11 @@ class Client(SessionFacts):
         self._startup_deadline = deadline
         sock.settimeout(None)
         self._session = connected.session
+        #: How the last connect was pipelined: "password", "scram", "startup" or False.
+        self.connect_pipeline = connected.pipeline
         self._transport = Transport(sock, connected.link, coalesce_writes=self.transport_options.coalesce_writes)
+        if connected.unsent:
+            self._transport.send(connected.unsent)  # held: it leaves with the first query
         self._connected = True
         logger.debug(
             "connected to %s:%s as %s over %s%s",
