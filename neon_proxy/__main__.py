@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line; defaults come from NEON_PROXY_* variables."""
     parser = argparse.ArgumentParser(
         prog="python -m neon_proxy",
-        description="Neon's SQL-over-HTTP protocol (POST /sql) in front of any Postgres. "
+        description="Neon's SQL-over-HTTP (POST /sql) and WebSocket (/v2) endpoints in front of any Postgres. "
         "Every option has a NEON_PROXY_* environment variable (named in its help).",
         formatter_class=_HelpFormatter,
     )
@@ -121,6 +121,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default=_env("LOG_LEVEL", "INFO"), choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper,
         help="how much to log, to stderr (NEON_PROXY_LOG_LEVEL)",
+    )
+    parser.add_argument(
+        "--ws-relay",
+        action="store_true",
+        default=(_env("WS_RELAY", "") or "").lower() in ("1", "true", "yes", "on"),
+        help="WebSocket relay mode (Neon's wsproxy): raw bytes to ?address=host:port, no authentication "
+        "by the proxy; off: auth mode, the proxy logs in to the upstream (NEON_PROXY_WS_RELAY=1)",
+    )
+    parser.add_argument(
+        "--ws-relay-allow",
+        action="append",
+        default=None,
+        metavar="HOST:PORT",
+        help="an address relay mode may reach (*.suffix:PORT allowed); repeatable; none given: the configured "
+        "upstreams alone (NEON_PROXY_WS_RELAY_ALLOW, space-separated)",
+    )
+    parser.add_argument(
+        "--ws-max-connections", type=int, default=_number(int, "WS_MAX_CONNECTIONS", "1000"), metavar="N",
+        help="concurrent WebSocket connections; past it upgrades get 503 (NEON_PROXY_WS_MAX_CONNECTIONS)",
+    )
+    parser.add_argument(
+        "--ws-handshake-timeout", type=float, default=_number(float, "WS_HANDSHAKE_TIMEOUT", "10"), metavar="SECONDS",
+        help="a WebSocket client's time to send its startup message and password (NEON_PROXY_WS_HANDSHAKE_TIMEOUT)",
+    )
+    parser.add_argument(
+        "--ws-idle-timeout", type=float, default=_number(float, "WS_IDLE_TIMEOUT", "600"), metavar="SECONDS",
+        help="a WebSocket session idle this long, no query running, is closed (NEON_PROXY_WS_IDLE_TIMEOUT)",
     )
     return parser
 
@@ -185,7 +212,17 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         pool_idle_timeout=args.pool_idle_timeout,
         connect_timeout=args.connect_timeout,
         shutdown_timeout=args.shutdown_timeout,
+        ws_relay=args.ws_relay,
+        ws_relay_allow=_relay_allowlist(args.ws_relay_allow),
+        ws_max_connections=args.ws_max_connections,
+        ws_handshake_timeout=args.ws_handshake_timeout,
+        ws_idle_timeout=args.ws_idle_timeout,
     )
+
+
+def _relay_allowlist(given: list[str] | None) -> tuple[str, ...]:
+    entries = given if given else (_env("WS_RELAY_ALLOW", "") or "").split()
+    return tuple(entries)
 
 
 async def run_until_signalled(server: ProxyServer, on_ready: Callable[[ProxyServer], None] | None = None) -> None:
@@ -214,6 +251,7 @@ def _print_dev_settings(database_url: str | None) -> Callable[[ProxyServer], Non
         if database_url is not None:
             lines.append(f"DATABASE_URL={database_url}")
         lines.append(f"NEON_FETCH_ENDPOINT={server.url}")
+        lines.append(f"NEON_WS_PROXY={server.ws_proxy}")
         lines.append("# JS: neonConfig.fetchEndpoint = process.env.NEON_FETCH_ENDPOINT; neon(process.env.DATABASE_URL)")
         lines.append("# Ctrl-C stops the proxy" + (" and Postgres" if database_url is not None else ""))
         sys.stdout.write("\n".join(lines) + "\n")

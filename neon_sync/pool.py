@@ -18,11 +18,12 @@ from typing import Any, Callable, Iterator, Mapping, Sequence, Unpack
 import attrs
 
 from neon_proto.errors import ConnectionClosed, InterfaceError, OperationalError
-from neon_proto.options import resolve_connect_options
+from neon_proto.options import ConnectOptions, resolve_connect_options
 from neon_proto.pooling import RESET_SQL, Lend, Open, PoolBook, PoolEntry, PoolStats, Wait
 from neon_proto.results import Result
 from neon_sync._io import read_config_file
 from neon_sync.client import CLIENT_KEYWORDS, Client, ClientKeywords
+from neon_sync.http import NeonHTTP
 
 __all__ = ["Pool", "PoolTimeout", "TooManyRequests", "PoolStats", "check_connection", "reset_session"]
 
@@ -148,7 +149,9 @@ class Pool:
         **client_options: Unpack[ClientKeywords],
     ) -> None:
         # Checked now, so a misspelt keyword fails here and not at the first acquire().
-        self._connect_timeout = self._check_options(dsn, client_options)
+        self.options = self._check_options(dsn, client_options)
+        self._connect_timeout = self.options.params.connect_timeout
+        self._fetch: NeonHTTP | None = None  # Pool.query over HTTP with pool_query_via_fetch
         try:
             self._book: PoolBook[Client] = PoolBook(
                 min_size=min_size, max_size=max_size, max_lifetime=max_lifetime, max_idle=max_idle,
@@ -222,13 +225,13 @@ class Pool:
     # ---------------------------------------------------------------- opening connections
 
     @staticmethod
-    def _check_options(dsn: str | None, options: Mapping[str, Any]) -> float | None:
-        """Raise for a bad keyword or connection string now; returns the connect timeout."""
+    def _check_options(dsn: str | None, options: Mapping[str, Any]) -> ConnectOptions:
+        """Raise for a bad keyword or connection string now, not at the first acquire."""
         connection = {k: v for k, v in options.items() if k not in CLIENT_KEYWORDS}
         return resolve_connect_options(
             dsn, connection, env=os.environ, caller="Pool", also_valid=CLIENT_KEYWORDS | _POOL_KEYWORDS,
             read_file=read_config_file,
-        ).params.connect_timeout  # fmt: skip
+        )  # fmt: skip
 
     def _open_client(self, deadline: float | None = None) -> Client:
         options = self._options
@@ -239,7 +242,7 @@ class Pool:
             remaining = max(deadline - time.monotonic(), 0.001)
             given = self._connect_timeout
             options = {**options, "connect_timeout": remaining if given is None else min(given, remaining)}
-        client = Client(self.dsn, **options).connect()
+        client = Client(self.dsn, **options).connect(wait=True)
         if self._configure is not None:
             try:
                 self._configure(client)
@@ -414,9 +417,23 @@ class Pool:
             self.release(client)
 
     def query(self, text: str, params: Sequence[Any] | None = None, **options: Any) -> Result:
-        """Run one query on a pooled connection."""
+        """Run one query on a pooled connection (over HTTP with ``pool_query_via_fetch``)."""
+        if self.options.transport.pool_query_via_fetch:
+            return self._http()(text, params, full_results=True, **options)
         with self.connection() as client:
             return client.query(text, params, **options)
+
+    def _http(self) -> NeonHTTP:
+        """The HTTP query function Pool.query uses with ``pool_query_via_fetch`` (made once)."""
+        with self._cond:
+            if self._fetch is None:
+                transport = self.options.transport
+                self._fetch = NeonHTTP(
+                    self.options.params,
+                    fetch_endpoint=transport.fetch_endpoint,
+                    array_mode=bool(self._options.get("array_mode", False)),
+                )
+            return self._fetch
 
     # ---------------------------------------------------------------- maintenance
 
@@ -457,6 +474,8 @@ class Pool:
             gone = self._book.close() if not self._book.closed else []
             self._cond.notify_all()
             self._wake_worker()
+            if self._fetch is not None:
+                self._fetch.close()
         self._close_all(gone)
         self._finalizer.detach()
         worker = self._worker

@@ -109,8 +109,8 @@ def test_home_pgpass_with_group_access_is_ignored(pg: EmbeddedPostgres, clean_en
     passfile = clean_env / ".pgpass"
     passfile.write_text(f"*:*:*:scram_user:{pg.role('scram_user').password}\n")
     passfile.chmod(0o640)
-    with pytest.raises(OperationalError):
-        Client(f"host=127.0.0.1 port={pg.port} user=scram_user dbname=postgres sslmode=disable").connect()
+    with pytest.raises(OperationalError, match="password"):
+        Client(f"host=127.0.0.1 port={pg.port} user=scram_user dbname=postgres sslmode=disable").connect(wait=True)
     passfile.chmod(0o600)
     with Client(f"host=127.0.0.1 port={pg.port} user=scram_user dbname=postgres sslmode=disable") as client:
         assert client.query("SELECT 1 AS one").rows == [{"one": 1}]
