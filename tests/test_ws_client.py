@@ -307,3 +307,23 @@ def test_an_address_outside_the_relay_allowlist_is_refused(relay: Any) -> None:
         client.connect()
     assert info.value.status_code == 400
     assert "refused the upgrade with HTTP 400" in str(info.value)
+
+
+# ---------------------------------------------------------------- Pool.query over HTTP
+
+
+def test_pool_query_via_fetch_goes_over_http(proxy: Any) -> None:
+    with Pool(proxy.database_url(), pool_query_via_fetch=True, fetch_endpoint=proxy.url) as pool:
+        result = pool.query("SELECT $1::int AS n, 'x' AS s", [7])
+        assert result.rows == [{"n": 7, "s": "x"}]
+        assert pool.size == 0  # no Postgres connection was opened for it
+        with pool.connection() as client:  # sessions still get a connection
+            assert client.query("SELECT 1 AS one").rows == [{"one": 1}]
+
+
+def test_pool_query_via_fetch_from_neon_config(proxy: Any) -> None:
+    neon_config.pool_query_via_fetch = True
+    neon_config.fetch_endpoint = proxy.url
+    with Pool(proxy.database_url()) as pool:
+        assert pool.query("SELECT 2 AS n", array_mode=True).rows == [[2]]
+        assert pool.size == 0
