@@ -327,3 +327,34 @@ def test_pool_query_via_fetch_from_neon_config(proxy: Any) -> None:
     with Pool(proxy.database_url()) as pool:
         assert pool.query("SELECT 2 AS n", array_mode=True).rows == [[2]]
         assert pool.size == 0
+
+
+# ---------------------------------------------------------------- README
+
+
+def test_the_readme_websocket_section_runs(pg: EmbeddedPostgres, proxy: Any) -> None:
+    """Every ```python block of README's "## WebSockets" section, as a script (the README runner's
+    environment: DATABASE_URL, NEON_FETCH_ENDPOINT, NEON_WS_PROXY)."""
+    import os
+    import pathlib
+    import re
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    text = (root / "README.md").read_text(encoding="utf-8")
+    start = text.index("## WebSockets")
+    section = text[start : text.index("\n## ", start + 1)]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) >= 3
+    env = dict(
+        os.environ,
+        DATABASE_URL=pg.dsn(),
+        NEON_FETCH_ENDPOINT=proxy.url,
+        NEON_WS_PROXY=proxy.server.ws_proxy,
+        PYTHONPATH=str(root),
+    )
+    for block in blocks:
+        done = subprocess.run([sys.executable, "-c", block], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip()
