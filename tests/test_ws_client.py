@@ -285,14 +285,15 @@ def test_a_relay_to_a_scram_server_teaches_the_next_connect(relay: Any, pg: Embe
 
 
 def test_pipeline_tls_against_postgres_is_a_clear_error(relay: Any, pg: EmbeddedPostgres) -> None:
-    """PostgreSQL (since 14.1) refuses bytes sent before its 'S': pipeline_tls is for relays
-    and servers that accept it, and against Postgres itself the error says what to change."""
+    """PostgreSQL drops bytes sent before its 'S' (a guard against injected plaintext) and
+    waits: pipeline_tls is for servers that accept it; against Postgres the timeout says what
+    to change."""
     assert pg.ca_cert_path is not None
     client = relay_client(
         relay, pg, force_disable_pg_ssl=False, pipeline_tls=True, sslmode="verify-full",
         sslrootcert=pg.ca_cert_path, connect_timeout=3,
     )  # fmt: skip
-    with pytest.raises(OperationalError, match="pipeline_tls=False|timed out"):
+    with pytest.raises(OperationalError, match="timed out .*use pipeline_tls=False"):
         client.connect()
     assert client.closed
 
@@ -307,3 +308,54 @@ def test_an_address_outside_the_relay_allowlist_is_refused(relay: Any) -> None:
         client.connect()
     assert info.value.status_code == 400
     assert "refused the upgrade with HTTP 400" in str(info.value)
+
+
+# ---------------------------------------------------------------- Pool.query over HTTP
+
+
+def test_pool_query_via_fetch_goes_over_http(proxy: Any) -> None:
+    with Pool(proxy.database_url(), pool_query_via_fetch=True, fetch_endpoint=proxy.url) as pool:
+        result = pool.query("SELECT $1::int AS n, 'x' AS s", [7])
+        assert result.rows == [{"n": 7, "s": "x"}]
+        assert pool.size == 0  # no Postgres connection was opened for it
+        with pool.connection() as client:  # sessions still get a connection
+            assert client.query("SELECT 1 AS one").rows == [{"one": 1}]
+
+
+def test_pool_query_via_fetch_from_neon_config(proxy: Any) -> None:
+    neon_config.pool_query_via_fetch = True
+    neon_config.fetch_endpoint = proxy.url
+    with Pool(proxy.database_url()) as pool:
+        assert pool.query("SELECT 2 AS n", array_mode=True).rows == [[2]]
+        assert pool.size == 0
+
+
+# ---------------------------------------------------------------- README
+
+
+def test_the_readme_websocket_section_runs(pg: EmbeddedPostgres, proxy: Any) -> None:
+    """Every ```python block of README's "## WebSockets" section, as a script (the README runner's
+    environment: DATABASE_URL, NEON_FETCH_ENDPOINT, NEON_WS_PROXY)."""
+    import os
+    import pathlib
+    import re
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    text = (root / "README.md").read_text(encoding="utf-8")
+    start = text.index("## WebSockets")
+    section = text[start : text.index("\n## ", start + 1)]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) >= 3
+    env = dict(
+        os.environ,
+        DATABASE_URL=pg.dsn(),
+        NEON_FETCH_ENDPOINT=proxy.url,
+        NEON_WS_PROXY=proxy.server.ws_proxy,
+        PYTHONPATH=str(root),
+    )
+    for block in blocks:
+        done = subprocess.run([sys.executable, "-c", block], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip()
