@@ -72,7 +72,7 @@ def readme_env(proxy: Any, fresh_db: str) -> dict[str, str]:
     env.update(
         DATABASE_URL=proxy.database_url(database=fresh_db),
         NEON_FETCH_ENDPOINT=proxy.url,
-        NEON_WS_PROXY=f"127.0.0.1:{proxy.port}/v2",
+        NEON_WS_PROXY=proxy.server.ws_proxy,
         PYTHONPATH=str(ROOT),
     )
     return env
