@@ -274,13 +274,21 @@ class Throughput:
 def measure_throughput(env: dict[str, str], sizes: Sizes, proxy_pid: int, postgres_pid: int | None) -> Throughput:
     processes = 2
     per = sizes.sessions // processes
-    start_at = int((time.time() + 3.0) * 1000)
     procs = [
-        subprocess.Popen(["node", os.path.join(HERE, "js", "ws_bench.mjs"), "load", str(per), str(sizes.load_seconds),
-                          str(start_at)], env=env, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(["node", os.path.join(HERE, "js", "ws_bench.mjs"), "load", str(per), str(sizes.load_seconds)],
+                         env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         for _ in range(processes)
     ]
-    time.sleep(max(0.0, start_at / 1000 - time.time()))
+    for proc in procs:  # every session connected and warm before the clock starts
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("a load process failed to connect its sessions")
+    start_at = time.time() + 0.3
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write(f"{int(start_at * 1000)}\n")
+        proc.stdin.flush()
+    time.sleep(max(0.0, start_at - time.time()))
     proxy0, busy0 = process_cpu(proxy_pid), machine_busy()
     pg0 = descendants_cpu(postgres_pid)
     node0 = sum(process_cpu(p.pid) for p in procs)
@@ -291,7 +299,9 @@ def measure_throughput(env: dict[str, str], sizes: Sizes, proxy_pid: int, postgr
     latencies: list[float] = []
     queries = 0
     for proc in procs:
-        out, _ = proc.communicate(timeout=120)
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        proc.wait(120)
         data = json.loads(out)
         queries += data["queries"]
         latencies.extend(data["latencies_ms"])
