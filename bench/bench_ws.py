@@ -65,9 +65,11 @@ if (mode === 'connect') {
   await c.connect();
   for (let i = 0; i < 200; i++) await c.query('SELECT $1::int', [i]);
   for (let r = 0; r < 3; r++) {
-    const t0 = performance.now();
-    for (let i = 0; i < n; i++) await c.query('SELECT $1::int', [i]);
-    out.push((performance.now() - t0) / n);
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      await c.query('SELECT $1::int', [i]);
+      out.push(performance.now() - t0);
+    }
   }
   await c.end();
 }
@@ -196,6 +198,27 @@ def pg8000_cycle(host: str, port: int, user: str, password: str | None) -> Calla
     return cycle
 
 
+START, END = "<!-- bench_ws.py: start -->", "<!-- bench_ws.py: end -->"
+
+
+def write_section(path: str, text: str) -> None:
+    """Put ``text`` between this benchmark's markers in RESULTS_WS.md, leaving other sections alone."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            current = f.read()
+    except FileNotFoundError:
+        current = "# WebSocket benchmarks\n"
+    block = f"{START}\n{text}\n{END}"
+    if START in current and END in current:
+        before, rest = current.split(START, 1)
+        _, after = rest.split(END, 1)
+        current = before + block + after
+    else:
+        current = current.rstrip("\n") + "\n\n" + block + "\n"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(current)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -261,7 +284,7 @@ def main() -> None:
                     js_env = None
 
         # Per query, warm, no relay.
-        per_query: dict[str, list[float]] = {"tcp": [], "ws": []}
+        per_query: dict[str, list[float]] = {"tcp": [], "ws": []}  # every query's own time
         client_cpu: dict[str, list[float]] = {"tcp": [], "ws": []}
         tcp_client = Client(host="127.0.0.1", port=pg.port, user="scram_user", password=scram.password,
                             dbname="postgres", sslmode="disable").connect()  # fmt: skip
@@ -271,11 +294,13 @@ def main() -> None:
                 c.query("SELECT $1::int", [i])
         for _ in range(reps):
             for key, c in (("tcp", tcp_client), ("ws", ws_client)):
-                t0 = time.perf_counter()
+                times = per_query[key]
+                clock = time.perf_counter
                 cpu0 = time.process_time()
                 for i in range(queries):
+                    t0 = clock()
                     c.query("SELECT $1::int", [i])
-                per_query[key].append((time.perf_counter() - t0) / queries)
+                    times.append(clock() - t0)
                 client_cpu[key].append((time.process_time() - cpu0) / queries)
         tcp_client.close()
         ws_client.close()
@@ -288,15 +313,18 @@ def main() -> None:
 
     tcp_us = statistics.median(per_query["tcp"]) * 1e6
     ws_us = statistics.median(per_query["ws"]) * 1e6
+    tcp_mean = statistics.mean(per_query["tcp"]) * 1e6
+    ws_mean = statistics.mean(per_query["ws"]) * 1e6
     tcp_cpu = statistics.median(client_cpu["tcp"]) * 1e6
     ws_cpu = statistics.median(client_cpu["ws"]) * 1e6
     js_us = statistics.median(js_query) * 1e6 if js_query else None
+    js_mean = statistics.mean(js_query) * 1e6 if js_query else None
     try:
         load = os.getloadavg()
     except OSError:
         load = (0.0, 0.0, 0.0)
     lines += [
-        "# WebSocket and pipelined-connect benchmark (bench/bench_ws.py)",
+        "## Pipelined connects and the WebSocket client (bench/bench_ws.py)",
         "",
         f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC{' (--quick)' if args.quick else ''},"
         f" Python {platform.python_version()}, PostgreSQL from neon_sync.embedded (no TLS), neon_proxy in auth mode;"
@@ -304,7 +332,7 @@ def main() -> None:
         f" {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores shared with other developers' runs,"
         " so absolute times are noisy; round trips are robust to it (they are differences of tens of ms).",
         "",
-        "## Round trips: connect + first query + close",
+        "### Round trips: connect + first query + close",
         "",
         "Beyond the TCP handshake (the relay accepts locally). Through the WebSocket the relay sits between",
         "the client and neon_proxy; the upgrade counts as one round trip.",
@@ -316,26 +344,26 @@ def main() -> None:
         lines.append(f"| {name} | {path} | {rtts:.2f} |")
     lines += [
         "",
-        "## `SELECT $1::int`, per query, one warm connection",
+        "### `SELECT $1::int`, per query, one warm connection",
         "",
         "neon_proxy runs in its own process (python -m neon_proxy). Client CPU is the client process's own",
         "CPU time per query; the rest of the wall time is the proxy's hop and the scheduler.",
         "",
-        "| Client | Path | µs per query (wall) | ratio to neon_sync TCP | client CPU µs per query |",
-        "|---|---|---|---|---|",
-        f"| neon_sync | TCP, direct | {tcp_us:.0f} | 1.00 | {tcp_cpu:.0f} |",
-        f"| neon_sync | WebSocket via neon_proxy (ws://) | {ws_us:.0f} | {ws_us / tcp_us:.2f} | {ws_cpu:.0f} |",
+        "| Client | Path | median µs | mean µs | median vs neon_sync TCP | client CPU µs per query |",
+        "|---|---|---|---|---|---|",
+        f"| neon_sync | TCP, direct | {tcp_us:.0f} | {tcp_mean:.0f} | 1.00x | {tcp_cpu:.0f} |",
+        f"| neon_sync | WebSocket via neon_proxy (ws://) | {ws_us:.0f} | {ws_mean:.0f} | {ws_us / tcp_us:.2f}x | {ws_cpu:.0f} |",
     ]
     if js_us is not None:
         lines.append(
-            f"| JS driver Client.query | WebSocket via neon_proxy (ws://) | {js_us:.0f} | {js_us / tcp_us:.2f} | (node) |"
+            f"| JS driver Client.query | WebSocket via neon_proxy (ws://) | {js_us:.0f} | {js_mean:.0f} |"
+            f" {js_us / tcp_us:.2f}x | (node) |"
         )
     lines += ["", f"({queries} queries per repetition; took {time.time() - started:.0f} s in all.)", ""]
     text = "\n".join(lines)
     print(text)
     if not args.quick:
-        with open(os.path.join(HERE, "RESULTS_WS.md"), "w", encoding="utf-8") as f:
-            f.write(text)
+        write_section(os.path.join(HERE, "RESULTS_WS.md"), text)
     auth_method_memory.clear()
 
 
