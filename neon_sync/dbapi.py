@@ -149,7 +149,7 @@ def connect(
         binary=binary,
         max_message_size=max_message_size,
         **options,
-    ).connect()
+    ).connect(wait=True)
     return Connection(client, autocommit=autocommit)
 
 
