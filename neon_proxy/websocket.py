@@ -60,6 +60,8 @@ _RECEIVE_SIZE = 65536
 _CLIENT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 _TERMINATE = b"X\x00\x00\x00\x04"
 _READY_PREFIX = b"Z\x00\x00\x00\x05"
+_LINGER_SECONDS = 1.0  # how long a closing connection waits for the client's own close
+_LINGER_BYTES = 1024 * 1024
 _CHECKPOINT_EVERY = 15  # a relay loop yields to trio at least every 16 turns
 # Startup parameters that name the session, not a server setting: never passed on as GUCs.
 _STARTUP_OWN = frozenset({"user", "database", "options", "application_name", "replication"})
@@ -205,6 +207,28 @@ class ServerWebSocket:
             except Exception:  # wsproto refused (state changed meanwhile)
                 pass
 
+    async def linger(self) -> None:
+        """After our close: discard what the client still sends until its Close (or EOF), briefly.
+
+        Closing a socket with unread bytes in it resets the connection, and a reset can make
+        the client lose our last message (an ErrorResponse behind its pipelined query).
+        """
+        if self._peer_closed:
+            return
+        budget = _LINGER_BYTES
+        with trio.move_on_after(_LINGER_SECONDS):
+            while budget > 0 and self._ws.state is not ConnectionState.CLOSED:
+                data = await self.stream.receive()
+                if not data:
+                    return
+                budget -= len(data)
+                try:
+                    self._ws.receive_data(data)
+                    for _event in self._ws.events():
+                        pass
+                except Exception:  # wsproto refused more input: the close is done either way
+                    return
+
 
 class _ClientChannel(Protocol):
     """The client's byte stream: a WebSocket's binary payload, or a plain TCP connection."""
@@ -214,6 +238,8 @@ class _ClientChannel(Protocol):
     async def send(self, data: bytes) -> None: ...
 
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None: ...
+
+    async def linger(self) -> None: ...
 
 
 class _PlainChannel:
@@ -234,6 +260,23 @@ class _PlainChannel:
 
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         """Nothing to say: the server closes the stream."""
+
+    async def linger(self) -> None:
+        """Half-close, then discard what the client still sends until its EOF, briefly (see ServerWebSocket)."""
+        stream = self.stream.stream
+        if not isinstance(stream, trio.SocketStream):
+            return
+        try:
+            await stream.send_eof()
+        except _CLIENT_ERRORS:
+            return
+        budget = _LINGER_BYTES
+        with trio.move_on_after(_LINGER_SECONDS):
+            while budget > 0:
+                data = await self.stream.receive()
+                if not data:
+                    return
+                budget -= len(data)
 
 
 def accept_token(key: str) -> str:
@@ -406,6 +449,7 @@ class WebSocketEndpoint:
                 logger.info("WebSocket session ended: %s", exc)
             finally:
                 await ws.close(CLOSE_NORMAL, "")
+            await ws.linger()
             return 101
         finally:
             self.active -= 1
@@ -428,7 +472,9 @@ class WebSocketEndpoint:
             return
         self.active += 1
         try:
-            await self._serve_auth(_PlainChannel(stream, received), b"", {})
+            channel = _PlainChannel(stream, received)
+            await self._serve_auth(channel, b"", {})
+            await channel.linger()
         finally:
             self.active -= 1
 
@@ -462,6 +508,8 @@ class WebSocketEndpoint:
                 logger.info("WebSocket relay ended: %s", exc)
             finally:
                 await ws.close(CLOSE_NORMAL, "")
+                await trio.aclose_forcefully(upstream)
+            await ws.linger()
         finally:
             await trio.aclose_forcefully(upstream)
         return 101

@@ -150,6 +150,25 @@ def test_pipelined_bad_password_fails_the_login_only(proxy: DevStack) -> None:
     ws.close()
 
 
+def test_login_error_is_read_even_with_client_bytes_still_arriving(proxy: DevStack) -> None:
+    """The client's first query arrives after the proxy answered the login with an error: the answer is read.
+
+    (The proxy also lingers briefly after its last message, reading what the client still
+    sends, so that its close is not a reset under a client that is still writing.)
+    """
+    pg = proxy.pg
+    ws = WsClient(proxy.port, _address(pg))
+    conn = FrontendConnection()
+    password = pg.role("scram_user").password or ""
+    ws.send(conn.send_startup({"user": "scram_user", "database": "no_such_db_linger"}) + msg.password_message(password))
+    time.sleep(0.5)  # the proxy has answered (3D000) and is closing
+    ws.send(msg.query_message("SELECT 1"))
+    time.sleep(0.2)
+    seen = events_until(conn, ws, ev.ErrorResponse)
+    assert isinstance(seen[-1], ev.ErrorResponse) and seen[-1].fields["C"] == "3D000", seen
+    ws.close()
+
+
 # ---------------------------------------------------------------- relay mode
 
 
