@@ -75,6 +75,30 @@ class _ClientGone(Exception):
     """The client closed its connection or broke the HTTP protocol mid-request."""
 
 
+class _MalformedRequest(_ClientGone):
+    """The client broke the HTTP protocol: answered with ``status`` and a message holding none of its bytes."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def describe_http_error(exc: h11.RemoteProtocolError) -> str:
+    """What h11 found wrong, without the bytes it quotes (a header line may hold a password).
+
+    h11 puts the offending line after a colon (``illegal header line: bytearray(b'...')``):
+    only the words before it are kept.
+    """
+    text = str(exc)
+    for mark in (": bytearray(", ": b'", ': b"', "'", '"', "\\"):
+        cut = text.find(mark)
+        if cut >= 0:
+            text = text[:cut]
+    text = text.strip().rstrip(":").strip()
+    return f"malformed HTTP request: {text or 'invalid syntax'}"
+
+
 class _Request:
     """A request's method, target, headers (first value per lower-case name) and body.
 
@@ -159,7 +183,7 @@ class _HttpConnection:
         try:
             return self.h11.next_event()
         except h11.RemoteProtocolError as exc:
-            raise _ClientGone(f"bad HTTP from the client: {exc}") from exc
+            raise _MalformedRequest(exc.error_status_hint, describe_http_error(exc)) from exc
 
     async def send(self, *events: Any) -> None:
         """Send h11 events (an interim ``100 Continue``)."""
@@ -351,8 +375,10 @@ class ProxyServer:
                 http.next_cycle()
         except _ClientGone as exc:
             logger.debug("client connection ended: %s", exc)
-        except Exception:
-            logger.exception("unexpected error while serving an HTTP connection")
+        except Exception as exc:
+            # One line: a traceback per connection would let a client flood the log.
+            logger.error("unexpected %s while serving an HTTP connection", type(exc).__name__)
+            logger.debug("the unexpected error", exc_info=True)
         finally:
             if http.watched is not None:
                 self._hangups.unwatch(http.watched)
@@ -417,12 +443,13 @@ class ProxyServer:
             machine.receive_data(data)
 
     async def _answer_protocol_error(self, http: _HttpConnection, exc: _ClientGone) -> None:
-        cause = exc.__cause__
-        if http.responded or not isinstance(cause, h11.RemoteProtocolError):
+        if http.responded or not isinstance(exc, _MalformedRequest):
             return
         http.must_close = True
+        request_id = str(uuid.uuid4())
+        logger.info("refused a malformed request: %s (request %s)", exc.message, request_id)
         try:
-            await self._respond(http, str(uuid.uuid4()), cause.error_status_hint, error_json(str(cause)))
+            await self._respond(http, request_id, exc.status, error_json(exc.message))
         except _ClientGone:
             pass
 
@@ -786,8 +813,9 @@ class ProxyServer:
             return await run_payload(client, payload, options, budget)
         except Error as exc:
             return QueryOutcome(error=exc)
-        except Exception:
-            logger.exception("unexpected error running a request's queries (request %s)", request_id)
+        except Exception as exc:
+            logger.error("unexpected %s running a request's queries (request %s)", type(exc).__name__, request_id)
+            logger.debug("the unexpected error", exc_info=True)
             return QueryOutcome(conversion_failed=True)
 
     async def _watch_client(self, http: _HttpConnection, stop: Callable[[str], None]) -> None:
@@ -836,7 +864,11 @@ class _BodyReader:
         """Take the body events h11 can give without reading; ``complete`` once at its end."""
         http = self.http
         while True:
-            event = http.next_event()
+            try:
+                event = http.next_event()
+            except _MalformedRequest as exc:
+                http.must_close = True
+                raise RequestError(exc.status, exc.message) from None
             if event is h11.NEED_DATA:
                 return
             if type(event) is h11.Data:
