@@ -174,3 +174,242 @@ def test_wrong_password_error_does_not_hold_the_password(proxy: DevStack, proxy_
     assert response.status == 400
     assert _secret_free(response.body)
     assert all(_secret_free(r.getMessage()) for r in proxy_log.records)
+
+
+# ---------------------------------------------------------------------- 1. deadlines and a bound on client connections
+
+
+def limited_proxy(pg: EmbeddedPostgres, **settings: Any) -> ProxyThread:
+    config = ProxyConfig(listen_port=0, upstream=upstream_url(pg), shutdown_timeout=2.0, **settings)
+    return ProxyThread(config).start()
+
+
+@pytest.fixture
+def strict(pg: EmbeddedPostgres) -> Iterator[ProxyThread]:
+    proxy = limited_proxy(pg, head_timeout=1.0, body_timeout=1.0, max_client_connections=6)
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+def trickle(sock: socket.socket, data: bytes, interval: float, until: float) -> bytes:
+    """Send ``data`` a byte at a time until the peer answers (or closes) or ``until`` passes."""
+    sock.settimeout(interval)
+    for byte in data:
+        if time.monotonic() > until:
+            break
+        try:
+            sock.sendall(bytes([byte]))
+        except OSError:
+            break
+        try:
+            answer = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except OSError:
+            return b""
+        return answer
+    return b""
+
+
+def test_a_trickled_head_is_cut_at_the_head_deadline(strict: ProxyThread, pg: EmbeddedPostgres) -> None:
+    url = f"postgresql://trust_user:x@localhost:{pg.port}/postgres"
+    head = f"POST /sql HTTP/1.1\r\nHost: x\r\nNeon-Connection-String: {url}\r\n" + "X-Pad: " + "a" * 200 + "\r\n\r\n"
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", strict.port)) as sock:
+        answer = trickle(sock, head.encode(), 0.05, started + 6)
+    assert time.monotonic() - started < 3, "the head deadline must end a trickled head, not each read"
+    status, body = status_and_json(answer)
+    assert status == 408 and "head" in body["message"]
+
+
+def test_a_trickled_body_is_cut_at_the_body_deadline(strict: ProxyThread, pg: EmbeddedPostgres) -> None:
+    url = f"postgresql://trust_user:x@localhost:{pg.port}/postgres"
+    body = b'{"query":"SELECT 1","params":[]}' + b" " * 200
+    head = f"POST /sql HTTP/1.1\r\nHost: x\r\nNeon-Connection-String: {url}\r\nContent-Length: {len(body)}\r\n\r\n"
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", strict.port)) as sock:
+        sock.sendall(head.encode())
+        answer = trickle(sock, body, 0.05, started + 6)
+    assert time.monotonic() - started < 3
+    status, payload = status_and_json(answer)
+    assert status == 408 and "body" in payload["message"]
+
+
+def test_client_connections_are_bounded_with_a_clear_refusal(strict: ProxyThread, pg: EmbeddedPostgres) -> None:
+    holders = [socket.create_connection(("127.0.0.1", strict.port)) for _ in range(6)]
+    try:
+        for sock in holders:
+            sock.sendall(b"POST /sql HTTP/1.1\r\n")  # a head that is never finished
+        deadline = time.monotonic() + 5
+        while strict.server.open_connections < 6:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        status, body = status_and_json(raw_exchange(strict.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+        assert status == 503 and "too many" in body["message"]
+    finally:
+        for sock in holders:
+            sock.close()
+    url = f"postgresql://trust_user:x@localhost:{pg.port}/postgres"
+    deadline = time.monotonic() + 5
+    while strict.server.open_connections:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    response = request(strict.port, {"query": "SELECT 1"}, headers={"Neon-Connection-String": url})
+    assert response.status == 200
+
+
+# ---------------------------------------------------------------------- 2. slow bodies hold no pooled connection
+
+
+SLOW_BODY = b'{"query":"SELECT 1"}' + b" " * 100
+
+
+def start_slow_body(port: int, url: str) -> socket.socket:
+    body = SLOW_BODY
+    head = f"POST /sql HTTP/1.1\r\nHost: x\r\nNeon-Connection-String: {url}\r\nContent-Length: {len(body)}\r\n\r\n"
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(head.encode() + body[:5])
+    return sock
+
+
+def test_slow_bodies_do_not_hold_the_users_upstream_connections(pg: EmbeddedPostgres) -> None:
+    proxy = limited_proxy(pg, pool_max_per_key=3, body_timeout=20.0, connect_timeout=3.0)
+    url = f"postgresql://trust_user:x@localhost:{pg.port}/postgres"
+    slow = [start_slow_body(proxy.port, url) for _ in range(6)]
+    try:
+        time.sleep(0.5)  # time for them to take connections, if they would
+        started = time.monotonic()
+        responses = [request(proxy.port, {"query": "SELECT 1"}, headers={"Neon-Connection-String": url}) for _ in range(3)]
+        assert [r.status for r in responses] == [200, 200, 200], responses
+        assert time.monotonic() - started < 2.0
+        assert proxy.server.pool.size <= 3
+    finally:
+        for sock in slow:
+            sock.close()
+        proxy.stop()
+
+
+def test_a_body_in_two_packets_still_overlaps_with_opening_a_connection(pg: EmbeddedPostgres) -> None:
+    proxy = limited_proxy(pg)
+    url = f"postgresql://trust_user:x@localhost:{pg.port}/postgres"
+    try:
+        sock = start_slow_body(proxy.port, url)
+        deadline = time.monotonic() + 5
+        while proxy.server.pool.idle_count < 1:  # opened while the body is awaited, and kept idle
+            assert time.monotonic() < deadline, "no connection was opened while the body was read"
+            time.sleep(0.01)
+        sock.sendall(SLOW_BODY[5:])
+        sock.settimeout(5)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 ")
+        assert proxy.server.pool.size == 1
+    finally:
+        proxy.stop()
+
+
+# ---------------------------------------------------------------------- 3. one user cannot exhaust Postgres
+
+
+def backends_of(pg: EmbeddedPostgres, user: str) -> int:
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", [user]).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def run_concurrently(calls: list[Any]) -> list[Any]:
+    results: list[Any] = [None] * len(calls)
+
+    def one(i: int) -> None:
+        results[i] = calls[i]()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+def test_one_user_with_many_pool_keys_is_bounded_and_others_still_connect(pg: EmbeddedPostgres) -> None:
+    proxy = limited_proxy(pg, pool_max_per_user=4)
+    base = f"postgresql://md5_user:{pg.role('md5_user').password}@localhost:{pg.port}/postgres"
+    peak = [0]
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], backends_of(pg, "md5_user"))
+            time.sleep(0.05)
+
+    def one(i: int) -> Any:
+        url = f"{base}?options=-c%20application_name%3Dkey{i}"
+        return request(proxy.port, {"query": "SELECT pg_sleep(0.3)"}, headers={"Neon-Connection-String": url}).status
+
+    other = f"postgresql://trust_user:x@localhost:{pg.port}/postgres"
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        calls = [lambda i=i: one(i) for i in range(16)]
+        calls.append(lambda: request(proxy.port, {"query": "SELECT 1"}, headers={"Neon-Connection-String": other}).status)
+        statuses = run_concurrently(calls)
+    finally:
+        stop.set()
+        watcher.join()
+        proxy.stop()
+    assert statuses == [200] * 17
+    assert 1 <= peak[0] <= 4
+
+
+def test_the_pool_stays_below_the_servers_max_connections(pg: EmbeddedPostgres) -> None:
+    proxy = limited_proxy(pg)
+    url = f"postgresql://trust_user:x@localhost:{pg.port}/postgres"
+    try:
+        assert request(proxy.port, {"query": "SELECT 1"}, headers={"Neon-Connection-String": url}).status == 200
+        with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int"
+            ).fetchone()
+        assert row is not None
+        assert proxy.server.pool.server_capacity(f"{pg.host}:{pg.port}") == row[0] - 5
+    finally:
+        proxy.stop()
+
+
+def test_a_server_limit_is_shared_fairly_between_users(pg: EmbeddedPostgres) -> None:
+    proxy = limited_proxy(pg, upstream_max_connections=3)
+    users = ["trust_user", "md5_user"]
+    urls = {u: f"postgresql://{u}:{pg.role(u).password or 'x'}@localhost:{pg.port}/postgres" for u in users}
+    try:
+        calls = [
+            lambda u=u: request(proxy.port, {"query": "SELECT pg_sleep(0.2)"}, headers={"Neon-Connection-String": urls[u]}).status
+            for u in users
+            for _ in range(5)
+        ]
+        assert run_concurrently(calls) == [200] * 10
+        assert proxy.server.pool.size <= 3
+    finally:
+        proxy.stop()
+
+
+def test_idle_connections_of_rarely_used_keys_close_sooner(pg: EmbeddedPostgres) -> None:
+    proxy = limited_proxy(pg, pool_idle_timeout=60.0, pool_rare_idle_timeout=0.5)
+    busy = f"postgresql://trust_user:x@localhost:{pg.port}/postgres"
+    rare = f"postgresql://md5_user:{pg.role('md5_user').password}@localhost:{pg.port}/postgres"
+    server = f"{pg.host}:{pg.port}"
+    try:
+        for _ in range(8):
+            assert request(proxy.port, {"query": "SELECT 1"}, headers={"Neon-Connection-String": busy}).status == 200
+        assert request(proxy.port, {"query": "SELECT 1"}, headers={"Neon-Connection-String": rare}).status == 200
+        deadline = time.monotonic() + 5
+        while proxy.server.pool.user_size(server, "md5_user"):
+            assert time.monotonic() < deadline, "the rarely used key's idle connection was kept"
+            time.sleep(0.05)
+        assert proxy.server.pool.user_size(server, "trust_user") == 1
+    finally:
+        proxy.stop()
