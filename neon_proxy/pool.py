@@ -206,6 +206,7 @@ class UpstreamPool:
     def set_server_capacity(self, server: str, capacity: int) -> None:
         """Cap the connections to ``server`` (its max_connections minus reserved slots and a margin)."""
         self._server_capacity[server] = max(1, capacity)
+        self._notify()  # requests held back until it was known look again
 
     def _server_limit(self, server: str) -> int:
         capacity = self._server_capacity.get(server)
@@ -350,11 +351,16 @@ class UpstreamPool:
             return
         self._put_back(conn)
 
-    async def acquire(self, key: PoolKey, connect: Callable[[], Awaitable[Client]]) -> PooledConnection:
-        """A clean connection for ``key``: an idle one, one being released, or a new one from ``connect``."""
+    async def acquire(
+        self, key: PoolKey, connect: Callable[[], Awaitable[Client]], *, fresh: bool = False
+    ) -> PooledConnection:
+        """A clean connection for ``key``: an idle one, one being released, or a new one from ``connect``.
+
+        ``fresh``: not one that sat idle (after an idle one proved dead under a request).
+        """
         deadline = trio.current_time() + self.acquire_timeout
         while True:
-            idle = await self.try_acquire(key)
+            idle = None if fresh else await self.try_acquire(key)
             if idle is not None:
                 return idle
             bucket = self._buckets.get(key)

@@ -70,6 +70,7 @@ _MAX_BUFFERED_WHILE_WATCHING = 1024 * 1024
 _CLIENT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 _MIGHT_SWITCH_PROTOCOL = getattr(h11, "MIGHT_SWITCH_PROTOCOL")  # after an Upgrade request's body
 _ROUTE_CACHE_SIZE = 1024
+_RETRY = -1  # from _run_queries: nothing was answered, send the request again
 _CAPACITY_QUERY = (
     "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int"
     " - coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0)"
@@ -739,7 +740,18 @@ class ProxyServer:
             logger.info("connecting to endpoint %r as %r failed: %s", info.endpoint, info.user, exc)
             await self._respond(http, request_id, status, body_json)
             return status
-        return await self._run_queries(http, request_id, conn, payload, options)
+        status = await self._run_queries(http, request_id, conn, payload, options)
+        if status != _RETRY:
+            return status
+        # The server ended the connection before it began the request: once more, on a new one.
+        logger.info("upstream connection was ended before it read the request; retrying on a new one (request %s)", request_id)
+        try:
+            conn = await self.pool.acquire(key, connect, fresh=True)
+        except (Error, OSError) as exc:
+            status, body_json = _connect_error(exc)
+            await self._respond(http, request_id, status, body_json)
+            return status
+        return await self._run_queries(http, request_id, conn, payload, options, may_retry=False)
 
     async def _finish_body(self, http: _HttpConnection, body: "_BodyReader") -> None:
         """Read the rest of the body by the body deadline (asking for it if the client waits for ``100 Continue``)."""
@@ -749,8 +761,20 @@ class ProxyServer:
             await body.read_rest()
 
     async def _run_queries(
-        self, http: _HttpConnection, request_id: str, conn: PooledConnection, payload: Payload, options: Any
+        self,
+        http: _HttpConnection,
+        request_id: str,
+        conn: PooledConnection,
+        payload: Payload,
+        options: Any,
+        *,
+        may_retry: bool = True,
     ) -> int:
+        """Run the payload on ``conn``, answer, give the connection back; the status.
+
+        ``_RETRY`` (nothing answered) when the connection was lost before the server began
+        the request and ``may_retry``.
+        """
         client = conn.client
         assert isinstance(client, UpstreamClient)
         limit = self.config.max_response_size
@@ -781,6 +805,9 @@ class ProxyServer:
                 watchers.cancel_scope.cancel()
 
         healthy = not client.closed and client.session.idle
+        if may_retry and not reasons and outcome is not None and outcome.unanswered:
+            await self.pool.release(conn, reusable=False)
+            return _RETRY
         extra: list[tuple[bytes, bytes]] = []
         if reasons and reasons[0] == "client":
             logger.info("client went away during the query; it was cancelled (request %s)", request_id)

@@ -413,3 +413,78 @@ def test_idle_connections_of_rarely_used_keys_close_sooner(pg: EmbeddedPostgres)
         assert proxy.server.pool.user_size(server, "trust_user") == 1
     finally:
         proxy.stop()
+
+
+# ---------------------------------------------------------------------- 6. no dead connection lent
+
+
+def terminate_backends_of(pg: EmbeddedPostgres, user: str) -> int:
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s AND pid <> pg_backend_pid()", [user]
+        ).fetchall()
+    return len(rows)
+
+
+def fill_pool(port: int, url: str, n: int) -> None:
+    calls = [
+        lambda: request(port, {"query": "SELECT pg_sleep(0.1)"}, headers={"Neon-Connection-String": url}).status
+        for _ in range(n)
+    ]
+    assert run_concurrently(calls) == [200] * n
+
+
+def test_requests_right_after_idle_backends_are_terminated_all_succeed(pg: EmbeddedPostgres) -> None:
+    proxy = limited_proxy(pg)
+    url = f"postgresql://trust_user:x@localhost:{pg.port}/postgres"
+    try:
+        for _ in range(4):
+            fill_pool(proxy.port, url, 10)
+            assert terminate_backends_of(pg, "trust_user") >= 10
+            calls = [
+                lambda: request(proxy.port, {"query": "SELECT 1"}, headers={"Neon-Connection-String": url})
+                for _ in range(20)
+            ]
+            responses = run_concurrently(calls)
+            assert [r.status for r in responses] == [200] * 20, [r for r in responses if r.status != 200]
+    finally:
+        proxy.stop()
+
+
+def test_a_request_on_a_connection_the_server_already_ended_is_sent_again_on_a_new_one(
+    pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import neon_proxy.pool
+    from neon_proxy.pool import UpstreamPool
+
+    # Blind the pool's own checks, so that the dead connection is lent and the retry is what saves the request.
+    monkeypatch.setattr(neon_proxy.pool, "_has_input", lambda conn: False)
+    monkeypatch.setattr(UpstreamPool, "_on_hangup", lambda self, conn: None)
+    proxy = limited_proxy(pg)
+    url = f"postgresql://trust_user:x@localhost:{pg.port}/postgres"
+    try:
+        fill_pool(proxy.port, url, 1)
+        assert proxy.server.pool.idle_count == 1
+        assert terminate_backends_of(pg, "trust_user") == 1
+        time.sleep(0.2)  # the server's goodbye is in the socket, unread
+        response = request(proxy.port, {"query": "SELECT 41 + 1"}, headers={"Neon-Connection-String": url, "Neon-Array-Mode": "true"})
+        assert response.status == 200 and response.json["rows"] == [[42]]
+    finally:
+        proxy.stop()
+
+
+def test_a_query_that_may_have_run_is_never_sent_again(pg: EmbeddedPostgres, fresh_db: str) -> None:
+    proxy = limited_proxy(pg)
+    url = f"postgresql://postgres:{pg.superuser_password}@localhost:{pg.port}/{fresh_db}"
+    headers = {"Neon-Connection-String": url}
+    try:
+        assert request(proxy.port, {"query": "CREATE SEQUENCE s"}, headers=headers).status == 200
+        response = request(
+            proxy.port, {"query": "SELECT nextval('s'), pg_terminate_backend(pg_backend_pid())"}, headers=headers
+        )
+        assert response.status >= 400
+        with psycopg.connect(pg.dsn(database=fresh_db), autocommit=True) as conn:
+            row = conn.execute("SELECT last_value FROM s").fetchone()
+        assert row == (1,), "the query ran twice"
+    finally:
+        proxy.stop()
