@@ -15,7 +15,6 @@ right after the request's own ReadyForQuery. Only when the request left a transa
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any, Generator, TypeVar
 
 import attrs
@@ -25,7 +24,7 @@ from neon_proto.errors import ConnectionClosed, Error, PipelineAborted
 from neon_proto.frontend import FrontendConnection, State, only_a_goodbye
 from neon_proto.messages import query_message
 from neon_proto.results import Result
-from neon_proto.session import Op, Query, Session
+from neon_proto.session import Op, Query, Session, could_be_copy
 from neon_proxy.cells import ResponseBudget, TextCellRegistry, converter_for, json_string
 from neon_proxy.request import Payload, RequestOptions, begin_statement
 from neon_proxy.response import result_json, results_json
@@ -61,7 +60,6 @@ RESET_STATEMENTS = (
 _RESET_SQL = "; ".join(RESET_STATEMENTS)
 _RESET_MESSAGE = query_message(_RESET_SQL)
 _ROLLBACK_AND_RESET_SQL = "ROLLBACK; " + _RESET_SQL
-_COPY_WORD = re.compile("copy", re.IGNORECASE).search
 
 _TYPE_LOOKUP = (
     "SELECT oid, typcategory = 'A' AND left(typname, 1) = '_' FROM pg_catalog.pg_type WHERE oid = ANY($1::oid[])"
@@ -285,7 +283,7 @@ async def run_payload(
         sent = queries
     # A COPY ... FROM STDIN would take the reset's message for its data: no reset behind it.
     # (Only a top-level COPY can read from the client, so the word is a safe sign.)
-    trail_reset = not any(_COPY_WORD(q.sql) for q in sent)
+    trail_reset = not any(could_be_copy(q.sql) for q in sent)
     exchange = _Exchange()
     try:
         reset_error = await client.run(exchange.record(_queries_then_reset(client.session, sent, registry, trail_reset)))

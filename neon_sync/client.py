@@ -12,6 +12,7 @@ from typing import Any, BinaryIO, Generator, Iterable, Iterator, Mapping, Sequen
 
 from neon_proto import events as ev
 from neon_proto.conninfo import ConnectionParams, parse_connection_string
+from neon_proto.deadlines import QueryDeadline
 from neon_proto.errors import (
     ConnectionClosed,
     Error,
@@ -210,16 +211,10 @@ class Client(SessionFacts):
         if transport.closed:
             op.close()
             raise ConnectionClosed("the connection is closed")
-        deadline = time.monotonic() + timeout if timeout else None
+        query_deadline = QueryDeadline(time.monotonic(), timeout) if timeout else None
         with self._lock:
             try:
-                return run(
-                    op,
-                    transport,
-                    self._session.conn,
-                    deadline=deadline,
-                    on_timeout=self.cancel if deadline is not None else None,
-                )
+                return run(op, transport, self._session.conn, query_deadline=query_deadline, on_timeout=self._cancel_by)
             except KeyboardInterrupt:
                 self._abandon()
                 raise
@@ -230,6 +225,10 @@ class Client(SessionFacts):
                 if self._session.closed:
                     transport.close()
                 raise
+
+    def _cancel_by(self, abandon_at: float) -> None:
+        """A query's timeout passed: send the CancelRequest, taking no longer than ``abandon_at``."""
+        self.cancel(timeout=max(0.01, abandon_at - time.monotonic()))
 
     def _abandon(self) -> None:
         """After an interrupt mid-operation the stream position is unknown: cancel and close."""
@@ -430,17 +429,25 @@ class Client(SessionFacts):
 
     # ------------------------------------------------------------------ cancel
 
-    def cancel(self) -> None:
-        """Ask the server to cancel the running query (a CancelRequest on a new connection)."""
+    def cancel(self, *, timeout: float | None = None) -> None:
+        """Ask the server to cancel the running query (a CancelRequest on a new connection).
+
+        Returns once the server has taken it (it closes that connection), or after
+        ``timeout`` seconds (default: the connect timeout, else 10).
+        """
         conn = self._session.conn
         if conn.process_id is None or conn.secret_key is None:
             raise InterfaceError("no backend key: the connection was never established")
         params = self.params
-        sock = open_socket(params, params.connect_timeout or 10.0)
+        limit = timeout or params.connect_timeout or 10.0
+        give_up_at = time.monotonic() + limit
+        sock = open_socket(params, limit)
         try:
+            sock.settimeout(max(0.01, give_up_at - time.monotonic()))
             sock.sendall(cancel_request(conn.process_id, conn.secret_key))
             # The server closes the connection when it has processed the request.
             try:
+                sock.settimeout(max(0.01, give_up_at - time.monotonic()))
                 sock.recv(1)
             except OSError:
                 pass
