@@ -65,8 +65,46 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-response-size", type=int, default=int(_env("MAX_RESPONSE_SIZE", str(10 * MiB)) or 0), help="bytes (507 past it)"
     )
     parser.add_argument("--pool-max-per-key", type=int, default=int(_env("POOL_MAX_PER_KEY", "20") or 0))
+    parser.add_argument(
+        "--pool-max-per-user",
+        type=int,
+        default=int(_env("POOL_MAX_PER_USER", "50") or 0),
+        help="upstream connections of one user, across databases and options (NEON_PROXY_POOL_MAX_PER_USER)",
+    )
     parser.add_argument("--pool-max-total", type=int, default=int(_env("POOL_MAX_TOTAL", "20000") or 0))
     parser.add_argument("--pool-idle-timeout", type=float, default=float(_env("POOL_IDLE_TIMEOUT", "300") or 0))
+    parser.add_argument(
+        "--pool-rare-idle-timeout",
+        type=float,
+        default=float(_env("POOL_RARE_IDLE_TIMEOUT", "30") or 0),
+        help="seconds an idle connection of a rarely used pool key is kept (NEON_PROXY_POOL_RARE_IDLE_TIMEOUT)",
+    )
+    parser.add_argument(
+        "--upstream-max-connections",
+        type=int,
+        default=int(_env("UPSTREAM_MAX_CONNECTIONS", "0") or 0) or None,
+        help="connections the proxy may open to each upstream server (default: read from the server:"
+        " max_connections minus reserved slots, less 5) (NEON_PROXY_UPSTREAM_MAX_CONNECTIONS)",
+    )
+    parser.add_argument(
+        "--head-timeout",
+        type=float,
+        default=float(_env("HEAD_TIMEOUT", "10") or 0),
+        help="seconds a request head may take from its first byte; 408 past it (NEON_PROXY_HEAD_TIMEOUT)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=float(_env("BODY_TIMEOUT", "30") or 0),
+        help="seconds a request body may take after its head; 408 past it (NEON_PROXY_BODY_TIMEOUT)",
+    )
+    parser.add_argument(
+        "--max-client-connections",
+        type=int,
+        default=int(_env("MAX_CLIENT_CONNECTIONS", "0") or 0) or None,
+        help="open client connections per listener; more are answered 503 (default: 4096, or half the"
+        " descriptor limit) (NEON_PROXY_MAX_CLIENT_CONNECTIONS)",
+    )
     parser.add_argument("--connect-timeout", type=float, default=float(_env("CONNECT_TIMEOUT", "15") or 0))
     parser.add_argument("--shutdown-timeout", type=float, default=float(_env("SHUTDOWN_TIMEOUT", "30") or 0))
     parser.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING... (NEON_PROXY_LOG_LEVEL)")
@@ -89,8 +127,14 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         max_request_size=args.max_request_size,
         max_response_size=args.max_response_size,
         pool_max_per_key=args.pool_max_per_key,
+        pool_max_per_user=args.pool_max_per_user,
         pool_max_total=args.pool_max_total,
         pool_idle_timeout=args.pool_idle_timeout,
+        pool_rare_idle_timeout=args.pool_rare_idle_timeout,
+        upstream_max_connections=args.upstream_max_connections,
+        head_timeout=args.head_timeout,
+        body_timeout=args.body_timeout,
+        **({"max_client_connections": args.max_client_connections} if args.max_client_connections else {}),
         connect_timeout=args.connect_timeout,
         shutdown_timeout=args.shutdown_timeout,
     )
