@@ -111,11 +111,16 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def parse_conn_info(headers: Mapping[str, str | None], *, accept_jwts: bool = False) -> ConnInfo:
+def parse_conn_info(
+    headers: Mapping[str, str | None], *, accept_jwts: bool = False, routes_by_endpoint: bool = True
+) -> ConnInfo:
     """The connection-string header, checked in the order Neon's proxy checks it.
 
     User, password and database are URL-decoded; of the query parameters only ``options``
     is used. An ``Authorization`` header is refused: this proxy does not accept JWTs.
+    With ``routes_by_endpoint`` (an endpoint table), the host must be a name whose first
+    label names the endpoint, as with Neon; without it (one upstream) the host names
+    nothing and may be an IP address (the whole host is then the endpoint name).
     """
     raw = headers.get(CONNECTION_STRING_HEADER)
     if raw is None:
@@ -146,11 +151,16 @@ def parse_conn_info(headers: Mapping[str, str | None], *, accept_jwts: bool = Fa
         raise RequestError(400, "missing authentication credentials: required password")
     password = _decode(password_raw, "password")
     host = url.hostname or ""
-    if not host or _is_ip(host) or host.startswith("["):
+    if not host or host.startswith("["):
         raise RequestError(400, "missing hostname")
-    endpoint = host.split(".", 1)[0]
-    for suffix in _ENDPOINT_SUFFIXES:
-        endpoint = endpoint.removesuffix(suffix)
+    if _is_ip(host):
+        if routes_by_endpoint:
+            raise RequestError(400, "missing hostname")
+        endpoint = host
+    else:
+        endpoint = host.split(".", 1)[0]
+        for suffix in _ENDPOINT_SUFFIXES:
+            endpoint = endpoint.removesuffix(suffix)
     options: str | None = None
     for key, value in parse_qsl(url.query, keep_blank_values=True):
         if key == "options":

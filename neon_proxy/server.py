@@ -698,7 +698,7 @@ class ProxyServer:
             route = self._routes.get(raw)
             if route is not None:
                 return route
-        info = parse_conn_info(headers)
+        info = parse_conn_info(headers, routes_by_endpoint=bool(self.config.endpoints))
         key, connect = self._connect(info)
         route = (info, key, connect)
         if cacheable:

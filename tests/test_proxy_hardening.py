@@ -488,3 +488,21 @@ def test_a_query_that_may_have_run_is_never_sent_again(pg: EmbeddedPostgres, fre
         assert row == (1,), "the query ran twice"
     finally:
         proxy.stop()
+
+
+# ---------------------------------------------------------------------- issue 10: an IP address as host
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])
+def test_a_single_upstream_accepts_an_ip_address_as_host(proxy: DevStack, host: str) -> None:
+    url = f"postgresql://trust_user:x@{host}:{proxy.pg.port}/postgres"
+    response = request(proxy.port, {"query": "SELECT 1 AS one"}, headers={"Neon-Connection-String": url})
+    assert response.status == 200, response
+
+
+def test_an_endpoint_table_still_refuses_an_ip_address_as_host(pg: EmbeddedPostgres) -> None:
+    config = ProxyConfig(listen_port=0, endpoints={"alive": upstream_url(pg)}, shutdown_timeout=2.0)
+    with ProxyThread(config) as routed:
+        url = f"postgresql://trust_user:x@127.0.0.1:{pg.port}/postgres"
+        response = request(routed.port, {"query": "SELECT 1"}, headers={"Neon-Connection-String": url})
+    assert response.status == 400 and response.json["message"] == "missing hostname"
