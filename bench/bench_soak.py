@@ -19,9 +19,11 @@ import argparse
 import json
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -228,16 +230,16 @@ def main() -> None:
     with EmbeddedPostgres(tls=False) as pg:
         port = free_port()
         env = dict(os.environ, PYTHONPATH=str(ROOT))
+        log = tempfile.TemporaryFile(mode="w+")  # not a pipe: a full pipe would stall the proxy
         proxy = subprocess.Popen(
             [
                 sys.executable, "-m", "neon_proxy", "--listen", f"127.0.0.1:{port}", "--upstream", upstream_url(pg),
                 "--head-timeout", str(HEAD_TIMEOUT), "--body-timeout", str(BODY_TIMEOUT),
                 "--pool-idle-timeout", str(IDLE_TIMEOUT), "--pool-rare-idle-timeout", str(IDLE_TIMEOUT),
-                "--log-level", "WARNING",
+                "--log-level", "INFO",
             ],
             env=env,
-            stderr=subprocess.PIPE,
-            text=True,
+            stderr=log,
         )
         try:
             deadline = time.monotonic() + 20
@@ -264,8 +266,12 @@ def main() -> None:
             end = {"rss": proc_rss_kib(proxy.pid), "fds": proc_fds(proxy.pid), "backends": backends(pg, user)}
         finally:
             proxy.terminate()
-            _out, err = proxy.communicate(timeout=30)
+            proxy.wait(timeout=30)
+            log.seek(0)
+            err = log.read()
+            log.close()
     tracebacks = err.count("Traceback")
+    in_proxy = [float(m) / 1000 for m in re.findall(r"POST /sql -> 200 in ([0-9.]+) ms", err)]
     error_lines = sum(1 for line in err.splitlines() if " ERROR " in line)
     good = stats.kinds.get("good", 0)
     report = f"""# neon_proxy soak run
@@ -279,8 +285,11 @@ surrogate, chunk size `zz`, a header with a NUL), a slow one (5%: trickled over 
 some pass the deadlines and get 408) or an abandoned one (5%: half sent, then closed).
 
 The machine has 2 cores shared with other developers' work: load average {load_before[0]:.2f} before
-and {load_after[0]:.2f} after the run. The load generator, the proxy and Postgres share those cores,
-so the throughput and latency below are a floor, not the proxy's capacity.
+and {load_after[0]:.2f} after the run. The load generator (one Python process), the proxy (logging
+every request at INFO, to a file) and Postgres share those cores, so the throughput and latency below
+are a floor, not the proxy's capacity. The clients' latency includes the time their own process,
+busy with 256 connections, takes to get to a response; the proxy's own log gives the time a
+request spent in the proxy.
 
 | | |
 |---|---|
@@ -288,7 +297,8 @@ so the throughput and latency below are a floor, not the proxy's capacity.
 | rounds by kind | {", ".join(f"{k} {v}" for k, v in sorted(stats.kinds.items()))} |
 | statuses | {", ".join(f"{k}: {v}" for k, v in sorted(stats.statuses.items()))} |
 | errors among the {good} good requests | **{len(stats.good_errors)}** |
-| good request latency | p50 {percentile(stats.good_latencies, 0.5) * 1000:.1f} ms, p99 {percentile(stats.good_latencies, 0.99) * 1000:.1f} ms |
+| good request latency, seen by the clients | p50 {percentile(stats.good_latencies, 0.5) * 1000:.1f} ms, p99 {percentile(stats.good_latencies, 0.99) * 1000:.1f} ms |
+| 200 responses, time in the proxy (its log) | p50 {percentile(in_proxy, 0.5) * 1000:.1f} ms, p99 {percentile(in_proxy, 0.99) * 1000:.1f} ms, max {max(in_proxy, default=0) * 1000:.0f} ms |
 | proxy CPU | {proxy_cpu:.1f} s ({proxy_cpu / wall * 100:.0f}% of a core) |
 | proxy RSS | {base['rss'] / 1024:.1f} MiB at the start, {right_after['rss'] / 1024:.1f} MiB after the load, {end['rss'] / 1024:.1f} MiB at the end |
 | proxy open descriptors | {base['fds']} at the start, {right_after['fds']} right after the load, {end['fds']} at the end |

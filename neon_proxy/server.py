@@ -22,7 +22,6 @@ import uuid
 from http import HTTPStatus
 from typing import Any, Awaitable, Callable, Iterable
 
-import attrs
 import h11
 import trio
 
