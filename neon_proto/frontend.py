@@ -20,7 +20,7 @@ from neon_proto import events as ev
 from neon_proto import messages as msg
 from neon_proto.errors import LocalProtocolError, RemoteProtocolError
 
-__all__ = ["State", "NEED_DATA", "FrontendConnection", "DEFAULT_MAX_MESSAGE_SIZE"]
+__all__ = ["State", "NEED_DATA", "FrontendConnection", "DEFAULT_MAX_MESSAGE_SIZE", "only_a_goodbye"]
 
 DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
 
@@ -961,3 +961,33 @@ def _parse_negotiate_protocol_version(buf: bytes, start: int, end: int) -> ev.Ev
         names.append(name)
     _check_end(pos, end, "NegotiateProtocolVersion")
     return ev.NegotiateProtocolVersion(minor, tuple(names))
+
+
+def only_a_goodbye(data: bytes) -> bool:
+    """Whether what a server sent after a request is its goodbye alone: proof it ran nothing of it.
+
+    True when ``data`` holds a FATAL (or PANIC) ErrorResponse with nothing before it but
+    notices and parameter statuses. A backend sends the output it has buffered before
+    such an error, and every message of a request has an answer (ParseComplete, a result,
+    an error), so a server that ended the session this way had not begun the request:
+    it may be sent again on another connection. Anything else (no bytes at all, a
+    truncated message, any answer) proves nothing.
+    """
+    pos = 0
+    n = len(data)
+    while pos + 5 <= n:
+        code = data[pos]
+        (length,) = _unpack_i(data, pos + 1)
+        end = pos + 1 + length
+        if length < 4 or end > n:
+            return False
+        if code == 69:  # 'E'
+            try:
+                fields = _parse_fields(data, pos + 5, end)
+            except (RemoteProtocolError, UnicodeDecodeError):
+                return False
+            return fields.get("V", fields.get("S")) in ("FATAL", "PANIC")
+        if code not in (78, 83):  # 'N' NoticeResponse, 'S' ParameterStatus
+            return False
+        pos = end
+    return False

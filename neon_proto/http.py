@@ -18,6 +18,7 @@ import enum
 import ipaddress
 import json
 import re
+from itertools import chain
 from typing import Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
@@ -80,6 +81,7 @@ DEFAULT_MAX_RESPONSE_SIZE = 64 * 1024 * 1024
 TRANSACTION_ARGUMENT_ERROR = "transaction() expects an array of queries, or a function returning an array of queries"
 
 _ERROR_BODY_START = 1024
+_CELL_TYPES = frozenset({str, type(None)})
 
 # --------------------------------------------------------------------------- endpoints
 
@@ -600,8 +602,18 @@ def diagnostic_from_json(obj: Mapping[str, Any]) -> Diagnostic:
 def _json_or_none(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
+
+
+def _loads(body: bytes) -> Any:
+    """The response's JSON; RemoteProtocolError for anything else (too deep, not JSON, not UTF-8)."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise RemoteProtocolError("the server's response is nested too deeply") from None
+    except ValueError as exc:
+        raise RemoteProtocolError(f"the server's response is not valid JSON: {exc}") from None
 
 
 def error_from_response(status: int, body: bytes) -> Error:
@@ -644,34 +656,55 @@ def _cell_decoder(loader: Callable[[bytes], Any]) -> Callable[[str], Any]:
     return decode
 
 
-def _field(obj: Mapping[str, Any]) -> FieldDescription:
+def _int_member(obj: Mapping[str, Any], key: str, default: int) -> int:
+    value = obj.get(key)
+    if value is None:
+        return default
+    if type(value) is not int:
+        raise RemoteProtocolError(f"malformed field description from the server ({key} is not an integer)")
+    return value
+
+
+def _field(obj: Any) -> FieldDescription:
+    """A field of the response, checked: every member has the type the protocol gives it."""
+    if type(obj) is not dict:
+        raise RemoteProtocolError("malformed field description from the server (not an object)")
+    name = obj.get("name")
+    if type(name) is not str:
+        raise RemoteProtocolError("malformed field description from the server (name is not a string)")
+    oid = obj.get("dataTypeID")
+    if type(oid) is not int or not 0 <= oid <= 0xFFFFFFFF:
+        raise RemoteProtocolError("malformed field description from the server (dataTypeID is not a type OID)")
     return FieldDescription(
-        obj["name"],
-        obj.get("tableID") or 0,
-        obj.get("columnID") or 0,
-        obj["dataTypeID"],
-        obj.get("dataTypeSize", -1),
-        obj.get("dataTypeModifier", -1),
+        name,
+        _int_member(obj, "tableID", 0),
+        _int_member(obj, "columnID", 0),
+        oid,
+        _int_member(obj, "dataTypeSize", -1),
+        _int_member(obj, "dataTypeModifier", -1),
         0,
     )
 
 
 def _result(payload: Any, shape: ResultShape) -> Any:
-    try:
-        fields = [_field(f) for f in payload["fields"]]
-        raw: list[list[str | None]] = payload["rows"]
-        command = payload.get("command")
-        row_count = payload.get("rowCount")
-    except (KeyError, TypeError) as exc:
-        raise RemoteProtocolError(f"malformed query result from the server: {exc!r}") from None
+    if type(payload) is not dict:
+        raise RemoteProtocolError("malformed query result from the server (not an object)")
+    fields_json = payload.get("fields")
+    raw: Any = payload.get("rows")
+    if type(fields_json) is not list or type(raw) is not list:
+        raise RemoteProtocolError("malformed query result from the server (fields and rows must be arrays)")
+    fields = [_field(f) for f in fields_json]
+    command = payload.get("command")
+    row_count = payload.get("rowCount")
     if raw:
-        # Raw text output is all or nothing: checking one row catches a server that ignored it.
-        first = raw[0]
-        if not isinstance(first, list) or len(first) != len(fields):
+        # Whole-response checks at C speed: rows are lists of one cell per field, cells are
+        # text or null (raw text output is all or nothing).
+        width = len(fields)
+        if any(type(row) is not list or len(row) != width for row in raw):
             raise RemoteProtocolError("malformed rows from the server (a row does not match the fields)")
-        for cell in first:
-            if cell is not None and type(cell) is not str:
-                raise RemoteProtocolError("malformed rows from the server (cells must be text or null)")
+        kinds = set(map(type, chain.from_iterable(raw)))
+        if not kinds <= _CELL_TYPES:
+            raise RemoteProtocolError("malformed rows from the server (cells must be text or null)")
     registry = shape.registry
     decoders = [_cell_decoder(registry.get_loader(f.type_oid, 0)) for f in fields]
     try:
@@ -688,8 +721,8 @@ def _result(payload: Any, shape: ResultShape) -> Any:
                 rows = [{n0: None if r[0] is None else d0(r[0])} for r in raw]
             else:
                 rows = [dict(zip(names, [None if v is None else d(v) for d, v in zip(decoders, r)])) for r in raw]
-    except (AttributeError, TypeError, IndexError):
-        raise RemoteProtocolError("malformed rows from the server (cells must be text or null)") from None
+    except Exception as exc:  # the rows are well formed: a cell is not text of its type
+        raise DataError(f"a value received from the server could not be decoded: {exc}") from None
     if not shape.full_results:
         return rows
     if command is not None and not isinstance(command, str):
@@ -706,10 +739,7 @@ def read_response(request: FetchRequest, response: FetchResponse) -> Any:
     """
     if response.status != 200:
         raise error_from_response(response.status, response.body)
-    try:
-        payload = json.loads(response.body)
-    except ValueError as exc:
-        raise RemoteProtocolError(f"the server's response is not valid JSON: {exc}") from None
+    payload = _loads(response.body)
     if not request.batch:
         return _result(payload, request.shapes[0])
     results = payload.get("results") if isinstance(payload, dict) else None

@@ -10,6 +10,7 @@ every protocol step here, once; ``neon_sync``, ``neon_trio`` and the proxy only 
 from __future__ import annotations
 
 import logging
+import re
 from collections import OrderedDict, deque
 from typing import Any, Callable, Generator, Hashable, Iterable, Mapping, Sequence, TypeVar
 
@@ -31,7 +32,7 @@ from neon_proto.messages import SYNC
 from neon_proto.results import Result, RowMode, make_row_converter, make_row_parser
 from neon_proto.startup import Authenticator, StartupPipeline
 
-__all__ = ["Session", "SessionFacts", "Op", "Query", "NotificationHandler", "NoticeHandler"]
+__all__ = ["Session", "SessionFacts", "Op", "Query", "NotificationHandler", "NoticeHandler", "could_be_copy"]
 
 logger = logging.getLogger("neon_proto.session")
 
@@ -57,6 +58,18 @@ _NEEDS_A_QUERY = frozenset(
         ev.CopyOutResponse,
     }
 )
+
+
+_COPY_WORD = re.compile("copy", re.IGNORECASE).search
+
+
+def could_be_copy(sql: str) -> bool:
+    """Whether ``sql`` could start a COPY with the client (only a top-level COPY statement can).
+
+    A server that answers any other statement with CopyInResponse or CopyOutResponse is
+    out of step (or hostile): a protocol error, not a COPY to take part in.
+    """
+    return _COPY_WORD(sql) is not None
 
 
 class Query:
@@ -421,11 +434,18 @@ class Session:
                     if event.sqlstate in ("26000", "0A000") and self._prepared:
                         self._forget_statements()
                 else:
-                    error = yield from self._unusual_event(event, error)
+                    error = yield from self._unusual_event(event, error, sql)
 
-    def _unusual_event(self, event: Any, error: Error | None) -> Generator[bytes | None, bytes | None, Error | None]:
-        """What a result loop does with the rare events: notices, COPY starts, EOF."""
+    def _unusual_event(
+        self, event: Any, error: Error | None, sql: str | None
+    ) -> Generator[bytes | None, bytes | None, Error | None]:
+        """What a result loop does with the rare events: notices, COPY starts, EOF.
+
+        ``sql`` is the statement being answered (None when it is not known).
+        """
         cls = type(event)
+        if (cls is ev.CopyInResponse or cls is ev.CopyOutResponse) and sql is not None and not could_be_copy(sql):
+            raise self._broken(f"the server answered a statement that is not a COPY with {cls.__name__}")
         if cls is ev.NoticeResponse:
             self._on_notice(event)
         elif cls is ev.NotificationResponse:
@@ -634,6 +654,8 @@ class Session:
                     if q.error is None:
                         q.error = fatal
                 raise fatal
+            elif (cls is ev.CopyInResponse or cls is ev.CopyOutResponse) and not could_be_copy(queries[cur].sql):
+                raise self._broken(f"the server answered a statement that is not a COPY with {cls.__name__}")
             elif cls is ev.CopyInResponse:
                 queries[cur].error = ProgrammingError("COPY FROM STDIN is only possible through the copy API")
                 # In COPY mode the server ignores Sync: if this query's own Sync was swallowed,
@@ -691,7 +713,7 @@ class Session:
             return 0, []
         out.append(conn.send_sync())
         yield b"".join(out)
-        results = yield from self._collect_results(reg, mode, extended=True)
+        results = yield from self._collect_results(reg, mode, extended=True, sql=sql)
         if begin:
             results = results[1:]
         total = sum(r.row_count or 0 for r in results)
@@ -711,9 +733,11 @@ class Session:
         self._check_usable()
         reg = registry if registry is not None else self.registry
         yield self.conn.send_query(sql)
-        return (yield from self._collect_results(reg, mode, extended=False))
+        return (yield from self._collect_results(reg, mode, extended=False, sql=sql))
 
-    def _collect_results(self, registry: Any, mode: RowMode, *, extended: bool) -> Op[list[Result]]:
+    def _collect_results(
+        self, registry: Any, mode: RowMode, *, extended: bool, sql: str | None = None
+    ) -> Op[list[Result]]:
         """One Result per statement up to ReadyForQuery; the first error is raised after it.
 
         ``extended``: the statements came through the extended protocol (a COPY's CopyFail
@@ -758,11 +782,11 @@ class Session:
                     if error is not None:
                         raise error
                     return results
-                elif cls is ev.CopyInResponse and not extended:
+                elif cls is ev.CopyInResponse and not extended and (sql is None or could_be_copy(sql)):
                     error = error or ProgrammingError("COPY FROM STDIN is only possible through the copy API")
                     yield self.conn.send_copy_fail("COPY FROM STDIN is only possible through the copy API")
                 else:
-                    error = yield from self._unusual_event(event, error)
+                    error = yield from self._unusual_event(event, error, sql)
 
     # ------------------------------------------------------------------ types
 

@@ -149,6 +149,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--ws-idle-timeout", type=float, default=_number(float, "WS_IDLE_TIMEOUT", "600"), metavar="SECONDS",
         help="a WebSocket session idle this long, no query running, is closed (NEON_PROXY_WS_IDLE_TIMEOUT)",
     )
+    parser.add_argument(
+        "--pool-max-per-user", type=int, default=_number(int, "POOL_MAX_PER_USER", "50"), metavar="N",
+        help="upstream connections of one user, across databases and options (NEON_PROXY_POOL_MAX_PER_USER)",
+    )
+    parser.add_argument(
+        "--pool-rare-idle-timeout", type=float, default=_number(float, "POOL_RARE_IDLE_TIMEOUT", "30"), metavar="SECONDS",
+        help="how long an idle connection of a rarely used pool key is kept (NEON_PROXY_POOL_RARE_IDLE_TIMEOUT)",
+    )
+    parser.add_argument(
+        "--upstream-max-connections", type=int, default=_number(int, "UPSTREAM_MAX_CONNECTIONS", "0"), metavar="N",
+        help="connections the proxy may open to each upstream server; 0: read from the server"
+        " (max_connections minus reserved slots, less 5) (NEON_PROXY_UPSTREAM_MAX_CONNECTIONS)",
+    )
+    parser.add_argument(
+        "--head-timeout", type=float, default=_number(float, "HEAD_TIMEOUT", "10"), metavar="SECONDS",
+        help="a request head may take this long from its first byte; 408 past it (NEON_PROXY_HEAD_TIMEOUT)",
+    )
+    parser.add_argument(
+        "--body-timeout", type=float, default=_number(float, "BODY_TIMEOUT", "30"), metavar="SECONDS",
+        help="a request body may take this long after its head; 408 past it (NEON_PROXY_BODY_TIMEOUT)",
+    )
+    parser.add_argument(
+        "--max-client-connections", type=int, default=_number(int, "MAX_CLIENT_CONNECTIONS", "0"), metavar="N",
+        help="open client connections per listener, more are answered 503; 0: 4096, or half the"
+        " descriptor limit (NEON_PROXY_MAX_CLIENT_CONNECTIONS)",
+    )
     return parser
 
 
@@ -208,8 +234,14 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         max_request_size=args.max_request_size,
         max_response_size=args.max_response_size,
         pool_max_per_key=args.pool_max_per_key,
+        pool_max_per_user=args.pool_max_per_user,
         pool_max_total=args.pool_max_total,
         pool_idle_timeout=args.pool_idle_timeout,
+        pool_rare_idle_timeout=args.pool_rare_idle_timeout,
+        upstream_max_connections=args.upstream_max_connections or None,
+        head_timeout=args.head_timeout,
+        body_timeout=args.body_timeout,
+        **({"max_client_connections": args.max_client_connections} if args.max_client_connections else {}),
         connect_timeout=args.connect_timeout,
         shutdown_timeout=args.shutdown_timeout,
         ws_relay=args.ws_relay,

@@ -14,6 +14,7 @@ import attrs
 
 from neon_proto.conninfo import ConnectionParams, parse_connection_string
 from neon_proto.errors import ProgrammingError
+from neon_proxy.limits import default_max_connections
 
 __all__ = ["ProxyConfig", "parse_listen", "parse_endpoint_table", "MiB"]
 
@@ -87,14 +88,29 @@ class ProxyConfig:
     max_request_size: int = attrs.field(default=10 * MiB, validator=_positive)
     max_response_size: int = attrs.field(default=10 * MiB, validator=_positive)
     pool_max_per_key: int = attrs.field(default=20, validator=_positive)
+    pool_max_per_user: int = attrs.field(default=50, validator=_positive)
+    """Upstream connections of one user of one server, across databases and options."""
     pool_max_total: int = attrs.field(default=20000, validator=_positive)
+    """Upstream connections per upstream server (and never more than the server accepts)."""
     pool_idle_timeout: float = attrs.field(default=300.0, validator=_positive)
+    """Seconds an idle upstream connection of a busy pool key is kept."""
+    pool_rare_idle_timeout: float = attrs.field(default=30.0, validator=_positive)
+    """Seconds an idle upstream connection of a rarely used pool key is kept."""
+    upstream_max_connections: int | None = attrs.field(default=None)
+    """Connections the proxy may open to each upstream server; by default read from the server
+    on first contact (max_connections minus reserved slots) less ``upstream_spare_connections``."""
+    upstream_spare_connections: int = attrs.field(default=5)
+    """Connection slots of each upstream server left for other clients."""
     connect_timeout: float = attrs.field(default=15.0, validator=_positive)
     """Seconds to connect and authenticate to an upstream (and to wait for a pooled one)."""
     keepalive_timeout: float = attrs.field(default=75.0, validator=_positive)
     """Seconds an idle HTTP keep-alive connection is kept open."""
-    request_timeout: float = attrs.field(default=30.0, validator=_positive)
-    """Seconds a client may take to send one request's headers and body."""
+    head_timeout: float = attrs.field(default=10.0, validator=_positive)
+    """Seconds a request's head may take, from its first byte to its blank line (408 past it)."""
+    body_timeout: float = attrs.field(default=30.0, validator=_positive)
+    """Seconds a request's body may take once its head is in (408 past it)."""
+    max_client_connections: int = attrs.field(factory=default_max_connections, validator=_positive)
+    """Open client connections per listener; one more is answered 503 and closed."""
     shutdown_timeout: float = attrs.field(default=30.0, validator=_positive)
     """Seconds in-flight requests get to finish after SIGINT/SIGTERM."""
     cancel_timeout: float = attrs.field(default=5.0, validator=_positive)

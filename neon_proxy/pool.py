@@ -5,7 +5,16 @@ only lent to a request that brings exactly the credentials it was opened with, s
 has decided every credential the pool serves, and a wrong password opens (and fails) a new
 connection. Before a connection is lent again it is reset; one that errored is dropped.
 A released connection goes straight to the request that has waited longest for one, else
-it waits idle; while idle it is watched, so one the server closes is dropped at once.
+it waits idle; while idle it is watched, so one the server closes is dropped at once, and
+it is checked once more just before it is lent.
+
+Limits: ``max_per_key`` connections per key, ``max_per_user`` per user of one upstream
+server (across databases and options), and per upstream server the lower of
+``max_total`` and the server's own capacity (``set_server_capacity``: its max_connections
+minus its reserved slots and a margin). A request held back by a user or server limit
+makes room by closing idle connections of other keys, least used first. Idle
+connections of keys that are rarely used are closed after ``rare_idle_timeout``, busy
+ones after ``idle_timeout``.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import select
 from collections import deque
 from typing import Awaitable, Callable
 
@@ -40,12 +50,21 @@ class PoolKey:
     user: str
     password_digest: bytes = attrs.field(repr=False)
     options: str | None = None
+    server: str = ""
+    """The upstream server (``host:port``) the endpoint maps to: what the server limits count by."""
 
     @classmethod
-    def build(cls, endpoint: str, database: str, user: str, password: str, options: str | None) -> "PoolKey":
+    def build(
+        cls, endpoint: str, database: str, user: str, password: str, options: str | None, server: str = ""
+    ) -> "PoolKey":
         """A key whose password part is an HMAC with a per-process secret (never the password)."""
         digest = hmac.new(_PASSWORD_KEY, password.encode("utf-8"), hashlib.sha256).digest()
-        return cls(endpoint, database, user, digest, options)
+        return cls(endpoint, database, user, digest, options, server)
+
+    @property
+    def user_key(self) -> tuple[str, str]:
+        """The user of one upstream server, whatever the database and options."""
+        return (self.server, self.user)
 
 
 class PoolTimeout(OperationalError):
@@ -84,10 +103,37 @@ class _Bucket:
     waiters: deque[_Waiter] = attrs.field(factory=deque)
     size: int = 0  # open or opening
     resetting: int = 0
+    spares: int = 0  # being opened by ``warm``, for whoever asks next
+    uses: float = 0.0  # loans, decaying (see ``_loans``): how busy the key is lately
+    uses_at: float = 0.0
 
     @property
     def unused(self) -> bool:
-        return not self.idle and not self.size and not self.resetting and not self.waiters
+        return not self.idle and not self.size and not self.resetting and not self.waiters and not self.spares
+
+
+_BUSY_USES = 4.0
+"""A key lent at least this often lately keeps its idle connections for ``idle_timeout``; loans
+count half after a quarter of ``idle_timeout``, a quarter after half of it, and so on."""
+
+
+def _has_input(conn: PooledConnection) -> bool:
+    """Whether an idle connection's socket has anything to read: the server's goodbye, or EOF.
+
+    An idle session has nothing to say (notifications are unlistened by the reset), so any
+    input means it is ending or out of step: it is not lent.
+    """
+    sock = conn.client.socket
+    if sock is None:
+        return True
+    try:
+        fd = sock.fileno()
+        if fd < 0:
+            return True
+        readable, _, _ = select.select([fd], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 class UpstreamPool:
@@ -104,20 +150,31 @@ class UpstreamPool:
         reset: Callable[[Client], Awaitable[None]],
         needs_reset: Callable[[Client], bool] | None = None,
         max_per_key: int = 20,
+        max_per_user: int = 50,
         max_total: int = 20000,
         idle_timeout: float = 300.0,
+        rare_idle_timeout: float = 30.0,
         acquire_timeout: float = 15.0,
         reset_timeout: float = 5.0,
+        learns_capacity: bool = False,
     ) -> None:
         self.max_per_key = max_per_key
+        self.max_per_user = max_per_user
         self.max_total = max_total
         self.idle_timeout = idle_timeout
+        self.rare_idle_timeout = min(rare_idle_timeout, idle_timeout)
+        #: Whether each server's first connection tells its capacity (``set_server_capacity``).
+        self.learns_capacity = learns_capacity
         self.acquire_timeout = acquire_timeout
         self.reset_timeout = reset_timeout
         self._reset = reset
         self._needs_reset = needs_reset
         self._buckets: dict[PoolKey, _Bucket] = {}
         self._total = 0
+        self._per_user: dict[tuple[str, str], int] = {}
+        self._per_server: dict[str, int] = {}
+        self._server_capacity: dict[str, int] = {}
+        self._held_back: dict[str, int] = {}  # per server: requests waiting for a user or server limit
         self._nursery: trio.Nursery | None = None
         self._hangups = HangupWatcher()
 
@@ -134,6 +191,52 @@ class UpstreamPool:
         """Upstream connections waiting to be lent."""
         return sum(len(b.idle) for b in self._buckets.values())
 
+    def user_size(self, server: str, user: str) -> int:
+        """Connections open or opening for one user of one upstream server."""
+        return self._per_user.get((server, user), 0)
+
+    def server_size(self, server: str) -> int:
+        """Connections open or opening to one upstream server."""
+        return self._per_server.get(server, 0)
+
+    def server_capacity(self, server: str) -> int | None:
+        """How many connections this pool may open to ``server`` (None: not known yet)."""
+        return self._server_capacity.get(server)
+
+    def set_server_capacity(self, server: str, capacity: int) -> None:
+        """Cap the connections to ``server`` (its max_connections minus reserved slots and a margin)."""
+        self._server_capacity[server] = max(1, capacity)
+        self._notify()  # requests held back until it was known look again
+
+    def _server_limit(self, server: str) -> int:
+        capacity = self._server_capacity.get(server)
+        if capacity is None:
+            # Until the first connection has told the server's capacity, it is opened alone.
+            return 1 if self.learns_capacity else self.max_total
+        return min(self.max_total, capacity)
+
+    def _limit_reached(self, key: PoolKey, bucket: _Bucket) -> str | None:
+        """Which limit keeps ``key`` from opening one more connection now, if any."""
+        if bucket.size >= self.max_per_key:
+            return "key"
+        if self._per_user.get(key.user_key, 0) >= self.max_per_user:
+            return "user"
+        if self._per_server.get(key.server, 0) >= self._server_limit(key.server) or self._total >= self.max_total:
+            return "server"
+        return None
+
+    def _count(self, key: PoolKey, bucket: _Bucket | None, delta: int) -> None:
+        if bucket is not None:
+            bucket.size += delta
+        self._total += delta
+        user = key.user_key
+        self._per_user[user] = n = self._per_user.get(user, 0) + delta
+        if n <= 0:
+            del self._per_user[user]
+        self._per_server[key.server] = n = self._per_server.get(key.server, 0) + delta
+        if n <= 0:
+            del self._per_server[key.server]
+
     # ------------------------------------------------------------------ running
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -143,7 +246,7 @@ class UpstreamPool:
                 await nursery.start(self._hangups.run)
                 self._nursery = nursery
                 task_status.started()
-                interval = max(0.5, min(30.0, self.idle_timeout / 4))
+                interval = max(0.5, min(30.0, self.rare_idle_timeout / 4))
                 while True:
                     await trio.sleep(interval)
                     self._expire_idle()
@@ -152,9 +255,23 @@ class UpstreamPool:
             with trio.CancelScope(shield=True):
                 await self._close_idle()
 
+    def _loans(self, bucket: _Bucket, now: float, new: int = 0) -> float:
+        """The key's recent loans (older ones count less), with ``new`` more added now."""
+        half_life = self.idle_timeout / 4
+        bucket.uses = bucket.uses * 0.5 ** ((now - bucket.uses_at) / half_life) + new
+        bucket.uses_at = now
+        return bucket.uses
+
+    def _lent(self, bucket: _Bucket) -> None:
+        self._loans(bucket, trio.current_time(), 1)
+
     def _expire_idle(self) -> None:
-        cutoff = trio.current_time() - self.idle_timeout
+        now = trio.current_time()
         for bucket in list(self._buckets.values()):
+            if not bucket.idle:
+                continue
+            busy = self._loans(bucket, now) >= _BUSY_USES
+            cutoff = now - (self.idle_timeout if busy else self.rare_idle_timeout)
             for conn in [c for c in bucket.idle if c.last_used < cutoff]:
                 logger.debug("closing idle upstream connection %r", conn)
                 self._drop_idle(conn)
@@ -177,36 +294,102 @@ class UpstreamPool:
                 waiter.event.set()
 
     async def try_acquire(self, key: PoolKey) -> PooledConnection | None:
-        """An idle connection for ``key`` if there is one now (neither waiting nor opening)."""
+        """An idle connection for ``key`` if there is one now (neither waiting nor opening).
+
+        One the server has ended (its goodbye is waiting, unread) is closed, not lent.
+        """
         bucket = self._buckets.get(key)
         while bucket is not None and bucket.idle:
             conn = bucket.idle.pop()
             conn.taken = True
             await self._stop_watching(conn)
-            if conn.dead or conn.client.closed:
+            if conn.dead or conn.client.closed or _has_input(conn):
+                logger.debug("idle upstream connection %r was ended by the server; not lending it", conn)
                 await self._discard(conn)
                 continue
+            self._lent(bucket)
             return conn
         return None
 
-    async def acquire(self, key: PoolKey, connect: Callable[[], Awaitable[Client]]) -> PooledConnection:
-        """A clean connection for ``key``: an idle one, one being released, or a new one from ``connect``."""
+    def warm(self, key: PoolKey, connect: Callable[[], Awaitable[Client]]) -> None:
+        """Open a connection for ``key`` in the background, kept idle for the next request.
+
+        For a request whose body is still arriving: the connection opens meanwhile but is
+        not the request's until the body is in, so a body that never comes holds nothing.
+        Nothing happens if an idle connection or a spare is there already, or no limit allows it.
+        """
+        nursery = self._nursery
+        if nursery is None:
+            return
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket()
+        if bucket.idle or bucket.spares or self._limit_reached(key, bucket) is not None:
+            self._forget_if_unused(key, bucket)
+            return
+        bucket.spares += 1
+        self._count(key, bucket, 1)
+        nursery.start_soon(self._open_spare, key, bucket, connect)
+
+    async def _open_spare(self, key: PoolKey, bucket: _Bucket, connect: Callable[[], Awaitable[Client]]) -> None:
+        try:
+            client = await connect()
+        except BaseException as exc:
+            bucket.spares -= 1
+            self._count(key, bucket, -1)
+            self._forget_if_unused(key, bucket)
+            self._notify()
+            if not isinstance(exc, Exception):
+                raise
+            logger.debug("opening a spare upstream connection failed: %s", exc)
+            return
+        bucket.spares -= 1
+        conn = PooledConnection(client, key)
+        logger.debug("opened spare upstream connection %r", conn)
+        if self._nursery is None:
+            await self._discard(conn)
+            return
+        self._put_back(conn)
+
+    async def acquire(
+        self, key: PoolKey, connect: Callable[[], Awaitable[Client]], *, fresh: bool = False
+    ) -> PooledConnection:
+        """A clean connection for ``key``: an idle one, one being released, or a new one from ``connect``.
+
+        ``fresh``: not one that sat idle (after an idle one proved dead under a request).
+        """
         deadline = trio.current_time() + self.acquire_timeout
         while True:
-            idle = await self.try_acquire(key)
+            idle = None if fresh else await self.try_acquire(key)
             if idle is not None:
                 return idle
             bucket = self._buckets.get(key)
             if bucket is None:
                 bucket = self._buckets[key] = _Bucket()
-            # A reset is one round trip, a new connection several: wait for one being reset.
-            if bucket.resetting <= len(bucket.waiters) and bucket.size < self.max_per_key:
-                if self._total >= self.max_total:
-                    self._evict_oldest_idle()
-                if self._total < self.max_total:
+            # A reset is one round trip, a new connection several: wait for one being reset
+            # (or being opened as a spare).
+            held_back = False
+            if bucket.resetting + bucket.spares <= len(bucket.waiters):
+                reason = self._limit_reached(key, bucket)
+                if reason == "user" or reason == "server":
+                    # Make room: an idle connection of another key goes (its user's first).
+                    self._evict_idle_for(key, same_user=reason == "user")
+                    reason = self._limit_reached(key, bucket)
+                if reason is None:
+                    self._lent(bucket)
                     return await self._open(key, bucket, connect)
-            handed = await self._wait(bucket, deadline)
+                held_back = reason != "key"
+            if held_back:
+                self._held_back[key.server] = self._held_back.get(key.server, 0) + 1
+            try:
+                handed = await self._wait(bucket, deadline)
+            finally:
+                if held_back:
+                    self._held_back[key.server] -= 1
+                    if not self._held_back[key.server]:
+                        del self._held_back[key.server]
             if handed is not None:
+                self._lent(bucket)
                 return handed
 
     async def _wait(self, bucket: _Bucket, deadline: float) -> PooledConnection | None:
@@ -232,17 +415,15 @@ class UpstreamPool:
             return None
         raise PoolTimeout(
             f"timed out waiting for an upstream connection (limits: {self.max_per_key} per user and database,"
-            f" {self.max_total} in all)"
+            f" {self.max_per_user} per user, {self.max_total} in all)"
         )
 
     async def _open(self, key: PoolKey, bucket: _Bucket, connect: Callable[[], Awaitable[Client]]) -> PooledConnection:
-        bucket.size += 1
-        self._total += 1
+        self._count(key, bucket, 1)
         try:
             client = await connect()
         except BaseException:
-            bucket.size -= 1
-            self._total -= 1
+            self._count(key, bucket, -1)
             self._forget_if_unused(key, bucket)
             self._notify()
             raise
@@ -250,10 +431,17 @@ class UpstreamPool:
         logger.debug("opened upstream connection %r", conn)
         return conn
 
-    def _evict_oldest_idle(self) -> None:
-        idle = [c for b in self._buckets.values() for c in b.idle]
-        if idle:
-            self._drop_idle(min(idle, key=lambda c: c.last_used))
+    def _evict_idle_for(self, key: PoolKey, *, same_user: bool) -> None:
+        """Close one idle connection of another key that shares ``key``'s user (or server):
+        the least used key's, the longest idle first."""
+        candidates = [
+            (bucket.uses, conn.last_used, conn)
+            for other, bucket in self._buckets.items()
+            if other != key and other.server == key.server and (not same_user or other.user == key.user)
+            for conn in bucket.idle
+        ]
+        if candidates:
+            self._drop_idle(min(candidates, key=lambda c: (c[0], c[1]))[2])
 
     def _drop_idle(self, conn: PooledConnection) -> None:
         """Take an idle connection out of the pool now and close it in the background."""
@@ -298,7 +486,11 @@ class UpstreamPool:
         self._put_back(conn)
 
     def _put_back(self, conn: PooledConnection) -> None:
-        """A clean connection: to the longest waiting request, else idle (and watched)."""
+        """A clean connection: to the longest waiting request, else idle (and watched).
+
+        When requests of other keys are held back by a user or server limit and none of
+        this key waits, the connection is closed instead: its slot serves them better.
+        """
         bucket = self._buckets[conn.key]
         while bucket.waiters:
             waiter = bucket.waiters.popleft()
@@ -308,6 +500,9 @@ class UpstreamPool:
                 return
         conn.taken = False
         bucket.idle.append(conn)
+        if conn.key.server in self._held_back:
+            self._drop_idle(conn)
+            return
         self._watch(conn)
 
     # ------------------------------------------------------------------ watching idle connections
@@ -376,10 +571,9 @@ class UpstreamPool:
     def _uncount(self, conn: PooledConnection) -> None:
         if conn.counted:
             conn.counted = False
-            self._total -= 1
             bucket = self._buckets.get(conn.key)
+            self._count(conn.key, bucket, -1)
             if bucket is not None:
-                bucket.size -= 1
                 self._forget_if_unused(conn.key, bucket)
             self._notify()
 

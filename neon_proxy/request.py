@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
+import re
 from typing import Any, Mapping
 from urllib.parse import parse_qsl, unquote_to_bytes, urlsplit
 
@@ -37,6 +39,13 @@ ISOLATION_LEVELS = {
 CONNECTION_STRING_HEADER = "neon-connection-string"
 _ENDPOINT_SUFFIXES = ("-pooler", "-local-proxy")
 _PAYLOAD_MISMATCH = "data did not match any variant of untagged enum Payload"
+
+MAX_PARAM_DEPTH = 64
+"""How deeply a parameter may nest arrays and objects (Postgres arrays have at most 6 dimensions)."""
+
+# A JSON escape of a UTF-16 surrogate: the only way a body that is valid UTF-8 can carry a
+# lone surrogate, which Postgres (and UTF-8) cannot take.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class RequestError(Exception):
@@ -102,11 +111,16 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def parse_conn_info(headers: Mapping[str, str | None], *, accept_jwts: bool = False) -> ConnInfo:
+def parse_conn_info(
+    headers: Mapping[str, str | None], *, accept_jwts: bool = False, routes_by_endpoint: bool = True
+) -> ConnInfo:
     """The connection-string header, checked in the order Neon's proxy checks it.
 
     User, password and database are URL-decoded; of the query parameters only ``options``
     is used. An ``Authorization`` header is refused: this proxy does not accept JWTs.
+    With ``routes_by_endpoint`` (an endpoint table), the host must be a name whose first
+    label names the endpoint, as with Neon; without it (one upstream) the host names
+    nothing and may be an IP address (the whole host is then the endpoint name).
     """
     raw = headers.get(CONNECTION_STRING_HEADER)
     if raw is None:
@@ -137,11 +151,16 @@ def parse_conn_info(headers: Mapping[str, str | None], *, accept_jwts: bool = Fa
         raise RequestError(400, "missing authentication credentials: required password")
     password = _decode(password_raw, "password")
     host = url.hostname or ""
-    if not host or _is_ip(host) or host.startswith("["):
+    if not host or host.startswith("["):
         raise RequestError(400, "missing hostname")
-    endpoint = host.split(".", 1)[0]
-    for suffix in _ENDPOINT_SUFFIXES:
-        endpoint = endpoint.removesuffix(suffix)
+    if _is_ip(host):
+        if routes_by_endpoint:
+            raise RequestError(400, "missing hostname")
+        endpoint = host
+    else:
+        endpoint = host.split(".", 1)[0]
+        for suffix in _ENDPOINT_SUFFIXES:
+            endpoint = endpoint.removesuffix(suffix)
     options: str | None = None
     for key, value in parse_qsl(url.query, keep_blank_values=True):
         if key == "options":
@@ -208,6 +227,45 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise RequestError(400, f"could not parse the HTTP request body: number out of range ({shown})")
+    return value
+
+
+def _nesting_depth(value: Any, limit: int) -> int:
+    """How deeply ``value`` nests lists and dicts, counted without recursion up to ``limit + 1``."""
+    depth = 0
+    level: list[Any] = [value]
+    while level and depth <= limit:
+        depth += 1
+        below: list[Any] = []
+        for item in level:
+            if isinstance(item, list):
+                below.extend(v for v in item if isinstance(v, (list, dict)))
+            elif isinstance(item, dict):
+                below.extend(v for v in item.values() if isinstance(v, (list, dict)))
+        level = below
+    return depth
+
+
+def _check_param(value: Any) -> None:
+    if isinstance(value, (list, dict)) and _nesting_depth(value, MAX_PARAM_DEPTH) > MAX_PARAM_DEPTH:
+        raise RequestError(400, f"a query parameter is nested too deeply (more than {MAX_PARAM_DEPTH} levels)")
+
+
+def _check_unicode(obj: Any) -> None:
+    """Refuse text Postgres cannot take: a lone surrogate (``"\\ud800"``) anywhere in the body."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise RequestError(
+            400, "could not parse the HTTP request body: invalid Unicode (a lone surrogate such as \\ud800)"
+        ) from None
+
+
 def _query_spec(obj: Any) -> QuerySpec | None:
     if not isinstance(obj, dict):
         return None
@@ -220,6 +278,8 @@ def _query_spec(obj: Any) -> QuerySpec | None:
     array_mode = obj.get("arrayMode")
     if array_mode is not None and not isinstance(array_mode, bool):
         return None
+    for param in params:
+        _check_param(param)
     return QuerySpec(query, tuple(json_param_to_text(p) for p in params), array_mode)
 
 
@@ -230,13 +290,17 @@ def parse_payload(body: bytes) -> Payload:
     except UnicodeDecodeError as exc:
         raise RequestError(400, f"could not parse the HTTP request body: invalid UTF-8 at byte {exc.start}") from None
     try:
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise RequestError(
             400, f"could not parse the HTTP request body: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise RequestError(400, "could not parse the HTTP request body: JSON nested too deeply") from None
+    except ValueError as exc:  # an integer too long to convert, NaN
         raise RequestError(400, f"could not parse the HTTP request body: {exc}") from None
+    if _SURROGATE_ESCAPE.search(body):
+        _check_unicode(obj)
     single = _query_spec(obj)
     if single is not None:
         return Payload((single,), batch=False)

@@ -22,7 +22,6 @@ import uuid
 from http import HTTPStatus
 from typing import Any, Awaitable, Callable, Iterable
 
-import attrs
 import h11
 import trio
 
@@ -30,6 +29,7 @@ from neon_proto.errors import Error, ProgrammingError
 from neon_proxy.cells import ResponseBudget
 from neon_proxy.config import ProxyConfig
 from neon_proxy.hangups import HangupWatcher
+from neon_proxy.limits import REFUSAL, ConnectionSlots, RequestDeadlines, timeout_response
 from neon_proxy.pool import PooledConnection, PoolKey, UpstreamPool
 from neon_proxy.request import (
     CONNECTION_STRING_HEADER,
@@ -69,10 +69,39 @@ _MAX_BUFFERED_WHILE_WATCHING = 1024 * 1024
 _CLIENT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 _MIGHT_SWITCH_PROTOCOL = getattr(h11, "MIGHT_SWITCH_PROTOCOL")  # after an Upgrade request's body
 _ROUTE_CACHE_SIZE = 1024
+_RETRY = -1  # from _run_queries: nothing was answered, send the request again
+_CAPACITY_QUERY = (
+    "SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int"
+    " - coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0)"
+)
 
 
 class _ClientGone(Exception):
     """The client closed its connection or broke the HTTP protocol mid-request."""
+
+
+class _MalformedRequest(_ClientGone):
+    """The client broke the HTTP protocol: answered with ``status`` and a message holding none of its bytes."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def describe_http_error(exc: h11.RemoteProtocolError) -> str:
+    """What h11 found wrong, without the bytes it quotes (a header line may hold a password).
+
+    h11 puts the offending line after a colon (``illegal header line: bytearray(b'...')``):
+    only the words before it are kept.
+    """
+    text = str(exc)
+    for mark in (": bytearray(", ": b'", ': b"', "'", '"', "\\"):
+        cut = text.find(mark)
+        if cut >= 0:
+            text = text[:cut]
+    text = text.strip().rstrip(":").strip()
+    return f"malformed HTTP request: {text or 'invalid syntax'}"
 
 
 class _Request:
@@ -170,7 +199,7 @@ class _HttpConnection:
         try:
             return self.h11.next_event()
         except h11.RemoteProtocolError as exc:
-            raise _ClientGone(f"bad HTTP from the client: {exc}") from exc
+            raise _MalformedRequest(exc.error_status_hint, describe_http_error(exc)) from exc
 
     async def send(self, *events: Any) -> None:
         """Send h11 events (an interim ``100 Continue``)."""
@@ -195,12 +224,6 @@ class _HttpConnection:
 
 
 _STATUS_LINES = {status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode()) for status in HTTPStatus}
-
-
-@attrs.define
-class _Acquisition:
-    conn: PooledConnection | None = None
-    error: Exception | None = None
 
 
 def _header_map(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str | None]:
@@ -239,13 +262,19 @@ class ProxyServer:
             reset=reset_session,
             needs_reset=needs_reset,
             max_per_key=config.pool_max_per_key,
+            max_per_user=config.pool_max_per_user,
             max_total=config.pool_max_total,
             idle_timeout=config.pool_idle_timeout,
+            rare_idle_timeout=config.pool_rare_idle_timeout,
+            learns_capacity=True,
             acquire_timeout=config.connect_timeout,
             reset_timeout=config.cancel_timeout,
         )
         self.port: int | None = None
         self.in_flight = 0
+        self.slots = ConnectionSlots(config.max_client_connections)
+        self.deadlines = RequestDeadlines(config.head_timeout, config.body_timeout)
+        self._refusing = 0
         self._stopping = False
         self._accept_scope: trio.CancelScope | None = None
         self._connections_scope: trio.CancelScope | None = None
@@ -256,6 +285,11 @@ class ProxyServer:
 
     def __repr__(self) -> str:
         return f"<ProxyServer {self.config.listen_host}:{self.port} in_flight={self.in_flight}>"
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections open now (each holds one of ``slots``)."""
+        return self.slots.open
 
     @property
     def url(self) -> str:
@@ -339,9 +373,35 @@ class ProxyServer:
                 logger.error("accept failed: %s", exc)
                 await trio.sleep(0.1)
                 continue
+            if not self.slots.try_take():
+                if self._refusing < 64:
+                    self._refusing += 1
+                    nursery.start_soon(self._refuse_connection, stream, ssl_context)
+                else:
+                    await trio.aclose_forcefully(stream)
+                continue
             if ssl_context is not None:
                 stream = trio.SSLStream(stream, ssl_context, server_side=True, https_compatible=True)
             nursery.start_soon(self._serve_connection, stream)
+
+    async def _refuse_connection(self, stream: trio.abc.Stream, ssl_context: ssl.SSLContext | None) -> None:
+        """Every slot is taken: answer 503 and close (within a second, whatever the client does)."""
+        if self.slots.refused % 1000 == 1:
+            logger.warning("refusing connections: %d are open (the limit); %d refused so far", self.slots.open, self.slots.refused)
+        try:
+            with trio.move_on_after(1.0):
+                if ssl_context is not None:
+                    stream = trio.SSLStream(stream, ssl_context, server_side=True, https_compatible=True)
+                await stream.send_all(REFUSAL)
+                # Read what the client sent, so that closing does not reset the connection
+                # before it has read the answer.
+                while await stream.receive_some(65536):
+                    pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            self._refusing -= 1
+            await trio.aclose_forcefully(stream)
 
     # ------------------------------------------------------------------ one connection
 
@@ -369,9 +429,12 @@ class ProxyServer:
                 http.next_cycle()
         except _ClientGone as exc:
             logger.debug("client connection ended: %s", exc)
-        except Exception:
-            logger.exception("unexpected error while serving an HTTP connection")
+        except Exception as exc:
+            # One line: a traceback per connection would let a client flood the log.
+            logger.error("unexpected %s while serving an HTTP connection", type(exc).__name__)
+            logger.debug("the unexpected error", exc_info=True)
         finally:
+            self.slots.give_back()
             if http.watched is not None:
                 self._hangups.unwatch(http.watched)
             await trio.aclose_forcefully(stream)
@@ -411,10 +474,16 @@ class ProxyServer:
             http.keep_alive = simple.keep_alive
             http.head_only = simple.method == b"HEAD"
             return _Request(simple.method, simple.target, simple.headers, simple.body)
-        return await self._read_request_with_h11(http, http.use_h11())
+        deadline = self.deadlines.head_deadline(trio.current_time())
+        return await self._read_request_with_h11(http, http.use_h11(), deadline)
 
-    async def _read_request_with_h11(self, http: _HttpConnection, machine: h11.Connection) -> _Request | None:
-        """A request that is not plain and complete: h11 reads it (and says what is wrong)."""
+    async def _read_request_with_h11(
+        self, http: _HttpConnection, machine: h11.Connection, deadline: float
+    ) -> _Request | None:
+        """A request that is not plain and complete: h11 reads it (and says what is wrong).
+
+        The head must be complete by ``deadline``, however its bytes trickle in.
+        """
         while True:
             try:
                 event = http.next_event()
@@ -432,19 +501,34 @@ class ProxyServer:
             if event is not h11.NEED_DATA:
                 return None  # ConnectionClosed
             data: bytes | None = None
-            with trio.move_on_after(self.config.request_timeout):
+            with trio.move_on_at(deadline):
                 data = await http.receive()
             if data is None:
+                await self._answer_timeout(http, "head", self.config.head_timeout)
                 return None
             machine.receive_data(data)
 
+    async def _answer_timeout(self, http: _HttpConnection, what: str, seconds: float) -> None:
+        """A request whose head or body is late: 408, and the connection is closed."""
+        http.must_close = True
+        logger.info("request %s did not arrive within %g s; closing the connection", what, seconds)
+        if http.responded:
+            return
+        http.responded = True
+        try:
+            with trio.move_on_after(1.0):
+                await http.send_bytes(timeout_response(what, seconds))
+        except _ClientGone:
+            pass
+
     async def _answer_protocol_error(self, http: _HttpConnection, exc: _ClientGone) -> None:
-        cause = exc.__cause__
-        if http.responded or not isinstance(cause, h11.RemoteProtocolError):
+        if http.responded or not isinstance(exc, _MalformedRequest):
             return
         http.must_close = True
+        request_id = str(uuid.uuid4())
+        logger.info("refused a malformed request: %s (request %s)", exc.message, request_id)
         try:
-            await self._respond(http, str(uuid.uuid4()), cause.error_status_hint, error_json(str(cause)))
+            await self._respond(http, request_id, exc.status, error_json(exc.message))
         except _ClientGone:
             pass
 
@@ -458,7 +542,7 @@ class ProxyServer:
             await self._discard_plain_body(http)
             return
         budget = 8 * self.config.max_request_size
-        with trio.move_on_after(self.config.request_timeout):
+        with trio.move_on_after(self.config.body_timeout):
             try:
                 while machine.their_state is h11.SEND_BODY:
                     event = http.next_event()
@@ -482,7 +566,7 @@ class ProxyServer:
         if http.body_missing > 8 * self.config.max_request_size:
             http.must_close = True
             return
-        with trio.move_on_after(self.config.request_timeout):
+        with trio.move_on_after(self.config.body_timeout):
             try:
                 while http.body_missing:
                     data = await http.receive()
@@ -599,14 +683,39 @@ class ProxyServer:
         except ProgrammingError as exc:
             raise RequestError(400, str(exc)) from None
         cancel_timeout = self.config.cancel_timeout
+        server = f"{upstream.host}:{upstream.port}"
+        if self.config.upstream_max_connections is not None and self.pool.server_capacity(server) is None:
+            self.pool.set_server_capacity(server, self.config.upstream_max_connections)
 
         async def connect() -> Client:
             client = UpstreamClient.from_params(params, registry=PlainTextRegistry(), cancel_timeout=cancel_timeout)
             await client.connect()
+            if self.pool.server_capacity(server) is None:
+                await self._learn_capacity(client, server)
+            client.needs_reset = False  # a new session: nothing to reset
             return client
 
-        key = PoolKey.build(info.endpoint, info.database, info.user, info.password, info.options)
+        key = PoolKey.build(info.endpoint, info.database, info.user, info.password, info.options, server)
         return key, connect
+
+    async def _learn_capacity(self, client: UpstreamClient, server: str) -> None:
+        """Cap the pool's connections to ``server`` below what Postgres accepts, on first contact.
+
+        The configured ``upstream_max_connections`` wins; otherwise the server's
+        max_connections minus its reserved slots, less ``upstream_spare_connections`` for
+        other clients.
+        """
+        capacity = self.config.upstream_max_connections
+        if capacity is None:
+            try:
+                results = await client.run(client.session.simple_query(_CAPACITY_QUERY, mode="list"))
+                available = int(results[-1].rows[0][0])
+            except (Error, ValueError, IndexError) as exc:
+                logger.warning("could not read max_connections of %s (%s); only pool_max_total applies", server, exc)
+                available = self.config.pool_max_total + self.config.upstream_spare_connections
+            capacity = available - self.config.upstream_spare_connections
+        self.pool.set_server_capacity(server, capacity)
+        logger.info("upstream %s: the pool opens at most %d connections to it", server, self.pool.server_capacity(server))
 
     def _route(self, headers: dict[str, str | None]) -> tuple[ConnInfo, PoolKey, Callable[[], Awaitable[Client]]]:
         """Who connects where, remembered per connection string: clients repeat theirs.
@@ -621,7 +730,7 @@ class ProxyServer:
             route = self._routes.get(raw)
             if route is not None:
                 return route
-        info = parse_conn_info(headers)
+        info = parse_conn_info(headers, routes_by_endpoint=bool(self.config.endpoints))
         key, connect = self._connect(info)
         route = (info, key, connect)
         if cacheable:
@@ -634,7 +743,6 @@ class ProxyServer:
     async def _handle_sql(
         self, http: _HttpConnection, request: _Request, headers: dict[str, str | None], request_id: str
     ) -> int:
-        conn: PooledConnection | None = None
         try:
             info, key, connect = self._route(headers)
             options = parse_request_options(headers)
@@ -644,110 +752,61 @@ class ProxyServer:
                 raise RequestError(413, f"request is too large (max is {limit} bytes)")
             body = _BodyReader(http, limit, request.body)
             if not body.complete:
-                # The body is on its way; with an idle connection at hand, nothing to overlap.
-                conn = await self.pool.try_acquire(key)
+                # The body is on its way: a connection may be opened meanwhile, but none is
+                # taken from the pool until the body is in (a slow body holds nothing).
+                self.pool.warm(key, connect)
+                await self._finish_body(http, body)
+            payload = parse_payload(body.data())
         except RequestError as exc:
             return await self._refuse(http, request_id, exc)
+        except trio.TooSlowError:
+            await self._answer_timeout(http, "body", self.config.body_timeout)
+            return 408
         except _ClientGone:
             http.must_close = True
             return 400
-
-        payload: Payload | None = None
-        error: Exception | None = None
-        if body.complete:
-            # The usual case: the body came with the head. Nothing to overlap.
-            try:
-                payload = parse_payload(body.data())
-            except RequestError as exc:
-                return await self._refuse(http, request_id, exc)
-            try:
-                conn = await self.pool.acquire(key, connect)
-            except (Error, OSError) as exc:
-                error = exc
-        elif conn is not None:
-            try:
-                payload = await self._finish_body(http, body)
-            except RequestError as exc:
-                await self.pool.release(conn, reusable=True)
-                return await self._refuse(http, request_id, exc)
-            except (_ClientGone, trio.TooSlowError):
-                await self.pool.release(conn, reusable=True)
-                http.must_close = True
-                return 400
-        else:
-            outcome = await self._read_body_while_acquiring(http, body, key, connect)
-            if isinstance(outcome, int):
-                return outcome
-            if isinstance(outcome, RequestError):
-                return await self._refuse(http, request_id, outcome)
-            payload, acquired = outcome
-            if isinstance(acquired, PooledConnection):
-                conn = acquired
-            else:
-                error = acquired
-        if conn is None:
-            status, body_json = _connect_error(error)
-            logger.info("connecting to endpoint %r as %r failed: %s", info.endpoint, info.user, error)
+        try:
+            conn = await self.pool.acquire(key, connect)
+        except (Error, OSError) as exc:
+            status, body_json = _connect_error(exc)
+            logger.info("connecting to endpoint %r as %r failed: %s", info.endpoint, info.user, exc)
             await self._respond(http, request_id, status, body_json)
             return status
-        return await self._run_queries(http, request_id, conn, payload, options)
+        status = await self._run_queries(http, request_id, conn, payload, options)
+        if status != _RETRY:
+            return status
+        # The server ended the connection before it began the request: once more, on a new one.
+        logger.info("upstream connection was ended before it read the request; retrying on a new one (request %s)", request_id)
+        try:
+            conn = await self.pool.acquire(key, connect, fresh=True)
+        except (Error, OSError) as exc:
+            status, body_json = _connect_error(exc)
+            await self._respond(http, request_id, status, body_json)
+            return status
+        return await self._run_queries(http, request_id, conn, payload, options, may_retry=False)
 
-    async def _read_body_while_acquiring(
-        self,
-        http: _HttpConnection,
-        body: "_BodyReader",
-        key: PoolKey,
-        connect: Callable[[], Awaitable[Client]],
-    ) -> "int | RequestError | tuple[Payload, PooledConnection | Exception | None]":
-        """Read the rest of the body while an upstream connection is acquired.
-
-        Returns the payload and the connection (or why there is none), the refusal of the
-        body, or a status when the client went away.
-        """
-        acquisition = _Acquisition()
-
-        async def acquire() -> None:
-            try:
-                acquisition.conn = await self.pool.acquire(key, connect)
-            except (Error, OSError) as exc:
-                acquisition.error = exc
-
-        refused: RequestError | None = None
-        payload: Payload | None = None
-        gone = False
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(acquire)
-            try:
-                payload = await self._finish_body(http, body)
-            except RequestError as exc:
-                refused = exc
-                nursery.cancel_scope.cancel()
-            except (_ClientGone, trio.TooSlowError):
-                gone = True
-                nursery.cancel_scope.cancel()
-        conn = acquisition.conn
-        if gone or refused is not None:
-            if conn is not None:
-                await self.pool.release(conn, reusable=True)
-            if gone:
-                http.must_close = True
-                return 400
-            assert refused is not None
-            return refused
-        assert payload is not None
-        return payload, conn if conn is not None else acquisition.error
-
-    async def _finish_body(self, http: _HttpConnection, body: "_BodyReader") -> Payload:
-        """Read the rest of the body (asking for it if the client waits for ``100 Continue``)."""
+    async def _finish_body(self, http: _HttpConnection, body: "_BodyReader") -> None:
+        """Read the rest of the body by the body deadline (asking for it if the client waits for ``100 Continue``)."""
         if http.h11 is not None and http.h11.they_are_waiting_for_100_continue:
             await http.send(h11.InformationalResponse(status_code=100, headers=[]))
-        with trio.fail_after(self.config.request_timeout):
+        with trio.fail_at(self.deadlines.body_deadline(trio.current_time())):
             await body.read_rest()
-        return parse_payload(body.data())
 
     async def _run_queries(
-        self, http: _HttpConnection, request_id: str, conn: PooledConnection, payload: Payload, options: Any
+        self,
+        http: _HttpConnection,
+        request_id: str,
+        conn: PooledConnection,
+        payload: Payload,
+        options: Any,
+        *,
+        may_retry: bool = True,
     ) -> int:
+        """Run the payload on ``conn``, answer, give the connection back; the status.
+
+        ``_RETRY`` (nothing answered) when the connection was lost before the server began
+        the request and ``may_retry``.
+        """
         client = conn.client
         assert isinstance(client, UpstreamClient)
         limit = self.config.max_response_size
@@ -778,6 +837,9 @@ class ProxyServer:
                 watchers.cancel_scope.cancel()
 
         healthy = not client.closed and client.session.idle
+        if may_retry and not reasons and outcome is not None and outcome.unanswered:
+            await self.pool.release(conn, reusable=False)
+            return _RETRY
         extra: list[tuple[bytes, bytes]] = []
         if reasons and reasons[0] == "client":
             logger.info("client went away during the query; it was cancelled (request %s)", request_id)
@@ -819,8 +881,9 @@ class ProxyServer:
             return await run_payload(client, payload, options, budget)
         except Error as exc:
             return QueryOutcome(error=exc)
-        except Exception:
-            logger.exception("unexpected error running a request's queries (request %s)", request_id)
+        except Exception as exc:
+            logger.error("unexpected %s running a request's queries (request %s)", type(exc).__name__, request_id)
+            logger.debug("the unexpected error", exc_info=True)
             return QueryOutcome(conversion_failed=True)
 
     async def _watch_client(self, http: _HttpConnection, stop: Callable[[str], None]) -> None:
@@ -869,7 +932,11 @@ class _BodyReader:
         """Take the body events h11 can give without reading; ``complete`` once at its end."""
         http = self.http
         while True:
-            event = http.next_event()
+            try:
+                event = http.next_event()
+            except _MalformedRequest as exc:
+                http.must_close = True
+                raise RequestError(exc.status, exc.message) from None
             if event is h11.NEED_DATA:
                 return
             if type(event) is h11.Data:

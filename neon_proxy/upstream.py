@@ -15,18 +15,17 @@ right after the request's own ReadyForQuery. Only when the request left a transa
 from __future__ import annotations
 
 import logging
-import re
-from typing import Any, Generator
+from typing import Any, Generator, TypeVar
 
 import attrs
 
 from neon_proto import events as ev
 from neon_proto.errors import ConnectionClosed, Error, PipelineAborted
-from neon_proto.frontend import FrontendConnection, State
+from neon_proto.frontend import FrontendConnection, State, only_a_goodbye
 from neon_proto.messages import query_message
 from neon_proto.pooling import RESET_SQL, RESET_STATEMENTS
 from neon_proto.results import Result
-from neon_proto.session import Op, Query, Session
+from neon_proto.session import Op, Query, Session, could_be_copy
 from neon_proxy.cells import ResponseBudget, TextCellRegistry, converter_for, json_string
 from neon_proxy.request import Payload, RequestOptions, begin_statement
 from neon_proxy.response import result_json, results_json
@@ -45,10 +44,11 @@ __all__ = [
 
 logger = logging.getLogger("neon_proxy")
 
+T = TypeVar("T")
+
 _RESET_SQL = RESET_SQL  # neon_proto.pooling: the same sequence as neon_sync.Pool's reset_session
 _RESET_MESSAGE = query_message(_RESET_SQL)
 _ROLLBACK_AND_RESET_SQL = "ROLLBACK; " + _RESET_SQL
-_COPY_WORD = re.compile("copy", re.IGNORECASE).search
 
 _TYPE_LOOKUP = (
     "SELECT oid, typcategory = 'A' AND left(typname, 1) = '_' FROM pg_catalog.pg_type WHERE oid = ANY($1::oid[])"
@@ -125,6 +125,52 @@ class QueryOutcome:
     error: Error | None = None
     conversion_failed: bool = False
     rolled_back: bool = False
+    unanswered: bool = False
+    """The connection was lost, and provably before the server began the request: it may
+    be sent again on a fresh connection (see ``_Exchange``)."""
+
+
+_MAX_RECORDED = 64 * 1024
+
+
+class _Exchange:
+    """What passed on the connection during one request, to tell whether the server began it.
+
+    Proof that it did not: the flight could not be written at all (the first write was
+    refused: EPIPE or a reset), or all the server said was its goodbye (``only_a_goodbye``).
+    """
+
+    def __init__(self) -> None:
+        self.flight_size = 0
+        self.written = False  # the flight was handed to the socket
+        self.received = bytearray()
+        self.overflow = False
+
+    def record(self, op: Op[T]) -> Op[T]:
+        """``op``, with its bytes noted on their way."""
+        try:
+            out = op.send(None)
+            if out:
+                self.flight_size = len(out)
+            while True:
+                data = yield out
+                if data is None:
+                    self.written = True
+                elif not self.overflow:
+                    self.received += data
+                    self.overflow = len(self.received) > _MAX_RECORDED
+                out = op.send(data)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        finally:
+            op.close()
+
+    def proves_unanswered(self, exc: Error) -> bool:
+        """Whether ``exc`` (the connection's end) came before the server began the request."""
+        if not self.written and not self.received:
+            cause = exc.__cause__
+            return isinstance(cause, (BrokenPipeError, ConnectionResetError)) and self.flight_size <= _MAX_RECORDED
+        return not self.overflow and only_a_goodbye(bytes(self.received))
 
 
 async def _lookup_types(client: UpstreamClient, oids: set[int], known: dict[int, bool]) -> None:
@@ -226,8 +272,14 @@ async def run_payload(
         sent = queries
     # A COPY ... FROM STDIN would take the reset's message for its data: no reset behind it.
     # (Only a top-level COPY can read from the client, so the word is a safe sign.)
-    trail_reset = not any(_COPY_WORD(q.sql) for q in sent)
-    reset_error = await client.run(_queries_then_reset(client.session, sent, registry, trail_reset))
+    trail_reset = not any(could_be_copy(q.sql) for q in sent)
+    exchange = _Exchange()
+    try:
+        reset_error = await client.run(exchange.record(_queries_then_reset(client.session, sent, registry, trail_reset)))
+    except Error as exc:
+        if client.closed and exchange.proves_unanswered(exc):
+            return QueryOutcome(error=exc, unanswered=True)
+        raise
     failed = next((q.error for q in sent if q.error is not None and not isinstance(q.error, PipelineAborted)), None)
     if failed is None:
         failed = next((q.error for q in sent if q.error is not None), None)

@@ -17,6 +17,7 @@ from typing import Any, Callable, Generator, TypeVar
 
 from neon_proto.connect import CloseStream, ConnectStep, Link, OpenStream, ReceiveBytes, SendBytes, StartTLS
 from neon_proto.conninfo import ConnectionParams
+from neon_proto.deadlines import QueryDeadline
 from neon_proto.errors import ConnectionClosed, Error, OperationalError
 from neon_proto.frontend import FrontendConnection
 from neon_proto.session import Op
@@ -242,14 +243,19 @@ def run(
     conn: FrontendConnection,
     *,
     deadline: float | None = None,
-    on_timeout: Callable[[], None] | None = None,
+    query_deadline: QueryDeadline | None = None,
+    on_timeout: Callable[[float], None] | None = None,
 ) -> T:
     """Drive an operation to completion over a blocking socket.
 
-    With a ``deadline`` (time.monotonic), ``on_timeout`` is called once when it passes (to
-    cancel the query) and the operation runs on to its end; without ``on_timeout`` a
-    timeout raises OperationalError and the connection is closed.
+    With a ``deadline`` (time.monotonic) a timeout raises OperationalError and the
+    connection is closed. With a ``query_deadline`` instead, ``on_timeout(abandon_at)`` is
+    called when its timeout passes (to cancel the query, by ``abandon_at``), the operation
+    runs on for the grace period, and past it the connection is closed and
+    ``ConnectionClosed`` raised (``neon_proto.deadlines``).
     """
+    if query_deadline is not None:
+        deadline = query_deadline.wake_at
     # The deadline is applied as a socket timeout: put the caller's back afterwards, or
     # it would cut short the next operation.
     restore_timeout = deadline is not None
@@ -271,14 +277,18 @@ def run(
                         transport.sock.settimeout(remaining)
                     data = transport.recv()
                 except socket.timeout:
-                    if on_timeout is not None:
-                        on_timeout()
-                        on_timeout = None
-                        deadline = None
-                        transport.sock.settimeout(None)
+                    if query_deadline is not None and query_deadline.expire() == "cancel":
+                        if on_timeout is not None:
+                            try:
+                                on_timeout(query_deadline.abandon_at)
+                            except Error as exc:
+                                logger.warning("could not send the cancel request: %s", exc)
+                        deadline = query_deadline.wake_at
                         continue
                     transport.close()
                     conn.receive_data(b"")
+                    if query_deadline is not None:
+                        raise query_deadline.abandon_error() from None
                     raise OperationalError("timed out waiting for the server") from None
                 except OSError as exc:
                     transport.close()

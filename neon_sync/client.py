@@ -18,6 +18,7 @@ from neon_proto.conninfo import (
     session_matches,
     session_state,
 )
+from neon_proto.deadlines import QueryDeadline
 from neon_proto.errors import (
     ConnectionClosed,
     Error,
@@ -258,12 +259,12 @@ class Client(SessionFacts):
         if transport.closed:
             op.close()
             raise ConnectionClosed("the connection is closed")
-        deadline = time.monotonic() + timeout if timeout else None
-        on_timeout = self.cancel if deadline is not None else None
+        query_deadline = QueryDeadline(time.monotonic(), timeout) if timeout else None
+        deadline = None
         startup_deadline = self._startup_deadline
         if startup_deadline is not None and self._session.conn.startup_in_background:
-            if deadline is None or startup_deadline < deadline:
-                deadline, on_timeout = startup_deadline, None  # connect_timeout bounds the login
+            if query_deadline is None or startup_deadline < query_deadline.cancel_at:
+                deadline, query_deadline = startup_deadline, None  # connect_timeout bounds the login
         with self._lock:
             try:
                 return run(
@@ -271,7 +272,8 @@ class Client(SessionFacts):
                     transport,
                     self._session.conn,
                     deadline=deadline,
-                    on_timeout=on_timeout,
+                    query_deadline=query_deadline,
+                    on_timeout=self._cancel_by,
                 )
             except KeyboardInterrupt:
                 self._abandon()
@@ -283,6 +285,10 @@ class Client(SessionFacts):
                 if self._session.closed:
                     transport.close()
                 raise
+
+    def _cancel_by(self, abandon_at: float) -> None:
+        """A query's timeout passed: send the CancelRequest, taking no longer than ``abandon_at``."""
+        self.cancel(timeout=max(0.01, abandon_at - time.monotonic()))
 
     def _abandon(self) -> None:
         """After an interrupt mid-operation the stream position is unknown: cancel and close."""
@@ -483,8 +489,12 @@ class Client(SessionFacts):
 
     # ------------------------------------------------------------------ cancel
 
-    def cancel(self) -> None:
-        """Ask the server to cancel the running query (a CancelRequest on a new connection)."""
+    def cancel(self, *, timeout: float | None = None) -> None:
+        """Ask the server to cancel the running query (a CancelRequest on a new connection).
+
+        Returns once the server has taken it (it closes that connection), or after
+        ``timeout`` seconds (default: the connect timeout, else 10).
+        """
         conn = self._session.conn
         if conn.process_id is None or conn.secret_key is None:
             if conn.startup_in_background:
@@ -492,9 +502,17 @@ class Client(SessionFacts):
                 return
             raise InterfaceError("no backend key: the connection was never established")
         params = self.params
+        limit = timeout or params.connect_timeout or 10.0
+        give_up_at = time.monotonic() + limit
         plan = cancel_plan(ConnectOptions(params, self.transport_options), conn.process_id, conn.secret_key)
-        sock, _ = establish(plan, deadline=time.monotonic() + (params.connect_timeout or 10.0))
+        sock, _ = establish(plan, deadline=give_up_at)
         if sock is not None:
+            # The server closes the connection when it has processed the request.
+            try:
+                sock.settimeout(max(0.01, give_up_at - time.monotonic()))
+                sock.recv(1)
+            except OSError:
+                pass
             sock.close()
 
 
