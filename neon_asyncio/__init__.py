@@ -1,0 +1,55 @@
+"""neon_asyncio: the driver for asyncio (default loop and uvloop). Cancelling a call
+(``asyncio.timeout``, ``wait_for``, ``task.cancel()``, a failing TaskGroup) cancels the
+query on the server and keeps the connection usable.
+
+The classes bind ``neon_async``'s one implementation to asyncio (``neon_asyncio._backend``).
+"""
+
+from neon_async import client as _client
+from neon_async.client import CopyOut, Notification, Notifications, Pipeline
+from neon_asyncio._backend import ASYNCIO
+from neon_proto.errors import (
+    ConnectionClosed,
+    DatabaseError,
+    DataError,
+    Error,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    PipelineAborted,
+    ProgrammingError,
+    QueryCanceled,
+    Warning,
+)
+from neon_proto.results import Field, Result
+
+__all__ = [
+    "Client",
+    "Pipeline",
+    "CopyOut",
+    "Notification",
+    "Notifications",
+    "Result",
+    "Field",
+    "Warning",
+    "Error",
+    "InterfaceError",
+    "DatabaseError",
+    "DataError",
+    "OperationalError",
+    "IntegrityError",
+    "InternalError",
+    "ProgrammingError",
+    "NotSupportedError",
+    "ConnectionClosed",
+    "QueryCanceled",
+    "PipelineAborted",
+]
+
+
+class Client(_client.Client):
+    """One Postgres connection for asyncio: ``async with Client(dsn) as client: await client.query(...)``."""
+
+    backend = ASYNCIO
