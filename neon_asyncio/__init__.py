@@ -6,6 +6,8 @@ The classes bind ``neon_async``'s one implementation to asyncio (``neon_asyncio.
 """
 
 from neon_async import client as _client
+from neon_async import pool as _pool
+from neon_async.pool import PoolTimeout
 from neon_async.client import CopyOut, Notification, Notifications, Pipeline
 from neon_asyncio._backend import ASYNCIO
 from neon_proto.errors import (
@@ -27,6 +29,8 @@ from neon_proto.results import Field, Result
 
 __all__ = [
     "Client",
+    "Pool",
+    "PoolTimeout",
     "Pipeline",
     "CopyOut",
     "Notification",
@@ -53,3 +57,9 @@ class Client(_client.Client):
     """One Postgres connection for asyncio: ``async with Client(dsn) as client: await client.query(...)``."""
 
     backend = ASYNCIO
+
+
+class Pool(_pool.Pool[Client]):
+    """A pool of asyncio ``Client`` connections: ``async with Pool(dsn, max_size=10) as pool:``."""
+
+    client_class = Client

@@ -324,6 +324,12 @@ class Session:
             _key, old = self._prepared.popitem(last=False)
             self._to_close.append(old)
 
+    def forget_prepared_statements(self) -> None:
+        """Forget the cache without closing anything: the server already dropped the
+        statements (``DISCARD ALL``, ``DEALLOCATE ALL``)."""
+        self._prepared.clear()
+        self._to_close.clear()
+
     def _forget_statements(self) -> None:
         """Drop the cache (a schema change invalidated a plan); close the statements on the server."""
         self._to_close.extend(self._prepared.values())

@@ -5,6 +5,8 @@ The classes bind ``neon_async``'s one implementation to trio (``neon_trio._backe
 """
 
 from neon_async import client as _client
+from neon_async import pool as _pool
+from neon_async.pool import PoolTimeout
 from neon_async.client import CopyOut, Notification, Notifications, Pipeline
 from neon_proto.errors import (
     ConnectionClosed,
@@ -31,8 +33,16 @@ class Client(_client.Client):
     backend = TRIO
 
 
+class Pool(_pool.Pool[Client]):
+    """A pool of trio ``Client`` connections: ``async with Pool(dsn, max_size=10) as pool:``."""
+
+    client_class = Client
+
+
 __all__ = [
     "Client",
+    "Pool",
+    "PoolTimeout",
     "Pipeline",
     "CopyOut",
     "Notification",
