@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 from typing import Any, AsyncIterable, AsyncIterator, ClassVar, Iterable, Self, Sequence, TypeVar
 
 import attrs
@@ -440,6 +441,18 @@ class Client(SessionFacts):
             logger.info("the idle connection is gone: %s", exc)
             stream.closed = True
         return not self.closed
+
+    def has_unread_bytes(self) -> bool:
+        """Whether the server sent something the event loop has not read yet (a FATAL, a
+        notification): an idle connection in that state deserves a check before it is lent."""
+        sock = self.socket
+        if sock is None:
+            return False
+        try:
+            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
 
     # ------------------------------------------------------------------ COPY
 

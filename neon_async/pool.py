@@ -302,9 +302,10 @@ class Pool(Generic[C]):
                 self._stats["connections_lost"] += 1
                 await self._discard(client)
                 continue
-            if self.check is not None and self.check_after is not None and now - entry.since >= self.check_after:
+            due = self.check is not None and self.check_after is not None and now - entry.since >= self.check_after
+            if due or client.has_unread_bytes():
                 try:
-                    await self.check(client)
+                    await (self.check or ping)(client)
                 except Error as exc:
                     logger.info("discarding a pooled connection that failed its check: %s", exc)
                     self._stats["connections_lost"] += 1
