@@ -38,6 +38,10 @@ _TOKEN = re.compile(
     re.VERBOSE | re.DOTALL,
 )
 _BLOCK_EDGE = re.compile(r"/\*|\*/")
+_MIXED = (
+    "the query mixes %s and %(name)s placeholders: use one style, all %s with a sequence"
+    " or all %(name)s with a mapping"
+)
 
 
 @attrs.frozen
@@ -78,7 +82,7 @@ def _split(query: str) -> _Template:
                 pieces.append("%")
             elif m.group("positional") is not None:
                 if names:
-                    raise ProgrammingError("the query mixes %s and %(name)s placeholders; use one style")
+                    raise ProgrammingError(_MIXED)
                 positional += 1
                 pieces.append(f"${positional}")
             elif m.group("name") is not None:
@@ -90,7 +94,7 @@ def _split(query: str) -> _Template:
                 if not name:
                     raise ProgrammingError("empty placeholder name %()s in the query")
                 if positional:
-                    raise ProgrammingError("the query mixes %s and %(name)s placeholders; use one style")
+                    raise ProgrammingError(_MIXED)
                 index = names.setdefault(name, len(names) + 1)
                 pieces.append(f"${index}")
             elif m.group("other") is not None:
@@ -100,7 +104,10 @@ def _split(query: str) -> _Template:
                 )
             else:
                 raise ProgrammingError("incomplete placeholder: the query ends with a lone %; write %% for a literal %")
-        elif kind == "block":
+            continue
+        if kind == "word" or kind == "number":
+            continue
+        if kind == "block":
             depth = 1
             while depth:
                 edge = _BLOCK_EDGE.search(query, pos)
@@ -119,6 +126,12 @@ def _split(query: str) -> _Template:
                 pos = close + len(m.group(0))
         elif kind in ("estring", "string", "ident") and m.group(kind + "_end") is None:
             unterminated = {"estring": "E'...' string", "string": "quoted string", "ident": "quoted identifier"}[kind]
+        # Quoted text and comments: placeholders stay text, but %% still means % (as in psycopg,
+        # where the whole query goes through %-formatting).
+        if query.find("%%", m.start(), pos) != -1:
+            pieces.append(query[last : m.start()])
+            pieces.append(query[m.start() : pos].replace("%%", "%"))
+            last = pos
     if positional > MAX_PARAMETERS or len(names) > MAX_PARAMETERS:
         raise ProgrammingError(f"the query has more than {MAX_PARAMETERS} placeholders, the most Postgres accepts")
     if not pieces:
@@ -132,10 +145,11 @@ def _split(query: str) -> _Template:
 def convert_pyformat(query: str, params: Sequence[Any] | Mapping[str, Any] | None) -> tuple[str, list[Any]]:
     """Turn ``%s`` / ``%(name)s`` into ``$1, $2...`` and return the SQL with its parameter list.
 
-    ``%%`` becomes ``%``. A name used twice reuses its ``$n``; unused mapping keys are ignored.
-    Text inside quoted strings (``'...'``, ``E'...'``, ``$tag$...$tag$``), quoted identifiers and
-    comments is left exactly as written, ``%`` and ``%%`` included. That differs from psycopg,
-    which wants ``'100%%'`` inside a literal: here write ``'100%'``.
+    ``%%`` becomes ``%`` everywhere, inside quoted strings (``'...'``, ``E'...'``,
+    ``$tag$...$tag$``), quoted identifiers and comments too, as psycopg and the DB-API suite
+    expect. Placeholders in those regions stay text (``'%s'`` is the two characters), and so does
+    a lone ``%`` there (``'100%'``). A name used twice reuses its ``$n``; unused mapping keys are
+    ignored.
     Single-quoted strings are read with standard_conforming_strings on (the default since 9.1).
     With ``params=None`` the query is returned untouched, as psycopg does.
     Raises ProgrammingError for mixed styles, a wrong number of parameters, a missing name, or a

@@ -694,15 +694,28 @@ class Session:
                 return events
             conn.receive_data((yield None) or b"")
 
-    def simple_query(self, sql: str, *, mode: RowMode = "dict", registry: Any = None) -> Op[list[Result]]:
-        """The simple query protocol: any number of statements, text results, one result each."""
+    def simple_query(
+        self, sql: str, *, mode: RowMode = "dict", registry: Any = None, begin: bool = False
+    ) -> Op[list[Result]]:
+        """The simple query protocol: any number of statements, text results, one result each.
+
+        With ``begin``, a BEGIN goes first as its own Query message in the same flight (the
+        DB-API's implicit transaction): it runs even if ``sql`` fails to parse, and the
+        server's error positions stay relative to ``sql``. Its result is not returned.
+        """
         self._check_usable()
         reg = registry if registry is not None else self.registry
-        yield self.conn.send_query(sql)
+        conn = self.conn
+        if begin:
+            yield conn.send_query("BEGIN") + conn.send_query(sql)
+            results = yield from self._collect_results(reg, mode, extended=False, ready=2)
+            return results[1:]
+        yield conn.send_query(sql)
         return (yield from self._collect_results(reg, mode, extended=False))
 
-    def _collect_results(self, registry: Any, mode: RowMode, *, extended: bool) -> Op[list[Result]]:
-        """One Result per statement up to ReadyForQuery; the first error is raised after it.
+    def _collect_results(self, registry: Any, mode: RowMode, *, extended: bool, ready: int = 1) -> Op[list[Result]]:
+        """One Result per statement up to the ``ready``-th ReadyForQuery; the first error is
+        raised after it.
 
         ``extended``: the statements came through the extended protocol (a COPY's CopyFail
         then needs a Sync behind it).
@@ -743,6 +756,9 @@ class Session:
                     if error is None:
                         error = event.to_exception()
                 elif cls is ev.ReadyForQuery:
+                    ready -= 1
+                    if ready:
+                        continue
                     if error is not None:
                         raise error
                     return results
