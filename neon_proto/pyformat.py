@@ -14,7 +14,7 @@ import attrs
 
 from neon_proto.errors import ProgrammingError
 
-__all__ = ["MAX_PARAMETERS", "convert_pyformat"]
+__all__ = ["MAX_PARAMETERS", "convert_pyformat", "format_query", "quote_literal"]
 
 MAX_PARAMETERS = 65535  # the Bind message counts parameters in an int16
 
@@ -42,6 +42,25 @@ _MIXED = (
     "the query mixes %s and %(name)s placeholders: use one style, all %s with a sequence"
     " or all %(name)s with a mapping"
 )
+
+
+def _region_end(query: str, m: re.Match[str]) -> tuple[int, str | None]:
+    """Where a block comment (nested) or a dollar-quoted string that ``m`` opens ends, and
+    what it is when it runs unclosed to the end of the query."""
+    pos = m.end()
+    if m.lastgroup == "block":
+        depth = 1
+        while depth:
+            edge = _BLOCK_EDGE.search(query, pos)
+            if edge is None:
+                return len(query), "/* comment"
+            depth += 1 if edge.group(0) == "/*" else -1
+            pos = edge.end()
+        return pos, None
+    close = query.find(m.group(0), pos)
+    if close == -1:
+        return len(query), f"{m.group(0)} quoted string"
+    return close + len(m.group(0)), None
 
 
 @attrs.frozen
@@ -107,23 +126,9 @@ def _split(query: str) -> _Template:
             continue
         if kind == "word" or kind == "number":
             continue
-        if kind == "block":
-            depth = 1
-            while depth:
-                edge = _BLOCK_EDGE.search(query, pos)
-                if edge is None:
-                    unterminated = "/* comment"
-                    pos = len(query)
-                    break
-                depth += 1 if edge.group(0) == "/*" else -1
-                pos = edge.end()
-        elif kind == "dollar":
-            close = query.find(m.group(0), pos)
-            if close == -1:
-                unterminated = f"{m.group(0)} quoted string"
-                pos = len(query)
-            else:
-                pos = close + len(m.group(0))
+        if kind == "block" or kind == "dollar":
+            pos, open_region = _region_end(query, m)
+            unterminated = open_region or unterminated
         elif kind in ("estring", "string", "ident") and m.group(kind + "_end") is None:
             unterminated = {"estring": "E'...' string", "string": "quoted string", "ident": "quoted identifier"}[kind]
         # Quoted text and comments: placeholders stay text, but %% still means % (as in psycopg,
@@ -194,3 +199,59 @@ def _positional_values(template: _Template, params: Sequence[Any]) -> list[Any]:
             f" but {len(params)} parameter{'s were' if len(params) != 1 else ' was'} given{_hint(template)}"
         )
     return list(params)
+
+
+_FLOAT_WORDS = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def quote_literal(value: Any, registry: Any) -> str:
+    """A value as an SQL literal (``NULL``, ``true``, ``42``, ``'it''s'``, ``'\\x00'::bytea``)."""
+    if value is None:
+        return "NULL"
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = repr(value)
+        special = _FLOAT_WORDS.get(number)
+        if special is not None:
+            return f"'{special}'::float8"
+        return f"({number})" if number.startswith("-") else number
+    text: str = registry.literal_text(value)
+    quoted = "'" + text.replace("'", "''") + "'"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return quoted + "::bytea"
+    return quoted
+
+
+def format_query(query: str, params: Sequence[Any] | None, registry: Any = None) -> str:
+    """``query`` with each ``$n`` outside quotes and comments replaced by its parameter as a
+    literal: what the server would see, for logs and error reports. Never execute the result."""
+    if not params:
+        return query
+    if registry is None:
+        from neon_proto.types import default_registry
+
+        registry = default_registry
+    literals = [quote_literal(value, registry) for value in params]
+    pieces: list[str] = []
+    last = 0
+    pos = 0
+    search = _TOKEN.search
+    while True:
+        m = search(query, pos)
+        if m is None:
+            break
+        kind = m.lastgroup
+        pos = m.end()
+        if kind == "number":
+            index = int(m.group(0)[1:]) - 1
+            if 0 <= index < len(literals):
+                pieces.append(query[last : m.start()])
+                pieces.append(literals[index])
+                last = pos
+        elif kind == "block" or kind == "dollar":
+            pos, _ = _region_end(query, m)
+        elif kind == "percent":
+            pos = m.start() + 1  # a % is an operator here: skip just it
+    pieces.append(query[last:])
+    return "".join(pieces)
