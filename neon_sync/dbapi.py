@@ -319,10 +319,7 @@ class Cursor:
         sql, args = convert_pyformat(operation, parameters)
         begin = self.connection._needs_begin()
         if parameters is None:
-            text = f"BEGIN;{sql}" if begin else sql
-            results: list[Result] = client._run(session.simple_query(text, mode="tuple"))
-            if begin:
-                results = results[1:]
+            results: list[Result] = client._run(session.simple_query(sql, mode="tuple", begin=begin))
         else:
             queries = [Query(sql, args, "tuple")]
             if begin:
