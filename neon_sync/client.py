@@ -8,19 +8,19 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, BinaryIO, Generator, Iterable, Iterator, Mapping, Sequence
+from typing import Any, BinaryIO, Generator, Iterable, Iterator, Mapping, Sequence, Unpack
 
 from neon_proto import events as ev
-from neon_proto.conninfo import ConnectionParams, parse_connection_string
+from neon_proto.conninfo import ConnectionParams
 from neon_proto.errors import (
     ConnectionClosed,
     Error,
     InterfaceError,
-    NotSupportedError,
     OperationalError,
     ProgrammingError,
 )
 from neon_proto.messages import cancel_request
+from neon_proto.options import ConnectKeywords, ConnectOptions, TransportOptions, resolve_connect_options
 from neon_proto.results import Result, RowMode
 from neon_proto.types import TypeRegistry, default_registry
 from neon_proto.session import Op, Query, Session, SessionFacts
@@ -28,18 +28,33 @@ from neon_proto.pyformat import format_query
 from neon_sync._io import Transport, make_ssl_context, open_socket, run
 from neon_sync.copy import Copy
 
-__all__ = ["Client", "Notification", "connect_params", "Pipeline"]
+__all__ = ["Client", "ClientKeywords", "Notification", "connect_params", "connect_options", "Pipeline"]
 
 logger = logging.getLogger("neon_sync")
 
 Notification = ev.NotificationResponse
 
-TRANSPORTS = ("tcp",)
+CLIENT_KEYWORDS = frozenset({"array_mode", "prepared_statement_cache_size", "registry", "binary", "max_message_size"})
+
+
+class ClientKeywords(ConnectKeywords, total=False):
+    """Every keyword ``Client`` takes: the connection's (``ConnectKeywords``) and the client's own."""
+
+    array_mode: bool
+    prepared_statement_cache_size: int
+    registry: Any
+    binary: bool
+    max_message_size: int | None
+
+
+def connect_options(dsn: str | None, options: Mapping[str, Any], *, caller: str = "Client") -> ConnectOptions:
+    """Connection parameters and transport from a DSN, keywords, the PG* environment and neon_config."""
+    return resolve_connect_options(dsn, options, env=os.environ, caller=caller, also_valid=CLIENT_KEYWORDS)
 
 
 def connect_params(dsn: str | None, params: Mapping[str, Any]) -> ConnectionParams:
     """Connection parameters from a DSN, keyword overrides and the PG* environment."""
-    return parse_connection_string(dsn, env=os.environ, **params)
+    return connect_options(dsn, params).params
 
 
 class Client(SessionFacts):
@@ -53,18 +68,17 @@ class Client(SessionFacts):
         self,
         dsn: str | None = None,
         *,
-        transport: str = "tcp",
         array_mode: bool = False,
         prepared_statement_cache_size: int = 0,
         registry: Any = None,
         binary: bool = False,
         max_message_size: int | None = None,
-        **params: Any,
+        **options: Unpack[ConnectKeywords],
     ) -> None:
-        if transport not in TRANSPORTS:
-            raise NotSupportedError(f"transport {transport!r} is not available (choose from {', '.join(TRANSPORTS)})")
-        self.params = connect_params(dsn, params)
-        self.transport_name = transport
+        resolved = connect_options(dsn, options)
+        self.params = resolved.params
+        self.transport_options: TransportOptions = resolved.transport
+        self.transport_name = resolved.transport.transport
         self.array_mode = array_mode
         self._session = Session(
             # The connection's own registry (user types registered here stay here).
