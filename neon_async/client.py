@@ -14,14 +14,15 @@ from __future__ import annotations
 import logging
 import os
 import select
-from typing import Any, AsyncIterable, AsyncIterator, ClassVar, Iterable, Self, Sequence, TypeVar
+from typing import Any, AsyncIterable, AsyncIterator, ClassVar, Iterable, Mapping, Self, Sequence, TypeVar, Unpack
 
 import attrs
 
 from neon_async.backend import Backend, Stream
 from neon_async.operation import Progress, drive
 from neon_proto import events as ev
-from neon_proto.conninfo import ConnectionParams, parse_connection_string
+from neon_proto.conninfo import ConnectionParams
+from neon_proto.options import ConnectKeywords, ConnectOptions, TransportOptions, resolve_connect_options
 from neon_proto.errors import (
     ConnectionClosed,
     Error,
@@ -35,9 +36,9 @@ from neon_proto.messages import cancel_request
 from neon_proto.results import Result, RowMode
 from neon_proto.session import Op, Query, Session, SessionFacts
 from neon_proto.types import TypeRegistry, default_registry
-from neon_sync._io import make_ssl_context
+from neon_proto.tls import make_ssl_context
 
-__all__ = ["Client", "Notification", "Pipeline", "CopyOut", "CopyData"]
+__all__ = ["Client", "ClientKeywords", "Notification", "Pipeline", "CopyOut", "CopyData", "connect_options"]
 
 logger = logging.getLogger("neon_async")
 
@@ -48,7 +49,26 @@ Notification = ev.NotificationResponse
 CopyData = bytes | bytearray | memoryview | str
 """A chunk for COPY FROM STDIN: bytes, or text sent as UTF-8."""
 
-TRANSPORTS = ("tcp",)
+CLIENT_KEYWORDS = frozenset(
+    {"array_mode", "prepared_statement_cache_size", "registry", "binary", "max_message_size", "cancel_timeout"}
+)
+"""The async Client's own keywords, beside the connection's (``ConnectKeywords``)."""
+
+
+class ClientKeywords(ConnectKeywords, total=False):
+    """Every keyword the async ``Client`` takes: the connection's and the client's own."""
+
+    array_mode: bool
+    prepared_statement_cache_size: int
+    registry: Any
+    binary: bool
+    max_message_size: int | None
+    cancel_timeout: float
+
+
+def connect_options(dsn: str | None, options: Mapping[str, Any], *, caller: str = "Client") -> ConnectOptions:
+    """Connection parameters and transport from a DSN, keywords, the PG* environment and neon_config."""
+    return resolve_connect_options(dsn, options, env=os.environ, caller=caller, also_valid=CLIENT_KEYWORDS)
 
 DEFAULT_CANCEL_TIMEOUT = 5.0
 """Seconds a cancelled query may take to be confirmed and drained before the connection is closed."""
@@ -82,19 +102,17 @@ class Client(SessionFacts):
         self,
         dsn: str | None = None,
         *,
-        transport: str = "tcp",
         array_mode: bool = False,
         prepared_statement_cache_size: int = 0,
         registry: Any = None,
         binary: bool = False,
         max_message_size: int | None = None,
         cancel_timeout: float = DEFAULT_CANCEL_TIMEOUT,
-        **params: Any,
+        **options: Unpack[ConnectKeywords],
     ) -> None:
-        if transport not in TRANSPORTS:
-            raise NotSupportedError(f"transport {transport!r} is not available (choose from {', '.join(TRANSPORTS)})")
+        resolved = connect_options(dsn, options)
         self._init(
-            parse_connection_string(dsn, env=os.environ, **params),
+            resolved.params,
             array_mode=array_mode,
             prepared_statement_cache_size=prepared_statement_cache_size,
             registry=registry,
@@ -102,6 +120,10 @@ class Client(SessionFacts):
             max_message_size=max_message_size,
             cancel_timeout=cancel_timeout,
         )
+        self.transport_options = resolved.transport
+        self.transport_name = resolved.transport.transport
+        if self.transport_name != "tcp":
+            raise NotSupportedError(f"transport {self.transport_name!r} is not available yet in the async clients")
 
     @classmethod
     def from_params(
@@ -140,6 +162,7 @@ class Client(SessionFacts):
         cancel_timeout: float,
     ) -> None:
         self.params = params
+        self.transport_options = TransportOptions()
         self.transport_name = "tcp"
         self.array_mode = array_mode
         self.cancel_timeout = cancel_timeout

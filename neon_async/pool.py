@@ -12,15 +12,12 @@ idle for ``check_after`` seconds is pinged first.
 from __future__ import annotations
 
 import logging
-import os
 from collections import deque
-from typing import Any, AsyncIterator, Awaitable, Callable, Generic, Sequence, TypeVar
-
 from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable, Generic, Sequence, TypeVar, Unpack
 
 from neon_async.backend import Backend, Event
-from neon_async.client import Client
-from neon_proto.conninfo import parse_connection_string
+from neon_async.client import CLIENT_KEYWORDS, Client, ClientKeywords, connect_options
 from neon_proto.errors import Error, InterfaceError, OperationalError
 from neon_proto.results import Result
 
@@ -94,15 +91,15 @@ class Pool(Generic[C]):
         check: CheckFunction | None = ping,
         reset: bool | CheckFunction = False,
         configure: CheckFunction | None = None,
-        **client_options: Any,
+        **client_options: Unpack[ClientKeywords],
     ) -> None:
         if max_size < 1:
             raise InterfaceError("max_size must be at least 1")
         if not 0 <= min_size <= max_size:
             raise InterfaceError("min_size must be between 0 and max_size")
         # Parse now: a misspelt option or a bad DSN fails here, not at the first acquire.
-        params = {k: v for k, v in client_options.items() if k not in _CLIENT_KEYWORDS}
-        parse_connection_string(dsn, env=os.environ, **params)
+        connection_options = {k: v for k, v in client_options.items() if k not in CLIENT_KEYWORDS}
+        self.options = connect_options(dsn, connection_options, caller="Pool")
         self.dsn = dsn
         self.min_size = min_size
         self.max_size = max_size
@@ -113,7 +110,7 @@ class Pool(Generic[C]):
         self.check = check
         self.reset: CheckFunction | None = discard_session_state if reset is True else (reset or None)
         self.configure = configure
-        self._options = client_options
+        self._options: dict[str, Any] = dict(client_options)
         self._backend: Backend = self.client_class.backend
         self._idle: deque[_Idle[C]] = deque()
         self._created: dict[int, float] = {}
@@ -370,16 +367,3 @@ class Pool(Generic[C]):
         """Run one query on a pooled connection."""
         async with self.connection() as client:
             return await client.query(text, params, **options)
-
-
-_CLIENT_KEYWORDS = frozenset(
-    {
-        "transport",
-        "array_mode",
-        "prepared_statement_cache_size",
-        "registry",
-        "binary",
-        "max_message_size",
-        "cancel_timeout",
-    }
-)

@@ -517,3 +517,10 @@ def test_asyncio_wait_for_and_task_cancel(pg: EmbeddedPostgres, admin: SyncClien
             assert (await client.query("SELECT 1 AS one")).rows == [{"one": 1}]
 
     asyncio.run(main())
+
+
+def test_a_misspelt_keyword_is_a_type_error_naming_the_right_one(loop: Loop, pg: EmbeddedPostgres) -> None:
+    with pytest.raises(TypeError, match="did you mean 'password'"):
+        loop.mod.Client(dsn(pg), pasword="x")
+    with pytest.raises(TypeError, match="Pool\\(\\) got an unexpected keyword argument 'max_sise'"):
+        loop.mod.Pool(dsn(pg), max_sise=3)
