@@ -6,6 +6,7 @@ The classes bind ``neon_async``'s one implementation to asyncio (``neon_asyncio.
 """
 
 from neon_async import client as _client
+from neon_async import dbapi as _dbapi
 from neon_async import pool as _pool
 from neon_async.pool import PoolTimeout
 from neon_async.client import CopyOut, Notification, Notifications, Pipeline
@@ -30,6 +31,9 @@ from neon_proto.results import Field, Result
 __all__ = [
     "Client",
     "Pool",
+    "connect",
+    "Connection",
+    "Cursor",
     "PoolTimeout",
     "Pipeline",
     "CopyOut",
@@ -63,3 +67,13 @@ class Pool(_pool.Pool[Client]):
     """A pool of asyncio ``Client`` connections: ``async with Pool(dsn, max_size=10) as pool:``."""
 
     client_class = Client
+
+
+class Connection(_dbapi.Connection[Client]):
+    """An async DB-API connection (psycopg's AsyncConnection manner) on asyncio: ``conn = await connect(dsn)``."""
+
+    client_class = Client
+
+
+Cursor = _dbapi.Cursor
+connect = Connection.connect

@@ -5,6 +5,7 @@ The classes bind ``neon_async``'s one implementation to trio (``neon_trio._backe
 """
 
 from neon_async import client as _client
+from neon_async import dbapi as _dbapi
 from neon_async import pool as _pool
 from neon_async.pool import PoolTimeout
 from neon_async.client import CopyOut, Notification, Notifications, Pipeline
@@ -42,6 +43,9 @@ class Pool(_pool.Pool[Client]):
 __all__ = [
     "Client",
     "Pool",
+    "connect",
+    "Connection",
+    "Cursor",
     "PoolTimeout",
     "Pipeline",
     "CopyOut",
@@ -63,3 +67,13 @@ __all__ = [
     "QueryCanceled",
     "PipelineAborted",
 ]
+
+
+class Connection(_dbapi.Connection[Client]):
+    """An async DB-API connection (psycopg's AsyncConnection manner) on trio: ``conn = await connect(dsn)``."""
+
+    client_class = Client
+
+
+Cursor = _dbapi.Cursor
+connect = Connection.connect
