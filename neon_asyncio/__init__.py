@@ -7,6 +7,9 @@ The classes bind ``neon_async``'s one implementation to asyncio (``neon_asyncio.
 
 from neon_async import client as _client
 from neon_async import dbapi as _dbapi
+from neon_async import http as _http
+from neon_async.http import NeonQuery
+from neon_proto.http import HTTPStatusError
 from neon_async import pool as _pool
 from neon_async.pool import PoolTimeout
 from neon_async.client import CopyOut, Notification, Notifications, Pipeline
@@ -29,6 +32,10 @@ from neon_proto.errors import (
 from neon_proto.results import Field, Result
 
 __all__ = [
+    "neon",
+    "NeonHTTP",
+    "NeonQuery",
+    "HTTPStatusError",
     "Client",
     "Pool",
     "connect",
@@ -77,3 +84,12 @@ class Connection(_dbapi.Connection[Client]):
 
 Cursor = _dbapi.Cursor
 connect = Connection.connect
+
+
+class NeonHTTP(_http.NeonHTTP):
+    """SQL over HTTP: ``sql = neon(dsn); rows = await sql("SELECT $1::int AS x", [1])``."""
+
+    backend = ASYNCIO
+
+
+neon = NeonHTTP
