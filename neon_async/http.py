@@ -22,7 +22,6 @@ from neon_proto.errors import ConnectionClosed, Error, OperationalError
 from neon_proto.http import (
     DEFAULT_MAX_RESPONSE_SIZE,
     NEED_DATA,
-    TRANSACTION_ARGUMENT_ERROR,
     Endpoint,
     FetchConnection,
     FetchRequest,
@@ -35,6 +34,7 @@ from neon_proto.http import (
     build_transaction_request,
     neon_connection_string,
     query_params,
+    transaction_queries,
     read_response,
 )
 from neon_proto.results import Result
@@ -253,18 +253,7 @@ class NeonHTTP:
         timeout: float | None = None,
     ) -> list[Any]:
         """Run queries in one transaction with one request: all of them or none; one result each."""
-        if callable(queries):
-            queries = queries(self)
-        if not isinstance(queries, (list, tuple)):
-            raise TypeError(TRANSACTION_ARGUMENT_ERROR)
-        http_queries: list[HTTPQuery] = []
-        for q in queries:
-            if isinstance(q, NeonQuery):
-                http_queries.append(q.http_query)
-            elif isinstance(q, HTTPQuery):
-                http_queries.append(q)
-            else:
-                raise TypeError(TRANSACTION_ARGUMENT_ERROR)
+        http_queries = transaction_queries(queries, self)
         options = TransactionOptions(isolation_level, read_only, deferrable, array_mode, full_results)
         await self.backend.checkpoint_if_cancelled()
         if not http_queries:

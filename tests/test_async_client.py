@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import trio
 
-from aio import LOOPS, Loop, backend_activity, backends_of, wait_until
+from aio import Loop, backend_activity, backends_of, wait_until, loop, admin  # noqa: F401  (fixtures)
 from neon_proto.errors import (
     ConnectionClosed,
     DataError,
@@ -28,17 +28,6 @@ from neon_sync import Client as SyncClient
 from neon_sync.embedded import EmbeddedPostgres
 
 ROLES = ["trust_user", "cleartext_user", "md5_user", "scram_user"]
-
-
-@pytest.fixture(params=LOOPS)
-def loop(request: pytest.FixtureRequest) -> Loop:
-    return Loop(request.param)
-
-
-@pytest.fixture
-def admin(pg: EmbeddedPostgres) -> Iterator[SyncClient]:
-    with SyncClient(pg.dsn(), sslmode="disable") as c:
-        yield c
 
 
 def dsn(pg: EmbeddedPostgres, **params: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from aio import LOOPS, Loop, wait_until
+from aio import Loop, wait_until, loop, admin  # noqa: F401  (fixtures)
 from neon_proto import errors
 from neon_proto.http import HTTPStatusError
 from neon_proto.results import Result
@@ -21,22 +21,11 @@ from neon_sync.embedded import EmbeddedPostgres
 from test_http_client import Forwarder, tls_proxy  # noqa: F401  (fixture)
 
 
-@pytest.fixture(params=LOOPS)
-def loop(request: pytest.FixtureRequest) -> Loop:
-    return Loop(request.param)
-
-
 @pytest.fixture
 def forwarder(proxy: Any) -> Iterator[Forwarder]:
     fwd = Forwarder(proxy.port)
     yield fwd
     fwd.close()
-
-
-@pytest.fixture
-def admin(pg: EmbeddedPostgres) -> Iterator[SyncClient]:
-    with SyncClient(pg.dsn(), sslmode="disable") as c:
-        yield c
 
 
 def test_rows_params_and_result_shapes(loop: Loop, proxy: Any) -> None:

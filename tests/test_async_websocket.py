@@ -9,21 +9,10 @@ from typing import Any
 
 import pytest
 
-from aio import LOOPS, Loop, wait_until
+from aio import Loop, wait_until, loop, admin  # noqa: F401  (fixtures)
 from neon_proto.errors import OperationalError, QueryCanceled
 from neon_sync import Client as SyncClient
 from neon_sync.embedded import EmbeddedPostgres
-
-
-@pytest.fixture(params=LOOPS)
-def loop(request: pytest.FixtureRequest) -> Loop:
-    return Loop(request.param)
-
-
-@pytest.fixture
-def admin(pg: EmbeddedPostgres) -> Iterator[SyncClient]:
-    with SyncClient(pg.dsn(), sslmode="disable") as c:
-        yield c
 
 
 def ws(proxy: Any, **extra: Any) -> dict[str, Any]:
