@@ -586,9 +586,9 @@ class Client(SessionFacts):
         Raises ConnectionClosed (or the server's error) if the server ends the session
         meanwhile, which makes this a way to watch an idle connection too.
         """
-        await self.backend.checkpoint_if_cancelled()
         session = self._session
         if session.notifications:
+            await self.backend.checkpoint()
             return session.notifications.popleft()
         stream = self._usable_stream()
         async with self.backend.timeout(timeout) as scope:
