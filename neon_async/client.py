@@ -35,12 +35,12 @@ from neon_proto.errors import (
 from neon_proto.frontend import State
 from neon_proto.messages import cancel_request
 from neon_proto.results import Result, RowMode
-from neon_proto.session import Op, Query, Session, SessionFacts
+from neon_proto.session import Op, PortalStream, Query, Session, SessionFacts
 from neon_proto.startup import AuthPipelineMismatch, StartupPipeline
 from neon_proto.types import TypeRegistry, default_registry
 from neon_proto.tls import make_ssl_context
 
-__all__ = ["Client", "ClientKeywords", "Notification", "Pipeline", "CopyOut", "CopyData", "connect_options"]
+__all__ = ["Client", "ClientKeywords", "Notification", "Pipeline", "CopyOut", "CopyData", "RowStream", "connect_options"]
 
 logger = logging.getLogger("neon_async")
 
@@ -180,7 +180,7 @@ class Client(SessionFacts):
         self._lock = self.backend.lock()
         self._connected = False
         self._drained: _Drained | None = None
-        self._copy_out: CopyOut | None = None
+        self._unfinished: CopyOut | RowStream | None = None  # a COPY or stream the caller left open
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else ("connected" if self._connected else "new")
@@ -349,8 +349,8 @@ class Client(SessionFacts):
             lock = self._lock
             await lock.acquire()
             try:
-                if self._copy_out is not None:
-                    await self._copy_out._finish_locked()
+                if self._unfinished is not None:
+                    await self._unfinished._finish_locked()
                 return await self._run_locked(op, timeout)
             finally:
                 lock.release()
@@ -519,13 +519,12 @@ class Client(SessionFacts):
         self._usable_stream()
         await self._lock.acquire()
         try:
-            if self._copy_out is not None:
-                await self._copy_out._finish_locked()
+            if self._unfinished is not None:
+                await self._unfinished._finish_locked()
             start = await self._run_locked(session.copy_start(sql))
             stream = self._usable_stream()
             if isinstance(start, ev.CopyOutResponse):
-                self._copy_out = CopyOut(self, None)
-                await self._copy_out._finish_locked()
+                await CopyOut(self, None)._finish_locked()
             if not isinstance(start, ev.CopyInResponse):
                 raise ProgrammingError("copy_from() needs a COPY ... FROM STDIN statement")
             try:
@@ -567,6 +566,14 @@ class Client(SessionFacts):
         operation on the client does it too), so the connection is usable again.
         """
         return CopyOut(self, sql)
+
+    def stream(
+        self, text: str, params: Sequence[Any] | None = None, *, max_rows: int = 2000, mode: RowMode = "tuple"
+    ) -> RowStream:
+        """Rows of a large result ``max_rows`` at a time from a suspended portal, in bounded memory:
+        ``async with client.stream(sql, params) as rows: async for row in rows``. Leaving early
+        closes the portal (the next operation on the client does it too)."""
+        return RowStream(self, text, params, max_rows, mode)
 
     # ------------------------------------------------------------------ LISTEN / NOTIFY
 
@@ -708,8 +715,8 @@ class CopyOut:
         session = client.session
         if not self._started:
             assert self._sql is not None
-            if client._copy_out is not None:
-                await client._copy_out._finish_locked()
+            if client._unfinished is not None:
+                await client._unfinished._finish_locked()
             start = await client._run_locked(session.copy_start(self._sql))
             self._started = True
             if not isinstance(start, ev.CopyOutResponse):
@@ -719,11 +726,11 @@ class CopyOut:
                 except Error:
                     pass  # the server's answer to our CopyFail
                 raise ProgrammingError("copy_to() needs a COPY ... TO STDOUT statement")
-            client._copy_out = self
+            client._unfinished = self
         chunk = await client._run_locked(session.copy_out_chunk())
         if chunk is None:
             self._done = True
-            client._copy_out = None
+            client._unfinished = None
             raise StopAsyncIteration
         return chunk
 
@@ -742,13 +749,89 @@ class CopyOut:
     async def _finish_locked(self) -> None:
         client = self._client
         self._done = True
-        client._copy_out = None
+        client._unfinished = None
         if client.closed:
             return
         stream = client._usable_stream()
         session = client.session
         while session.conn.state is State.COPY_OUT or not session.idle:
             await client._drive(Progress(session.copy_out_chunk()), stream)
+
+
+class RowStream:
+    """The rows of ``Client.stream()``, as an async iterator (and context manager)."""
+
+    def __init__(self, client: Client, sql: str, params: Sequence[Any] | None, max_rows: int, mode: RowMode) -> None:
+        self._client = client
+        self._sql = sql
+        self._params = params
+        self._max_rows = max_rows
+        self._mode: RowMode = mode
+        self._portal: PortalStream | None = None
+        self._rows: list[Any] = []
+        self._at = 0
+
+    @property
+    def fields(self) -> list[ev.FieldDescription]:
+        """The result's columns (known once the first batch arrived)."""
+        return self._portal.fields if self._portal is not None else []
+
+    async def __aenter__(self) -> RowStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._at < len(self._rows):
+            row = self._rows[self._at]
+            self._at += 1
+            return row
+        portal = self._portal
+        if portal is not None and portal.done:
+            raise StopAsyncIteration
+        client = self._client
+        await client.backend.checkpoint_if_cancelled()
+        client._usable_stream()
+        await client._lock.acquire()
+        try:
+            session = client.session
+            if portal is None:
+                if client._unfinished is not None:
+                    await client._unfinished._finish_locked()
+                portal = self._portal = await client._run_locked(
+                    session.stream_open(self._sql, self._params, max_rows=self._max_rows, mode=self._mode)
+                )
+            else:
+                await client._run_locked(session.stream_fetch(portal))
+            client._unfinished = None if portal.done else self
+            self._rows, portal.rows, self._at = portal.rows, [], 0
+        finally:
+            client._lock.release()
+        return await self.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop early: the portal is closed and the connection is ready again."""
+        client = self._client
+        portal = self._portal
+        self._rows = []
+        if portal is None or portal.done or client.closed:
+            return
+        await client._lock.acquire()
+        try:
+            await self._finish_locked()
+        finally:
+            client._lock.release()
+
+    async def _finish_locked(self) -> None:
+        client = self._client
+        client._unfinished = None
+        portal = self._portal
+        if portal is not None and not portal.done and not client.closed:
+            await client._run_locked(client.session.stream_close(portal))
 
 
 class Notifications:

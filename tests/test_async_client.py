@@ -582,3 +582,25 @@ def test_query_timeout_bounds_the_call_against_a_server_that_stops_mid_row(loop:
         assert server.cancels == 1
     finally:
         server.close()
+
+
+def test_stream_reads_a_large_result_in_batches_and_can_stop_early(loop: Loop, pg: EmbeddedPostgres) -> None:
+    async def main() -> None:
+        async with loop.mod.Client(dsn(pg)) as client:
+            total = 0
+            async with client.stream("SELECT g, 'x' AS t FROM generate_series(1, $1::int) g", [25000], max_rows=1000) as rows:
+                async for row in rows:
+                    total += row[0]
+                assert [f.name for f in rows.fields] == ["g", "t"]
+            assert total == 25000 * 25001 // 2
+            async with client.stream("SELECT g FROM generate_series(1, 100000) g", max_rows=100) as rows:
+                async for row in rows:
+                    if row[0] == 150:
+                        break
+            assert client.transaction_status == "I"
+            assert (await client.query("SELECT 1 AS one")).rows == [{"one": 1}]
+            left_open = client.stream("SELECT g FROM generate_series(1, 1000) g", max_rows=10)
+            assert await left_open.__anext__() == (1,)
+            assert (await client.query("SELECT 2 AS two")).rows == [{"two": 2}]  # closes the portal first
+
+    loop.run(main)
