@@ -14,7 +14,20 @@ from __future__ import annotations
 import logging
 import os
 import select
-from typing import Any, AsyncIterable, AsyncIterator, ClassVar, Iterable, Mapping, Self, Sequence, TypeVar, Unpack
+from typing import (
+    Any,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    ClassVar,
+    Iterable,
+    Mapping,
+    Self,
+    Sequence,
+    TypeVar,
+    Unpack,
+)
 
 import attrs
 
@@ -680,7 +693,52 @@ class Pipeline:
             await self.run()
 
 
-class CopyOut:
+class _ReadInSteps:
+    """An operation the caller reads step by step (a COPY out, a stream of rows). Each step
+    holds the client's lock; one left unfinished is finished by the client's next operation."""
+
+    _client: Client
+
+    async def _locked(self, step: Callable[[], Awaitable[T]]) -> T:
+        client = self._client
+        await client.backend.checkpoint_if_cancelled()
+        client._usable_stream()
+        await client._lock.acquire()
+        try:
+            return await step()
+        finally:
+            client._lock.release()
+
+    async def _begin_locked(self) -> None:
+        """Before the first step: finish whatever another reader left open."""
+        unfinished = self._client._unfinished
+        if unfinished is not None:
+            await unfinished._finish_locked()
+
+    @property
+    def finished(self) -> bool:
+        """Whether nothing is left to read (or to discard)."""
+        raise NotImplementedError
+
+    async def _finish_locked(self) -> None:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Stop early: what is left is discarded and the connection is ready again."""
+        if not self.finished and not self._client.closed:
+            await self._locked(self._finish_locked)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> Self:
+        return self
+
+
+class CopyOut(_ReadInSteps):
     """The chunks of a COPY ... TO STDOUT, as an async iterator (and context manager)."""
 
     def __init__(self, client: Client, sql: str | None) -> None:
@@ -689,34 +747,21 @@ class CopyOut:
         self._started = sql is None
         self._done = False
 
-    async def __aenter__(self) -> CopyOut:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._finish()
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self
+    @property
+    def finished(self) -> bool:
+        return not self._started or self._done
 
     async def __anext__(self) -> bytes:
-        client = self._client
         if self._done:
             raise StopAsyncIteration
-        await client.backend.checkpoint_if_cancelled()
-        client._usable_stream()
-        await client._lock.acquire()
-        try:
-            return await self._next_locked()
-        finally:
-            client._lock.release()
+        return await self._locked(self._next_locked)
 
     async def _next_locked(self) -> bytes:
         client = self._client
         session = client.session
         if not self._started:
             assert self._sql is not None
-            if client._unfinished is not None:
-                await client._unfinished._finish_locked()
+            await self._begin_locked()
             start = await client._run_locked(session.copy_start(self._sql))
             self._started = True
             if not isinstance(start, ev.CopyOutResponse):
@@ -734,19 +779,8 @@ class CopyOut:
             raise StopAsyncIteration
         return chunk
 
-    async def _finish(self) -> None:
-        """Read and discard what is left, so the connection can run queries again."""
-        if not self._started or self._done or self._client.closed:
-            self._done = True
-            return
-        client = self._client
-        await client._lock.acquire()
-        try:
-            await self._finish_locked()
-        finally:
-            client._lock.release()
-
     async def _finish_locked(self) -> None:
+        """Read and discard what is left, so the connection can run queries again."""
         client = self._client
         self._done = True
         client._unfinished = None
@@ -758,7 +792,7 @@ class CopyOut:
             await client._drive(Progress(session.copy_out_chunk()), stream)
 
 
-class RowStream:
+class RowStream(_ReadInSteps):
     """The rows of ``Client.stream()``, as an async iterator (and context manager)."""
 
     def __init__(self, client: Client, sql: str, params: Sequence[Any] | None, max_rows: int, mode: RowMode) -> None:
@@ -776,59 +810,37 @@ class RowStream:
         """The result's columns (known once the first batch arrived)."""
         return self._portal.fields if self._portal is not None else []
 
-    async def __aenter__(self) -> RowStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self
+    @property
+    def finished(self) -> bool:
+        return self._portal is None or self._portal.done
 
     async def __anext__(self) -> Any:
-        if self._at < len(self._rows):
-            row = self._rows[self._at]
-            self._at += 1
-            return row
-        portal = self._portal
-        if portal is not None and portal.done:
-            raise StopAsyncIteration
-        client = self._client
-        await client.backend.checkpoint_if_cancelled()
-        client._usable_stream()
-        await client._lock.acquire()
-        try:
-            session = client.session
-            if portal is None:
-                if client._unfinished is not None:
-                    await client._unfinished._finish_locked()
-                portal = self._portal = await client._run_locked(
-                    session.stream_open(self._sql, self._params, max_rows=self._max_rows, mode=self._mode)
-                )
-            else:
-                await client._run_locked(session.stream_fetch(portal))
-            client._unfinished = None if portal.done else self
-            self._rows, portal.rows, self._at = portal.rows, [], 0
-        finally:
-            client._lock.release()
-        return await self.__anext__()
+        while self._at >= len(self._rows):
+            if self._portal is not None and self._portal.done:
+                raise StopAsyncIteration
+            await self._locked(self._next_batch_locked)
+        row = self._rows[self._at]
+        self._at += 1
+        return row
 
-    async def aclose(self) -> None:
-        """Stop early: the portal is closed and the connection is ready again."""
+    async def _next_batch_locked(self) -> None:
         client = self._client
+        session = client.session
         portal = self._portal
-        self._rows = []
-        if portal is None or portal.done or client.closed:
-            return
-        await client._lock.acquire()
-        try:
-            await self._finish_locked()
-        finally:
-            client._lock.release()
+        if portal is None:
+            await self._begin_locked()
+            portal = self._portal = await client._run_locked(
+                session.stream_open(self._sql, self._params, max_rows=self._max_rows, mode=self._mode)
+            )
+        else:
+            await client._run_locked(session.stream_fetch(portal))
+        client._unfinished = None if portal.done else self
+        self._rows, portal.rows, self._at = portal.rows, [], 0
 
     async def _finish_locked(self) -> None:
         client = self._client
         client._unfinished = None
+        self._rows = []
         portal = self._portal
         if portal is not None and not portal.done and not client.closed:
             await client._run_locked(client.session.stream_close(portal))
