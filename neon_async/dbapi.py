@@ -17,7 +17,7 @@ from neon_proto.options import ConnectKeywords
 from neon_proto.pyformat import convert_pyformat
 from neon_proto.results import Result
 from neon_proto.rows import RowFactory, tuple_row
-from neon_proto.session import Query
+from neon_proto.session import ConnectionInfo, Query
 from neon_sync.dbapi import Column, _column
 
 __all__ = ["Connection", "Cursor", "Row"]
@@ -78,6 +78,11 @@ class Connection(DBAPIExceptions, Generic[C]):
     def closed(self) -> bool:
         """Whether the connection is closed."""
         return self._closed or self.client.closed
+
+    @property
+    def info(self) -> ConnectionInfo:
+        """Server version, backend pid, transaction status, parameters, encoding."""
+        return self.client.info
 
     @property
     def autocommit(self) -> bool:

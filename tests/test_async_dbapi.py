@@ -27,6 +27,7 @@ def test_execute_and_fetch_with_both_placeholder_styles(loop: Loop, pg: Embedded
         assert await cur.fetchall() == [(42, "100%")]
         await cur.execute("SELECT 1; SELECT 2")
         assert await cur.fetchall() == [(1,)] and cur.nextset() and await cur.fetchall() == [(2,)]
+        assert conn.info.backend_pid == conn.client.backend_pid and conn.info.transaction_status == "I"
         await conn.close()
         assert conn.closed
 
