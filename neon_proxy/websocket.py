@@ -42,7 +42,7 @@ from neon_proto.frontend import NEED_DATA
 from neon_proxy.config import ProxyConfig
 from neon_proxy.request import RequestError
 from neon_trio import Client
-from neon_trio._io import direct_fd
+from neon_trio._io import TrioTransport, direct_fd
 
 __all__ = [
     "WebSocketEndpoint",
@@ -389,8 +389,8 @@ class _UpstreamSession(Client):
 
     def take_stream(self) -> tuple[trio.abc.Stream, bytes]:
         """The connected stream and what the server sent past its ReadyForQuery."""
-        transport = self._transport
-        assert transport is not None
+        transport = self._stream
+        assert isinstance(transport, TrioTransport)
         return transport.stream, self.session.conn.trailing_data[0]
 
 

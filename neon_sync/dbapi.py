@@ -11,6 +11,7 @@ from typing import Any, NamedTuple, Unpack
 from neon_proto import errors as _errors
 from neon_proto.options import ConnectKeywords
 from neon_proto.errors import (
+    DBAPIExceptions,
     DatabaseError,
     DataError,
     Error,
@@ -153,19 +154,8 @@ def connect(
     return Connection(client, autocommit=autocommit)
 
 
-class Connection:
+class Connection(DBAPIExceptions):
     """A PEP 249 connection. Outside autocommit, the first statement opens a transaction."""
-
-    Warning = Warning
-    Error = Error
-    InterfaceError = InterfaceError
-    DatabaseError = DatabaseError
-    DataError = DataError
-    OperationalError = OperationalError
-    IntegrityError = IntegrityError
-    InternalError = InternalError
-    ProgrammingError = ProgrammingError
-    NotSupportedError = NotSupportedError
 
     def __init__(self, client: Client, *, autocommit: bool = False) -> None:
         self.client = client
@@ -341,10 +331,7 @@ class Cursor:
         sql, args = convert_pyformat(operation, parameters)
         begin = self.connection._needs_begin()
         if parameters is None:
-            text = f"BEGIN;{sql}" if begin else sql
-            results: list[Result] = client._run(session.simple_query(text, mode="tuple"))
-            if begin:
-                results = results[1:]
+            results: list[Result] = client._run(session.simple_query(sql, mode="tuple", begin=begin))
         else:
             queries = [Query(sql, args, "tuple")]
             if begin:
