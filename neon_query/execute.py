@@ -1,0 +1,322 @@
+"""Running queries: one small protocol (``all``, ``one``, ``maybe_one``, ``stream``, ``execute``)
+over every blocking binding: ``neon_sync.Client``, ``Pool``, the DB-API ``Connection`` and
+``neon()`` over HTTP (which adds ``batch``).
+
+The executors only call the bindings' public methods: the query compiles to ``$n`` SQL plus
+parameters, the binding runs it and decodes the columns, and the query turns the decoded rows
+into its row type (tuples, Row dicts, scalars, mapped objects).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
+
+from neon_proto.errors import ProgrammingError
+from neon_query.query import Query, Raw, Select, Statement
+
+if TYPE_CHECKING:
+    from neon_sync.client import Client
+    from neon_sync.dbapi import Connection
+    from neon_sync.http import NeonHTTP
+    from neon_sync.pool import Pool
+
+__all__ = [
+    "Executor",
+    "Database",
+    "HTTPDatabase",
+    "database",
+    "NotExactlyOneError",
+    "NoRowsError",
+    "TooManyRowsError",
+]
+
+R = TypeVar("R")
+T1 = TypeVar("T1")
+T2 = TypeVar("T2")
+T3 = TypeVar("T3")
+T4 = TypeVar("T4")
+T5 = TypeVar("T5")
+T6 = TypeVar("T6")
+T7 = TypeVar("T7")
+T8 = TypeVar("T8")
+T9 = TypeVar("T9")
+T10 = TypeVar("T10")
+
+_cursor_names = itertools.count(1)
+
+
+class NotExactlyOneError(ProgrammingError):
+    """``one()`` found no row or several, or ``maybe_one()`` found several."""
+
+
+class NoRowsError(NotExactlyOneError):
+    """``one()`` found no row."""
+
+
+class TooManyRowsError(NotExactlyOneError):
+    """``one()`` or ``maybe_one()`` found more than one row."""
+
+
+class Executor(Protocol):
+    """What runs queries, whatever the transport."""
+
+    def all(self, query: Query[R]) -> list[R]:
+        """Every row."""
+        ...
+
+    def one(self, query: Query[R]) -> R:
+        """Exactly one row (NoRowsError, TooManyRowsError otherwise)."""
+        ...
+
+    def maybe_one(self, query: Query[R]) -> R | None:
+        """The row, or None when there is none (TooManyRowsError for several)."""
+        ...
+
+    def stream(self, query: Query[R]) -> Iterator[R]:
+        """The rows, one at a time."""
+        ...
+
+    def execute(self, statement: Statement) -> int:
+        """Run a statement; the number of rows it affected (or returned)."""
+        ...
+
+
+def _one(rows: list[R]) -> R:
+    if len(rows) == 1:
+        return rows[0]
+    if not rows:
+        raise NoRowsError("one() expected exactly one row and got none")
+    raise TooManyRowsError(f"one() expected exactly one row and got {len(rows)}")
+
+
+def _maybe_one(rows: list[R]) -> R | None:
+    if len(rows) == 1:
+        return rows[0]
+    if not rows:
+        return None
+    raise TooManyRowsError(f"maybe_one() expected at most one row and got {len(rows)}")
+
+
+def _streams_with_cursor(query: Statement) -> bool:
+    if isinstance(query, Select):
+        return True
+    if isinstance(query, Raw):
+        return query._text.lstrip()[:6].lower() in ("select", "values")
+    return False
+
+
+class Database:
+    """The executor over a ``neon_sync`` ``Client``, ``Pool`` or DB-API ``Connection``.
+
+    With a DB-API connection outside autocommit, the first statement opens the transaction
+    (as its cursors do) and ``commit()`` stays the caller's. ``stream()`` reads through a
+    server-side cursor, ``chunk_size`` rows per round trip.
+    """
+
+    def __init__(self, source: Client | Pool | Connection) -> None:
+        from neon_sync.client import Client
+        from neon_sync.dbapi import Connection
+        from neon_sync.pool import Pool
+
+        self.source = source
+        self._client: Client | None = source if isinstance(source, Client) else None
+        self._pool: Pool | None = source if isinstance(source, Pool) else None
+        self._dbapi: Connection | None = source if isinstance(source, Connection) else None
+        if self._client is None and self._pool is None and self._dbapi is None:
+            raise TypeError(
+                f"Database() takes a neon_sync Client, Pool or DB-API Connection, not {type(source).__name__}"
+                " (use HTTPDatabase for neon())"
+            )
+
+    def __repr__(self) -> str:
+        return f"<neon_query.Database over {self.source!r}>"
+
+    @contextmanager
+    def _lease(self) -> Iterator[Client]:
+        if self._client is not None:
+            yield self._client
+        elif self._pool is not None:
+            with self._pool.connection() as client:
+                yield client
+        else:
+            connection = self._dbapi
+            assert connection is not None
+            client = connection.client
+            if not connection.autocommit and client.transaction_status == "I":
+                client.query("BEGIN")
+            yield client
+
+    def _rows(self, query: Statement) -> list[Any]:
+        compiled = query.compile()
+        with self._lease() as client:
+            result = client.execute(compiled.sql, list(compiled.params), mode=query.row_mode)
+        query._check_fields([f.type_oid for f in result.fields])
+        return query._convert(result.rows)
+
+    def all(self, query: Query[R]) -> list[R]:
+        """Every row of the query."""
+        return self._rows(query)
+
+    def one(self, query: Query[R]) -> R:
+        """Exactly one row (NoRowsError or TooManyRowsError otherwise)."""
+        rows: list[R] = self._rows(query)
+        return _one(rows)
+
+    def maybe_one(self, query: Query[R]) -> R | None:
+        """The only row, or None (TooManyRowsError for several)."""
+        rows: list[R] = self._rows(query)
+        return _maybe_one(rows)
+
+    def execute(self, statement: Statement) -> int:
+        """Run a statement (INSERT/UPDATE/DELETE with or without RETURNING, or any query);
+        the number of rows it affected."""
+        compiled = statement.compile()
+        with self._lease() as client:
+            result = client.execute(compiled.sql, list(compiled.params), mode=statement.row_mode)
+        return result.row_count if result.row_count is not None else len(result.rows)
+
+    def stream(self, query: Query[R], *, chunk_size: int = 500) -> Iterator[R]:
+        """The rows as they are fetched, ``chunk_size`` at a time, through a server-side cursor
+        (in the current transaction, or one of its own). Queries a cursor cannot hold (DML
+        with RETURNING) are run whole."""
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        if not _streams_with_cursor(query):
+            yield from self._rows(query)
+            return
+        compiled = query.compile()
+        with self._lease() as client:
+            own_transaction = client.transaction_status == "I"
+            name = f"neon_query_cursor_{next(_cursor_names)}"
+            if own_transaction:
+                client.query("BEGIN")
+            done = False
+            try:
+                client.execute(f"DECLARE {name} NO SCROLL CURSOR FOR {compiled.sql}", list(compiled.params))
+                checked = False
+                while True:
+                    result = client.execute(f"FETCH {chunk_size} FROM {name}", [], mode=query.row_mode)
+                    if not checked:
+                        query._check_fields([f.type_oid for f in result.fields])
+                        checked = True
+                    rows: list[R] = query._convert(result.rows)
+                    yield from rows
+                    if len(result.rows) < chunk_size:
+                        break
+                client.execute(f"CLOSE {name}", [])
+                done = True
+            finally:
+                if not client.closed and client.transaction_status != "I":
+                    if own_transaction:
+                        client.query("COMMIT" if done else "ROLLBACK")
+                    elif not done and client.transaction_status == "T":
+                        client.execute(f"CLOSE {name}", [])
+
+
+class HTTPDatabase:
+    """The executor over ``neon()`` (SQL over HTTP): one request per query, and ``batch()``
+    to run several queries in one request and one transaction."""
+
+    def __init__(self, sql: NeonHTTP) -> None:
+        from neon_sync.http import NeonHTTP
+
+        if not isinstance(sql, NeonHTTP):
+            raise TypeError(f"HTTPDatabase() takes a neon() object, not {type(sql).__name__}")
+        self.sql = sql
+
+    def __repr__(self) -> str:
+        return f"<neon_query.HTTPDatabase over {self.sql!r}>"
+
+    @staticmethod
+    def _finish(query: Statement, result: Any) -> list[Any]:
+        query._check_fields([f.type_oid for f in result.fields])
+        rows = result.rows
+        if query.row_mode == "tuple":
+            rows = [tuple(r) for r in rows]
+        return query._convert(rows)
+
+    def _rows(self, query: Statement) -> list[Any]:
+        compiled = query.compile()
+        result = self.sql(
+            compiled.sql, list(compiled.params), array_mode=query.row_mode == "tuple", full_results=True
+        )
+        return self._finish(query, result)
+
+    def all(self, query: Query[R]) -> list[R]:
+        """Every row of the query."""
+        return self._rows(query)
+
+    def one(self, query: Query[R]) -> R:
+        """Exactly one row (NoRowsError or TooManyRowsError otherwise)."""
+        rows: list[R] = self._rows(query)
+        return _one(rows)
+
+    def maybe_one(self, query: Query[R]) -> R | None:
+        """The only row, or None (TooManyRowsError for several)."""
+        rows: list[R] = self._rows(query)
+        return _maybe_one(rows)
+
+    def stream(self, query: Query[R]) -> Iterator[R]:
+        """The rows one at a time (over HTTP the response arrives whole)."""
+        rows: list[R] = self._rows(query)
+        return iter(rows)
+
+    def execute(self, statement: Statement) -> int:
+        """Run a statement; the number of rows it affected."""
+        compiled = statement.compile()
+        result = self.sql(compiled.sql, list(compiled.params), array_mode=True, full_results=True)
+        return result.row_count if result.row_count is not None else len(result.rows)
+
+    # --- generated: batch ---
+    @overload
+    def batch(self, q1: Query[T1], /) -> tuple[list[T1]]: ...
+    @overload
+    def batch(self, q1: Query[T1], q2: Query[T2], /) -> tuple[list[T1], list[T2]]: ...
+    @overload
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], /) -> tuple[list[T1], list[T2], list[T3]]: ...
+    @overload
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], /) -> tuple[list[T1], list[T2], list[T3], list[T4]]: ...
+    @overload
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], /) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5]]: ...
+    @overload
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], /) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6]]: ...
+    @overload
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], /) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7]]: ...
+    @overload
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], /) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8]]: ...
+    @overload
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], q9: Query[T9], /) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8], list[T9]]: ...
+    @overload
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], q9: Query[T9], q10: Query[T10], /) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8], list[T9], list[T10]]: ...
+    @overload
+    def batch(self, *queries: Query[Any]) -> tuple[list[Any], ...]: ...
+    # --- end generated: batch ---
+    def batch(self, *queries: Query[Any]) -> tuple[list[Any], ...]:
+        """Run the queries in one HTTP request and one transaction: all of them or none.
+        Returns each query's rows, in order."""
+        if not queries:
+            return ()
+        sql = self.sql
+        compiled = [q.compile() for q in queries]
+        requests = [
+            sql.query(c.sql, list(c.params), array_mode=q.row_mode == "tuple", full_results=True)
+            for q, c in zip(queries, compiled)
+        ]
+        results = sql.transaction(requests, full_results=True)
+        return tuple(self._finish(q, r) for q, r in zip(queries, results))
+
+
+@overload
+def database(source: NeonHTTP) -> HTTPDatabase: ...
+@overload
+def database(source: Client | Pool | Connection) -> Database: ...
+def database(source: Any) -> Database | HTTPDatabase:
+    """The executor for a binding: ``HTTPDatabase`` for ``neon()``, ``Database`` for the rest."""
+    from neon_sync.http import NeonHTTP
+
+    if isinstance(source, NeonHTTP):
+        return HTTPDatabase(source)
+    return Database(source)
