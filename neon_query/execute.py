@@ -10,7 +10,7 @@ into its row type (tuples, Row dicts, scalars, mapped objects).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
@@ -178,7 +178,7 @@ class Database:
             result = client.execute(compiled.sql, list(compiled.params), mode=statement.row_mode)
         return result.row_count if result.row_count is not None else len(result.rows)
 
-    def stream(self, query: Query[R], *, chunk_size: int = 500) -> Iterator[R]:
+    def stream(self, query: Query[R], *, chunk_size: int = 500) -> Generator[R, None, None]:
         """The rows as they are fetched, ``chunk_size`` at a time, through a server-side cursor
         (in the current transaction, or one of its own). Queries a cursor cannot hold (DML
         with RETURNING) are run whole."""
