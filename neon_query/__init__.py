@@ -78,6 +78,7 @@ from neon_query.query import (
     update,
 )
 from neon_query.table import ColumnSpec, Outer, Table
+from neon_query.transaction import ReadCommitted, RepeatableRead, Serializable, Tx, run_in_transaction
 
 __all__ = [
     "select", "insert", "update", "delete", "raw",
@@ -88,6 +89,7 @@ __all__ = [
     "Database", "HTTPDatabase", "Executor", "database",
     "NotExactlyOneError", "NoRowsError", "TooManyRowsError",
     "Codec", "JSONValue",
+    "run_in_transaction", "Tx", "ReadCommitted", "RepeatableRead", "Serializable",
     "BOOL", "INT2", "INT4", "INT8", "OID", "FLOAT4", "FLOAT8", "NUMERIC", "TEXT", "VARCHAR", "BPCHAR",
     "NAME", "BYTEA", "UUID", "DATE", "TIME", "TIMETZ", "TIMESTAMP", "TIMESTAMPTZ", "INTERVAL", "JSON", "JSONB",
 ]

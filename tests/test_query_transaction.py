@@ -1,0 +1,95 @@
+"""run_in_transaction: real serialization failures from two connections are retried; others are not."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from neon_proto.errors import IntegrityError, OperationalError
+from neon_query import Database, RepeatableRead, Serializable, Tx, insert, run_in_transaction, select, update
+from neon_sync import Client, Pool, connect
+from neon_sync.embedded import EmbeddedPostgres
+from tests.query.fixtures import client, query_db  # noqa: F401 - fixtures
+from tests.query.models import counters
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def other(pg: EmbeddedPostgres, query_db: str) -> Iterator[Client]:
+    """A second connection, to commit conflicting changes in the middle of a transaction."""
+    c = Client(pg.dsn(database=query_db)).connect()
+    yield c
+    c.close()
+
+
+def increment_with_interference(other: Client, interfere_on: set[int]) -> tuple[list[int], Callable[[Tx[RepeatableRead]], int]]:
+    attempts: list[int] = []
+
+    def bump(tx: Tx[RepeatableRead]) -> int:
+        attempts.append(tx.attempt)
+        hits = tx.one(select(counters.hits).where(counters.name.eq("a")).scalars())  # takes the snapshot
+        if tx.attempt in interfere_on:
+            other.query("UPDATE counters SET hits = hits + 10 WHERE name = 'a'")  # commits meanwhile
+        tx.execute(update(counters).set({"hits": hits + 1}).where(counters.name.eq("a")))
+        return hits + 1
+
+    return attempts, bump
+
+
+def test_a_serialization_failure_is_retried_and_succeeds(client: Client, other: Client) -> None:
+    db = Database(client)
+    db.execute(insert(counters).values({"name": "a", "hits": 0}))
+    attempts, bump = increment_with_interference(other, {1})
+    result = run_in_transaction(client, bump, backoff_base=0.001)
+    assert attempts == [1, 2]
+    assert result == 11  # the retry saw the other connection's +10
+    assert db.one(select(counters.hits).where(counters.name.eq("a")).scalars()) == 11
+    assert client.transaction_status == "I"
+
+
+def test_retries_are_bounded_and_the_last_error_propagates(client: Client, other: Client) -> None:
+    Database(client).execute(insert(counters).values({"name": "a", "hits": 0}))
+    attempts, bump = increment_with_interference(other, {1, 2, 3})
+    with pytest.raises(OperationalError) as info:
+        run_in_transaction(client, bump, isolation=RepeatableRead, max_attempts=3, backoff_base=0.001)
+    assert info.value.sqlstate == "40001"
+    assert attempts == [1, 2, 3]
+    assert Database(client).one(select(counters.hits).scalars()) == 30  # only the other connection's updates
+    assert client.transaction_status == "I"
+
+
+def test_other_errors_roll_back_at_once(client: Client) -> None:
+    calls: list[int] = []
+
+    def twice(tx: Tx[Serializable]) -> None:
+        calls.append(tx.attempt)
+        tx.execute(insert(counters).values({"name": "dup"}))
+        tx.execute(insert(counters).values({"name": "dup"}))
+
+    with pytest.raises(IntegrityError):
+        run_in_transaction(client, twice)
+    assert calls == [1]
+    assert Database(client).one(counters.count()) == 0
+
+
+def test_over_a_pool_and_a_dbapi_connection(pg: EmbeddedPostgres, query_db: str, client: Client) -> None:
+    with Pool(pg.dsn(database=query_db), max_size=1) as pool:
+        made = run_in_transaction(pool, lambda tx: tx.one(counters.insert({"name": "p"}))["name"])
+        assert made == "p"
+    conn = connect(pg.dsn(database=query_db), autocommit=True)
+    try:
+        n = run_in_transaction(conn, lambda tx: tx.one(counters.count()), read_only=True)
+        assert n == 1
+    finally:
+        conn.close()
+
+
+def test_refuses_a_connection_already_in_a_transaction(client: Client) -> None:
+    from neon_proto.errors import ProgrammingError
+
+    client.query("BEGIN")
+    with pytest.raises(ProgrammingError, match="already in a transaction"):
+        run_in_transaction(client, lambda tx: None)
+    client.query("ROLLBACK")
