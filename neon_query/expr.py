@@ -138,7 +138,7 @@ class Expr(Selectable[T_co]):
         """``BETWEEN low AND high`` (both ends included)."""
         return Between(self, self._operand(low), self._operand(high))
 
-    def in_(self, values: Sequence[T_co] | Query[tuple[T_co]] | Query[T_co]) -> Expr[bool]:  # pyright: ignore[reportGeneralTypeIssues]
+    def in_(self, values: Sequence[T_co] | Query[tuple[T_co | None]] | Query[T_co | None]) -> Expr[bool]:  # pyright: ignore[reportGeneralTypeIssues]
         """``IN (...)`` over values (one parameter each; empty is false) or a one-column subquery."""
         from neon_query.query import Query
 
