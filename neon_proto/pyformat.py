@@ -14,7 +14,7 @@ import attrs
 
 from neon_proto.errors import ProgrammingError
 
-__all__ = ["MAX_PARAMETERS", "convert_pyformat"]
+__all__ = ["MAX_PARAMETERS", "convert_pyformat", "format_query", "quote_literal"]
 
 MAX_PARAMETERS = 65535  # the Bind message counts parameters in an int16
 
@@ -38,6 +38,29 @@ _TOKEN = re.compile(
     re.VERBOSE | re.DOTALL,
 )
 _BLOCK_EDGE = re.compile(r"/\*|\*/")
+_MIXED = (
+    "the query mixes %s and %(name)s placeholders: use one style, all %s with a sequence"
+    " or all %(name)s with a mapping"
+)
+
+
+def _region_end(query: str, m: re.Match[str]) -> tuple[int, str | None]:
+    """Where a block comment (nested) or a dollar-quoted string that ``m`` opens ends, and
+    what it is when it runs unclosed to the end of the query."""
+    pos = m.end()
+    if m.lastgroup == "block":
+        depth = 1
+        while depth:
+            edge = _BLOCK_EDGE.search(query, pos)
+            if edge is None:
+                return len(query), "/* comment"
+            depth += 1 if edge.group(0) == "/*" else -1
+            pos = edge.end()
+        return pos, None
+    close = query.find(m.group(0), pos)
+    if close == -1:
+        return len(query), f"{m.group(0)} quoted string"
+    return close + len(m.group(0)), None
 
 
 @attrs.frozen
@@ -78,7 +101,7 @@ def _split(query: str) -> _Template:
                 pieces.append("%")
             elif m.group("positional") is not None:
                 if names:
-                    raise ProgrammingError("the query mixes %s and %(name)s placeholders; use one style")
+                    raise ProgrammingError(_MIXED)
                 positional += 1
                 pieces.append(f"${positional}")
             elif m.group("name") is not None:
@@ -90,7 +113,7 @@ def _split(query: str) -> _Template:
                 if not name:
                     raise ProgrammingError("empty placeholder name %()s in the query")
                 if positional:
-                    raise ProgrammingError("the query mixes %s and %(name)s placeholders; use one style")
+                    raise ProgrammingError(_MIXED)
                 index = names.setdefault(name, len(names) + 1)
                 pieces.append(f"${index}")
             elif m.group("other") is not None:
@@ -100,25 +123,20 @@ def _split(query: str) -> _Template:
                 )
             else:
                 raise ProgrammingError("incomplete placeholder: the query ends with a lone %; write %% for a literal %")
-        elif kind == "block":
-            depth = 1
-            while depth:
-                edge = _BLOCK_EDGE.search(query, pos)
-                if edge is None:
-                    unterminated = "/* comment"
-                    pos = len(query)
-                    break
-                depth += 1 if edge.group(0) == "/*" else -1
-                pos = edge.end()
-        elif kind == "dollar":
-            close = query.find(m.group(0), pos)
-            if close == -1:
-                unterminated = f"{m.group(0)} quoted string"
-                pos = len(query)
-            else:
-                pos = close + len(m.group(0))
+            continue
+        if kind == "word" or kind == "number":
+            continue
+        if kind == "block" or kind == "dollar":
+            pos, open_region = _region_end(query, m)
+            unterminated = open_region or unterminated
         elif kind in ("estring", "string", "ident") and m.group(kind + "_end") is None:
             unterminated = {"estring": "E'...' string", "string": "quoted string", "ident": "quoted identifier"}[kind]
+        # Quoted text and comments: placeholders stay text, but %% still means % (as in psycopg,
+        # where the whole query goes through %-formatting).
+        if query.find("%%", m.start(), pos) != -1:
+            pieces.append(query[last : m.start()])
+            pieces.append(query[m.start() : pos].replace("%%", "%"))
+            last = pos
     if positional > MAX_PARAMETERS or len(names) > MAX_PARAMETERS:
         raise ProgrammingError(f"the query has more than {MAX_PARAMETERS} placeholders, the most Postgres accepts")
     if not pieces:
@@ -132,10 +150,11 @@ def _split(query: str) -> _Template:
 def convert_pyformat(query: str, params: Sequence[Any] | Mapping[str, Any] | None) -> tuple[str, list[Any]]:
     """Turn ``%s`` / ``%(name)s`` into ``$1, $2...`` and return the SQL with its parameter list.
 
-    ``%%`` becomes ``%``. A name used twice reuses its ``$n``; unused mapping keys are ignored.
-    Text inside quoted strings (``'...'``, ``E'...'``, ``$tag$...$tag$``), quoted identifiers and
-    comments is left exactly as written, ``%`` and ``%%`` included. That differs from psycopg,
-    which wants ``'100%%'`` inside a literal: here write ``'100%'``.
+    ``%%`` becomes ``%`` everywhere, inside quoted strings (``'...'``, ``E'...'``,
+    ``$tag$...$tag$``), quoted identifiers and comments too, as psycopg and the DB-API suite
+    expect. Placeholders in those regions stay text (``'%s'`` is the two characters), and so does
+    a lone ``%`` there (``'100%'``). A name used twice reuses its ``$n``; unused mapping keys are
+    ignored.
     Single-quoted strings are read with standard_conforming_strings on (the default since 9.1).
     With ``params=None`` the query is returned untouched, as psycopg does.
     Raises ProgrammingError for mixed styles, a wrong number of parameters, a missing name, or a
@@ -180,3 +199,59 @@ def _positional_values(template: _Template, params: Sequence[Any]) -> list[Any]:
             f" but {len(params)} parameter{'s were' if len(params) != 1 else ' was'} given{_hint(template)}"
         )
     return list(params)
+
+
+_FLOAT_WORDS = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def quote_literal(value: Any, registry: Any) -> str:
+    """A value as an SQL literal (``NULL``, ``true``, ``42``, ``'it''s'``, ``'\\x00'::bytea``)."""
+    if value is None:
+        return "NULL"
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = repr(value)
+        special = _FLOAT_WORDS.get(number)
+        if special is not None:
+            return f"'{special}'::float8"
+        return f"({number})" if number.startswith("-") else number
+    text: str = registry.literal_text(value)
+    quoted = "'" + text.replace("'", "''") + "'"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return quoted + "::bytea"
+    return quoted
+
+
+def format_query(query: str, params: Sequence[Any] | None, registry: Any = None) -> str:
+    """``query`` with each ``$n`` outside quotes and comments replaced by its parameter as a
+    literal: what the server would see, for logs and error reports. Never execute the result."""
+    if not params:
+        return query
+    if registry is None:
+        from neon_proto.types import default_registry
+
+        registry = default_registry
+    literals = [quote_literal(value, registry) for value in params]
+    pieces: list[str] = []
+    last = 0
+    pos = 0
+    search = _TOKEN.search
+    while True:
+        m = search(query, pos)
+        if m is None:
+            break
+        kind = m.lastgroup
+        pos = m.end()
+        if kind == "number":
+            index = int(m.group(0)[1:]) - 1
+            if 0 <= index < len(literals):
+                pieces.append(query[last : m.start()])
+                pieces.append(literals[index])
+                last = pos
+        elif kind == "block" or kind == "dollar":
+            pos, _ = _region_end(query, m)
+        elif kind == "percent":
+            pos = m.start() + 1  # a % is an operator here: skip just it
+    pieces.append(query[last:])
+    return "".join(pieces)

@@ -28,9 +28,18 @@ from neon_proto.errors import (
 )
 from neon_proto.frontend import NEED_DATA, FrontendConnection, State
 from neon_proto.messages import SYNC
-from neon_proto.results import Result, RowMode, make_row_converter, make_row_parser
+from neon_proto.results import Result, RowMode, make_row_converter, make_row_parser, parse_command_tag
 
-__all__ = ["Session", "SessionFacts", "Op", "Query", "NotificationHandler", "NoticeHandler"]
+__all__ = [
+    "Session",
+    "SessionFacts",
+    "ConnectionInfo",
+    "Op",
+    "Query",
+    "PortalStream",
+    "NotificationHandler",
+    "NoticeHandler",
+]
 
 logger = logging.getLogger("neon_proto.session")
 
@@ -79,6 +88,28 @@ class Query:
             raise self.error
         assert self.result is not None
         return self.result
+
+
+class PortalStream:
+    """A result read in batches from a suspended portal (``Session.stream_open``).
+
+    ``rows`` holds the batch at hand (the binding takes it and empties it); ``done`` turns true
+    once the server sent the last row, after which the connection is ready again.
+    """
+
+    __slots__ = ("fields", "rows", "done", "tag", "row_count", "mode", "max_rows", "_registry", "_convert", "_delivered")
+
+    def __init__(self, mode: RowMode, max_rows: int, registry: Any) -> None:
+        self.fields: list[ev.FieldDescription] = []
+        self.rows: list[Any] = []
+        self.done = False
+        self.tag: str | None = None
+        self.row_count: int | None = None
+        self.mode: RowMode = mode
+        self.max_rows = max_rows
+        self._registry = registry
+        self._convert: Any = None
+        self._delivered = 0
 
 
 class Session:
@@ -323,6 +354,12 @@ class Session:
         while len(self._prepared) > self._cache_size:
             _key, old = self._prepared.popitem(last=False)
             self._to_close.append(old)
+
+    def forget_prepared_statements(self) -> None:
+        """Forget the cache without closing anything: the server already dropped the
+        statements (``DISCARD ALL``, ``DEALLOCATE ALL``)."""
+        self._prepared.clear()
+        self._to_close.clear()
 
     def _forget_statements(self) -> None:
         """Drop the cache (a schema change invalidated a plan); close the statements on the server."""
@@ -694,15 +731,28 @@ class Session:
                 return events
             conn.receive_data((yield None) or b"")
 
-    def simple_query(self, sql: str, *, mode: RowMode = "dict", registry: Any = None) -> Op[list[Result]]:
-        """The simple query protocol: any number of statements, text results, one result each."""
+    def simple_query(
+        self, sql: str, *, mode: RowMode = "dict", registry: Any = None, begin: bool = False
+    ) -> Op[list[Result]]:
+        """The simple query protocol: any number of statements, text results, one result each.
+
+        With ``begin``, a BEGIN goes first as its own Query message in the same flight (the
+        DB-API's implicit transaction): it runs even if ``sql`` fails to parse, and the
+        server's error positions stay relative to ``sql``. Its result is not returned.
+        """
         self._check_usable()
         reg = registry if registry is not None else self.registry
-        yield self.conn.send_query(sql)
+        conn = self.conn
+        if begin:
+            yield conn.send_query("BEGIN") + conn.send_query(sql)
+            results = yield from self._collect_results(reg, mode, extended=False, ready=2)
+            return results[1:]
+        yield conn.send_query(sql)
         return (yield from self._collect_results(reg, mode, extended=False))
 
-    def _collect_results(self, registry: Any, mode: RowMode, *, extended: bool) -> Op[list[Result]]:
-        """One Result per statement up to ReadyForQuery; the first error is raised after it.
+    def _collect_results(self, registry: Any, mode: RowMode, *, extended: bool, ready: int = 1) -> Op[list[Result]]:
+        """One Result per statement up to the ``ready``-th ReadyForQuery; the first error is
+        raised after it.
 
         ``extended``: the statements came through the extended protocol (a COPY's CopyFail
         then needs a Sync behind it).
@@ -743,6 +793,9 @@ class Session:
                     if error is None:
                         error = event.to_exception()
                 elif cls is ev.ReadyForQuery:
+                    ready -= 1
+                    if ready:
+                        continue
                     if error is not None:
                         raise error
                     return results
@@ -778,6 +831,133 @@ class Session:
             raise ProgrammingError(f"type {name!r} does not exist")
         self.registry.register_type_info(info, factory=factory)
         return info
+
+    # ------------------------------------------------------------------ streaming
+
+    def stream_open(
+        self,
+        sql: str,
+        params: Sequence[Any] | None = None,
+        *,
+        max_rows: int = 2000,
+        mode: RowMode = "tuple",
+        registry: Any = None,
+        begin: str | None = None,
+    ) -> Op[PortalStream]:
+        """Start a statement whose rows come ``max_rows`` at a time; return the first batch.
+
+        Parse, Bind, Describe and Execute with a row limit, then Flush instead of Sync: the
+        unnamed portal stays open and the server suspends it after each batch
+        (PortalSuspended), so a result of any size costs one batch of memory. Until the
+        stream is done or closed (``stream_close``), the connection runs nothing else.
+        ``begin``: a statement (``BEGIN ...``) sent ahead in the same flight.
+        """
+        self._check_usable()
+        if max_rows < 1:
+            raise ProgrammingError("a stream needs a batch size of at least one row")
+        conn = self.conn
+        reg = registry if registry is not None else self.registry
+        oids, formats, values = self._dump_params(params, reg) if params else ([], [], [])
+        fmt = self.result_format
+        out: list[bytes] = []
+        if begin is not None:
+            out.append(conn.send_extended_query("", begin, (), (), sync=False))
+        out.append(conn.send_parse("", sql, oids if self.declare_param_types else ()))
+        out.append(conn.send_bind("", "", values, formats if any(formats) else (), (fmt,) if fmt else ()))
+        out.append(conn.send_describe("P"))
+        out.append(conn.send_execute("", max_rows))
+        out.append(conn.send_flush())
+        conn.expect_ready(0)  # busy from now on, though no Sync is out yet
+        stream = PortalStream(mode, max_rows, reg)
+        yield b"".join(out)
+        yield from self._stream_batch(stream)
+        return stream
+
+    def stream_fetch(self, stream: PortalStream) -> Op[None]:
+        """Ask for the next batch of a suspended portal; it lands in ``stream.rows``."""
+        if stream.done:
+            raise InterfaceError("the stream is already complete")
+        conn = self.conn
+        yield conn.send_execute("", stream.max_rows) + conn.send_flush()
+        yield from self._stream_batch(stream)
+
+    def stream_close(self, stream: PortalStream) -> Op[None]:
+        """Stop a stream early: close the portal and end the flight with Sync."""
+        if stream.done:
+            return
+        stream.done = True
+        stream.rows = []
+        conn = self.conn
+        yield conn.send_close("P", "") + conn.send_sync()
+        error: Error | None = None
+        while True:
+            event = yield from self._next()
+            cls = type(event)
+            if cls is ev.ReadyForQuery:
+                if error is not None:
+                    raise error
+                return
+            if cls is ev.ErrorResponse:
+                error = error or event.to_exception()
+            elif cls is ev.EndOfStream:
+                raise self._closed_error(error)
+
+    def _stream_batch(self, stream: PortalStream) -> Op[None]:
+        """Read one batch: rows up to PortalSuspended, or to the end of the result and Sync."""
+        conn = self.conn
+        rows: list[Any] = []
+        stream.rows = rows
+        error: Error | None = None
+        DataRows = ev.DataRows
+        while True:
+            events = conn.next_events()
+            if not events:
+                conn.receive_data((yield None) or b"")
+                continue
+            for event in events:
+                cls = type(event)
+                if cls is DataRows:
+                    if event.decoded:
+                        rows.extend(event.rows)
+                    elif error is None:
+                        try:
+                            rows.extend(self._decode_rows(event, stream._convert))
+                        except DataError as exc:
+                            error = exc
+                elif cls is ev.PortalSuspended:
+                    stream._delivered += len(rows)
+                    if error is None:
+                        return
+                    # A row failed to decode: give up on the rest.
+                    stream.done = True
+                    yield conn.send_close("P", "") + conn.send_sync()
+                elif cls is ev.RowDescription:
+                    stream._convert = self._converter(event, stream._registry, stream.mode, None)
+                    stream.fields = list(event.fields)
+                elif cls is ev.CommandComplete:
+                    stream.tag = event.tag
+                    command, count = parse_command_tag(event.tag)
+                    if count is not None and command in ("SELECT", "FETCH"):
+                        count += stream._delivered  # the tag counts this Execute's rows only
+                    stream.row_count = count
+                    stream.done = True
+                    yield conn.send_sync()
+                elif cls is ev.EmptyQueryResponse:
+                    stream.done = True
+                    yield conn.send_sync()
+                elif cls is ev.ErrorResponse:
+                    error = error or event.to_exception()
+                    if not stream.done:
+                        stream.done = True
+                        yield conn.send_sync()  # the server skips everything up to it
+                elif cls is ev.ReadyForQuery:
+                    if error is not None:
+                        raise error
+                    return
+                elif cls in (ev.ParseComplete, ev.BindComplete, ev.NoData, ev.CommandComplete):
+                    continue
+                else:
+                    error = yield from self._unusual_event(event, error)
 
     # ------------------------------------------------------------------ COPY
 
@@ -857,6 +1037,36 @@ class Session:
             if cls is ev.EndOfStream:
                 raise self._closed_error(None)
 
+    def copy_out_batch(self) -> Op[tuple[bytes, bool]]:
+        """Every COPY TO STDOUT byte received so far (at least one message's, unless the COPY
+        ended), joined, and whether the COPY is complete. One call per network read, not per
+        row: the fast way to read."""
+        conn = self.conn
+        chunks: list[bytes] = []
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                if chunks:
+                    return b"".join(chunks), False
+                conn.receive_data((yield None) or b"")
+                continue
+            cls = type(event)
+            if cls is ev.CopyData:
+                chunks.append(event.data)
+            elif cls is ev.CopyDone:
+                yield from self._copy_outcome()
+                return b"".join(chunks), True
+            elif cls is ev.ErrorResponse:
+                error = event.to_exception()
+                yield from self._copy_outcome_after_error()
+                raise error
+            elif cls is ev.EndOfStream:
+                raise self._closed_error(None)
+            elif cls is ev.NoticeResponse:
+                self._on_notice(event)
+            elif cls is ev.NotificationResponse:
+                self._on_notification(event)
+
     def _copy_outcome_after_error(self) -> Op[None]:
         while True:
             event = yield from self._next()
@@ -870,10 +1080,116 @@ class Session:
         return self.conn.send_terminate()
 
 
+_PYTHON_ENCODINGS = {"UTF8": "utf-8", "SQL_ASCII": "ascii", "LATIN1": "iso8859-1", "WIN1252": "cp1252"}
+
+
+class ConnectionInfo:
+    """What the server told about a connection, read live on each access (psycopg's ``info``)."""
+
+    def __init__(self, session: Session, params: Any = None) -> None:
+        self._session = session
+        self._params = params
+
+    @property
+    def server_version(self) -> int:
+        """The server's version as libpq gives it: 150004 for 15.4, 90624 for 9.6.24 (0 if unknown)."""
+        text = self._session.conn.parameters.get("server_version", "")
+        parts = []
+        for piece in text.split(" ")[0].split("."):
+            digits = "".join(c for c in piece if c.isdigit())
+            if not digits:
+                break
+            parts.append(int(digits))
+        if not parts:
+            return 0
+        if parts[0] >= 10:
+            return parts[0] * 10000 + (parts[1] if len(parts) > 1 else 0)
+        parts += [0, 0]
+        return parts[0] * 10000 + parts[1] * 100 + parts[2]
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process serving the connection."""
+        return self._session.conn.process_id
+
+    @property
+    def transaction_status(self) -> str:
+        """``I`` idle, ``T`` in a transaction, ``E`` in a failed one, ``A`` while a query runs, ``X`` closed."""
+        session = self._session
+        if session.closed:
+            return "X"
+        if not session.idle:
+            return "A"
+        return session.transaction_status
+
+    @property
+    def parameters(self) -> dict[str, str]:
+        """Every parameter the server reported (server_version, TimeZone, DateStyle...)."""
+        return dict(self._session.conn.parameters)
+
+    def parameter_status(self, name: str) -> str | None:
+        """One reported parameter, or None."""
+        return self._session.conn.parameters.get(name)
+
+    @property
+    def encoding(self) -> str:
+        """The client encoding as a Python codec name (``utf-8`` for UTF8)."""
+        name = self._session.conn.parameters.get("client_encoding", "UTF8")
+        return _PYTHON_ENCODINGS.get(name.upper(), name.lower())
+
+    @property
+    def timezone(self) -> str | None:
+        """The session's TimeZone setting."""
+        return self._session.conn.parameters.get("TimeZone")
+
+    def _param(self, name: str) -> Any:
+        return getattr(self._params, name, None)
+
+    @property
+    def host(self) -> str | None:
+        """The host connected to (a directory for a Unix socket)."""
+        value: str | None = self._param("host")
+        return value
+
+    @property
+    def port(self) -> int | None:
+        """The port connected to."""
+        value: int | None = self._param("port")
+        return value
+
+    @property
+    def dbname(self) -> str | None:
+        """The database name."""
+        value: str | None = self._param("dbname")
+        return value
+
+    @property
+    def user(self) -> str | None:
+        """The role connected as."""
+        value: str | None = self._param("user")
+        return value
+
+    def __repr__(self) -> str:
+        return f"<ConnectionInfo server_version={self.server_version} backend_pid={self.backend_pid} status={self.transaction_status}>"
+
+
 class SessionFacts:
     """What every binding's client tells about its session; the client sets ``_session``."""
 
     _session: Session
+
+    @property
+    def info(self) -> ConnectionInfo:
+        """Server version, backend pid, transaction status, parameter statuses, encoding."""
+        return ConnectionInfo(self._session, getattr(self, "params", None))
+
+    def add_notice_handler(self, handler: NoticeHandler) -> None:
+        """Call ``handler(diagnostic)`` for each notice or warning the server sends (RAISE NOTICE...)."""
+        self._session.notice_handlers.append(handler)
+
+    def remove_notice_handler(self, handler: NoticeHandler) -> None:
+        """Stop calling a notice handler."""
+        self._session.notice_handlers.remove(handler)
 
     @property
     def transaction_status(self) -> str:

@@ -18,6 +18,7 @@ from neon_proto.conninfo import ConnectionParams
 from neon_proto.errors import ConnectionClosed, Error, OperationalError
 from neon_proto.frontend import FrontendConnection
 from neon_proto.session import Op
+from neon_proto.tls import make_ssl_context
 
 __all__ = ["Transport", "run", "open_socket", "make_ssl_context", "is_ip_address"]
 
@@ -35,32 +36,6 @@ def is_ip_address(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def make_ssl_context(params: ConnectionParams) -> ssl.SSLContext:
-    """An SSLContext for a sslmode: verify-full checks chain and name, verify-ca the chain only.
-
-    ``require`` with an sslrootcert behaves as verify-ca, as libpq does.
-    """
-    mode = params.sslmode
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    verify = mode in ("verify-ca", "verify-full") or (mode == "require" and params.sslrootcert)
-    if verify:
-        if params.sslrootcert and params.sslrootcert != "system":
-            ctx.load_verify_locations(cafile=params.sslrootcert)
-        else:
-            ctx.load_default_certs()
-        ctx.check_hostname = mode == "verify-full"
-        ctx.verify_mode = ssl.CERT_REQUIRED
-    else:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    if params.sslcert:
-        ctx.load_cert_chain(params.sslcert, params.sslkey)
-    if params.sslnegotiation == "direct":
-        ctx.set_alpn_protocols(["postgresql"])
-    return ctx
 
 
 class Transport:

@@ -8,36 +8,53 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, BinaryIO, Generator, Iterable, Iterator, Mapping, Sequence
+from typing import Any, BinaryIO, Generator, Iterable, Iterator, Mapping, Sequence, Unpack
 
 from neon_proto import events as ev
-from neon_proto.conninfo import ConnectionParams, parse_connection_string
+from neon_proto.conninfo import ConnectionParams
 from neon_proto.errors import (
     ConnectionClosed,
     Error,
     InterfaceError,
-    NotSupportedError,
     OperationalError,
     ProgrammingError,
 )
 from neon_proto.messages import cancel_request
+from neon_proto.options import ConnectKeywords, ConnectOptions, TransportOptions, resolve_connect_options
 from neon_proto.results import Result, RowMode
 from neon_proto.types import TypeRegistry, default_registry
 from neon_proto.session import Op, Query, Session, SessionFacts
+from neon_proto.pyformat import format_query
 from neon_sync._io import Transport, make_ssl_context, open_socket, run
+from neon_sync.copy import Copy
 
-__all__ = ["Client", "Notification", "connect_params", "Pipeline"]
+__all__ = ["Client", "ClientKeywords", "Notification", "connect_params", "connect_options", "Pipeline"]
 
 logger = logging.getLogger("neon_sync")
 
 Notification = ev.NotificationResponse
 
-TRANSPORTS = ("tcp",)
+CLIENT_KEYWORDS = frozenset({"array_mode", "prepared_statement_cache_size", "registry", "binary", "max_message_size"})
+
+
+class ClientKeywords(ConnectKeywords, total=False):
+    """Every keyword ``Client`` takes: the connection's (``ConnectKeywords``) and the client's own."""
+
+    array_mode: bool
+    prepared_statement_cache_size: int
+    registry: Any
+    binary: bool
+    max_message_size: int | None
+
+
+def connect_options(dsn: str | None, options: Mapping[str, Any], *, caller: str = "Client") -> ConnectOptions:
+    """Connection parameters and transport from a DSN, keywords, the PG* environment and neon_config."""
+    return resolve_connect_options(dsn, options, env=os.environ, caller=caller, also_valid=CLIENT_KEYWORDS)
 
 
 def connect_params(dsn: str | None, params: Mapping[str, Any]) -> ConnectionParams:
     """Connection parameters from a DSN, keyword overrides and the PG* environment."""
-    return parse_connection_string(dsn, env=os.environ, **params)
+    return connect_options(dsn, params).params
 
 
 class Client(SessionFacts):
@@ -51,18 +68,17 @@ class Client(SessionFacts):
         self,
         dsn: str | None = None,
         *,
-        transport: str = "tcp",
         array_mode: bool = False,
         prepared_statement_cache_size: int = 0,
         registry: Any = None,
         binary: bool = False,
         max_message_size: int | None = None,
-        **params: Any,
+        **options: Unpack[ConnectKeywords],
     ) -> None:
-        if transport not in TRANSPORTS:
-            raise NotSupportedError(f"transport {transport!r} is not available (choose from {', '.join(TRANSPORTS)})")
-        self.params = connect_params(dsn, params)
-        self.transport_name = transport
+        resolved = connect_options(dsn, options)
+        self.params = resolved.params
+        self.transport_options: TransportOptions = resolved.transport
+        self.transport_name = resolved.transport.transport
         self.array_mode = array_mode
         self._session = Session(
             # The connection's own registry (user types registered here stay here).
@@ -317,7 +333,7 @@ class Client(SessionFacts):
         return result.row_count or 0
 
     def copy_to(self, sql: str) -> Generator[bytes, None, None]:
-        """COPY ... TO STDOUT: an iterator of data chunks, read as they arrive.
+        """COPY ... TO STDOUT: an iterator of data chunks (as many rows as each read brought).
 
         Stopping early (``close()``, or leaving a ``for`` loop and dropping the iterator)
         reads and discards the rest, so the connection is usable again.
@@ -329,21 +345,71 @@ class Client(SessionFacts):
             except Error:
                 pass  # the server's answer to our CopyFail
             raise ProgrammingError("copy_to() needs a COPY ... TO STDOUT statement")
-        while True:
-            chunk = self._run(self._session.copy_out_chunk())
-            if chunk is None:
-                return
+        batch = self._session.copy_out_batch
+        done = False
+        while not done:
+            chunk, done = self._run(batch())
+            if not chunk:
+                continue
             try:
                 yield chunk
             except GeneratorExit:
                 # The caller stopped early: read the rest, so the connection can run queries again.
-                if not self.closed:
+                if not done and not self.closed:
                     self._drain_copy_out()
                 raise
 
     def _drain_copy_out(self) -> None:
-        while self._run(self._session.copy_out_chunk()) is not None:
+        while not self._run(self._session.copy_out_batch())[1]:
             pass
+
+    def copy(self, sql: str) -> "Copy":
+        """A COPY as a context manager (psycopg's ``cursor.copy``): ``write``/``write_row`` for
+        FROM STDIN, ``read``/``rows``/iteration for TO STDOUT. See ``neon_sync.copy.Copy``."""
+        return Copy(self, sql)
+
+    # ------------------------------------------------------------------ streaming
+
+    def stream(
+        self,
+        sql: str,
+        params: Sequence[Any] | None = None,
+        *,
+        batch_rows: int = 2000,
+        array_mode: bool | None = None,
+        mode: RowMode | None = None,
+    ) -> Iterator[Any]:
+        """Rows of one statement read ``batch_rows`` at a time from a suspended portal.
+
+        Memory stays at one batch whatever the result's size. Rows are dicts (lists with
+        ``array_mode``, or the ``mode`` given). Until the iteration ends, or the iterator is
+        closed, the connection runs nothing else.
+        """
+        if mode is None:
+            mode = "list" if (self.array_mode if array_mode is None else array_mode) else "dict"
+        return self._stream(sql, params, batch_rows=batch_rows, mode=mode)
+
+    def _stream(
+        self, sql: str, params: Sequence[Any] | None, *, batch_rows: int, mode: RowMode, begin: str | None = None
+    ) -> Iterator[Any]:
+        session = self._session
+        portal = self._run(session.stream_open(sql, params, max_rows=batch_rows, mode=mode, begin=begin))
+        try:
+            while True:
+                rows, portal.rows = portal.rows, []
+                yield from rows
+                del rows
+                if portal.done:
+                    return
+                self._run(session.stream_fetch(portal))
+        finally:
+            if not portal.done and not self.closed:
+                self._run(session.stream_close(portal))
+
+    def format_query(self, sql: str, params: Sequence[Any] | None = None) -> str:
+        """The statement with ``$n`` replaced by quoted literals, for logging only (never run it:
+        parameters always travel apart from the SQL)."""
+        return format_query(sql, params, self.registry)
 
     def poll(self) -> bool:
         """Take in, without blocking, what the server sent while the connection sat idle.

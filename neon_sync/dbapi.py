@@ -6,9 +6,10 @@ import datetime as _dt
 import time as _time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Unpack
 
 from neon_proto import errors as _errors
+from neon_proto.options import ConnectKeywords
 from neon_proto.errors import (
     DatabaseError,
     DataError,
@@ -125,9 +126,30 @@ def Binary(data: bytes | bytearray | memoryview) -> bytes:
     return bytes(data)
 
 
-def connect(dsn: str | None = None, *, autocommit: bool = False, transport: str = "tcp", **params: Any) -> "Connection":
-    """Open a DB-API connection (a ``postgresql://`` URI, a ``key=value`` string, or keywords)."""
-    client = Client(dsn, transport=transport, **params).connect()
+def connect(
+    dsn: str | None = None,
+    *,
+    autocommit: bool = False,
+    array_mode: bool = False,
+    prepared_statement_cache_size: int = 0,
+    registry: Any = None,
+    binary: bool = False,
+    max_message_size: int | None = None,
+    **options: Unpack[ConnectKeywords],
+) -> "Connection":
+    """Open a DB-API connection (a ``postgresql://`` URI, a ``key=value`` string, or keywords).
+
+    ``transport="websocket"`` (or a ``ws_proxy``) goes through a WebSocket proxy; see ``Client``.
+    """
+    client = Client(
+        dsn,
+        array_mode=array_mode,
+        prepared_statement_cache_size=prepared_statement_cache_size,
+        registry=registry,
+        binary=binary,
+        max_message_size=max_message_size,
+        **options,
+    ).connect()
     return Connection(client, autocommit=autocommit)
 
 
@@ -319,10 +341,7 @@ class Cursor:
         sql, args = convert_pyformat(operation, parameters)
         begin = self.connection._needs_begin()
         if parameters is None:
-            text = f"BEGIN;{sql}" if begin else sql
-            results: list[Result] = client._run(session.simple_query(text, mode="tuple"))
-            if begin:
-                results = results[1:]
+            results: list[Result] = client._run(session.simple_query(sql, mode="tuple", begin=begin))
         else:
             queries = [Query(sql, args, "tuple")]
             if begin:

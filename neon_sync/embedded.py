@@ -578,6 +578,7 @@ class EmbeddedPostgres:
     def _config(self) -> str:
         settings: dict[str, str | int] = {
             "max_connections": 200,
+            "max_prepared_transactions": 20,  # two-phase commit (the DB-API's tpc_* methods)
             "shared_buffers": "32MB",
             "fsync": "off",
             "synchronous_commit": "off",

@@ -30,14 +30,14 @@ from neon_proto.http import (
     FetchRequest,
     FetchResponse,
     FetchSettings,
+    FetchTarget,
     HTTPQuery,
     HTTPStatusError,
     TransactionOptions,
     build_query_request,
     build_transaction_request,
-    default_fetch_endpoint,
     neon_connection_string,
-    parse_endpoint,
+    query_params,
     read_response,
 )
 from neon_proto.results import Result
@@ -207,13 +207,7 @@ class NeonHTTP:
         self.idle_timeout = idle_timeout
         self._ssl_context = ssl_context
         self._sslrootcert = sslrootcert
-        self._endpoints: dict[str, Endpoint] = {}
-        if isinstance(fetch_endpoint, str):
-            self._static_endpoint: Endpoint | None = parse_endpoint(fetch_endpoint)
-        elif fetch_endpoint is None or callable(fetch_endpoint):
-            self._static_endpoint = None
-        else:
-            raise ProgrammingError("fetch_endpoint must be a URL string or a function (host, port) -> URL")
+        self._target = FetchTarget(self.params, fetch_endpoint, auth_token)
         self._lock = threading.Lock()
         self._idle: dict[Endpoint, list[_HTTPConnection]] = {}
         self._pid = os.getpid()
@@ -281,7 +275,7 @@ class NeonHTTP:
         Rows are dicts, or lists with ``array_mode``; ``full_results=True`` returns the
         ``Result`` (fields, rows, command, row_count). Options here win over ``neon()``'s.
         """
-        query = HTTPQuery(text, _params(params), array_mode, full_results, types)
+        query = HTTPQuery(text, query_params(params), array_mode, full_results, types)
         return self._run_query(query, auth_token, timeout)
 
     def query(
@@ -300,7 +294,7 @@ class NeonHTTP:
         ``timeout`` and ``auth_token`` apply when it runs alone: in a transaction, the
         transaction's timeout and the ``neon()``-level token apply, as in the JS driver.
         """
-        query = HTTPQuery(text, _params(params), array_mode, full_results, types)
+        query = HTTPQuery(text, query_params(params), array_mode, full_results, types)
         return NeonQuery(self, query, timeout, auth_token)
 
     def transaction(
@@ -364,30 +358,10 @@ class NeonHTTP:
         return self._fetch(endpoint, request, self.timeout if timeout is None else timeout)
 
     def _token(self, override: AuthToken | None) -> str | None:
-        token = override if override is not None else self._auth_token
-        if token is None:
-            return None
-        value = token() if callable(token) else token
-        if not isinstance(value, str):
-            raise ProgrammingError(f"auth_token must give a str, not {type(value).__name__}")
-        return value
+        return self._target.token(override)
 
     def _endpoint(self) -> Endpoint:
-        if self._static_endpoint is not None:
-            return self._static_endpoint
-        host, port = self.params.host, self.params.port
-        fetch_endpoint = self._fetch_endpoint
-        if fetch_endpoint is None:
-            url = default_fetch_endpoint(host, port, jwt_auth=self._auth_token is not None)
-        else:
-            assert callable(fetch_endpoint)
-            url = fetch_endpoint(host, port)
-        endpoint = self._endpoints.get(url)
-        if endpoint is None:
-            endpoint = parse_endpoint(url)
-            if len(self._endpoints) < 64:
-                self._endpoints[url] = endpoint
-        return endpoint
+        return self._target.endpoint()
 
     def _make_ssl_context(self) -> ssl.SSLContext:
         ctx = self._ssl_context
@@ -614,14 +588,6 @@ class NeonHTTP:
 
 class _NothingSent(Exception):
     """The first write of a request failed: the server received none of it."""
-
-
-def _params(params: Sequence[Any] | None) -> tuple[Any, ...]:
-    if params is None:
-        return ()
-    if isinstance(params, (str, bytes, Mapping)):
-        raise ProgrammingError("params must be a list or tuple of values")
-    return tuple(params)
 
 
 neon = NeonHTTP

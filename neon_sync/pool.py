@@ -7,11 +7,11 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, Unpack
 
 from neon_proto.errors import InterfaceError, OperationalError
 from neon_proto.results import Result
-from neon_sync.client import Client
+from neon_sync.client import CLIENT_KEYWORDS, Client, ClientKeywords, connect_options
 
 __all__ = ["Pool", "PoolTimeout"]
 
@@ -37,10 +37,13 @@ class Pool:
         max_size: int = 10,
         idle_timeout: float | None = 300.0,
         acquire_timeout: float = 30.0,
-        **client_options: Any,
+        **client_options: Unpack[ClientKeywords],
     ) -> None:
         if max_size < 1:
             raise InterfaceError("max_size must be at least 1")
+        # Checked now, so a misspelt keyword fails here and not at the first acquire().
+        connection_options = {k: v for k, v in client_options.items() if k not in CLIENT_KEYWORDS}
+        self.options = connect_options(dsn, connection_options, caller="Pool")
         self.dsn = dsn
         self.max_size = max_size
         self.idle_timeout = idle_timeout

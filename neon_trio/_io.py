@@ -1,9 +1,8 @@
-"""The trio I/O under neon_trio: open a stream (TLS as libpq does it) and drive operations.
+"""The trio stream under neon_trio: a connected socket stream, TLS as libpq does it.
 
-``drive`` is the whole binding in one loop: send what an operation yields, feed it what the
-stream returns. Sends are shielded from cancellation so that a message is never half
-written; a cancellation can therefore only land while we wait for the server, where the
-operation can be resumed (see ``Client`` for how a cancelled query is drained).
+Sends are shielded from cancellation so that a message is never half written; a
+cancellation can therefore only land while we wait for the server, where the operation can
+be resumed (see ``neon_async.client`` for how a cancelled query is drained).
 
 On a plain socket (POSIX), bytes the kernel can take or give at once are written and read
 directly, without the extra pass through trio's scheduler that its socket methods make
@@ -16,20 +15,18 @@ import logging
 import math
 import os
 import ssl
-from typing import TypeVar
+from typing import TYPE_CHECKING
 
 import trio
 
-from neon_proto.conninfo import ConnectionParams
-from neon_proto.errors import ConnectionClosed, Error, OperationalError
-from neon_proto.frontend import FrontendConnection
-from neon_proto.session import Op
+from neon_proto.errors import ConnectionClosed, OperationalError
 
-__all__ = ["TrioTransport", "drive", "open_stream", "SEND_GRACE", "stream_socket", "direct_fd"]
+if TYPE_CHECKING:
+    from neon_async.backend import Sink
+
+__all__ = ["TrioTransport", "open_stream", "SEND_GRACE", "stream_socket", "direct_fd"]
 
 logger = logging.getLogger("neon_trio")
-
-T = TypeVar("T")
 
 _SMALL_SEND = 256 * 1024
 _MAX_RECEIVE = 1024 * 1024
@@ -116,7 +113,21 @@ class TrioTransport:
             self._recv_size = size * 2
         return bytes(data)
 
-    async def send(self, data: bytes | memoryview, conn: FrontendConnection | None = None) -> None:
+    def receive_nowait(self) -> bytes | None:
+        """Bytes that already arrived (b"" at EOF), or None when nothing is waiting (or this
+        cannot be known without waiting: under TLS)."""
+        fd = self._fd
+        if fd is None or self.closed:
+            return None
+        try:
+            return os.read(fd, self._recv_size)
+        except BlockingIOError:
+            return None
+        except OSError:
+            self.closed = True
+            return b""
+
+    async def send(self, data: bytes | memoryview, conn: Sink | None = None) -> None:
         """Send everything, shielded from cancellation so no message is ever cut in half.
 
         The shield lasts at most SEND_GRACE seconds past the caller's deadline; a send that
@@ -151,7 +162,7 @@ class TrioTransport:
             await self.aclose()
             raise ConnectionClosed("timed out sending to the server; the connection was closed")
 
-    async def _send_while_reading(self, data: bytes | memoryview, conn: FrontendConnection) -> None:
+    async def _send_while_reading(self, data: bytes | memoryview, conn: Sink) -> None:
         async def read() -> None:
             while True:
                 chunk = await self.stream.receive_some(self._recv_size)
@@ -179,38 +190,11 @@ class TrioTransport:
             await trio.aclose_forcefully(stream)
 
 
-async def open_stream(params: ConnectionParams) -> trio.abc.Stream:
-    """A connected TCP (or Unix-domain) stream to the server, with Nagle off."""
-    host, port = params.host, params.port
+async def open_stream(host: str, port: int) -> trio.abc.Stream:
+    """A connected TCP (or Unix-domain, when ``host`` is a directory) stream, with Nagle off."""
     try:
         if host.startswith("/"):
             return await trio.open_unix_socket(f"{host}/.s.PGSQL.{port}")
         return await trio.open_tcp_stream(host, port)
     except OSError as exc:
         raise OperationalError(f"could not connect to {host}:{port}: {exc.strerror or exc}") from exc
-
-
-async def drive(op: Op[T], transport: TrioTransport, conn: FrontendConnection, *, waiting: bool = False) -> T:
-    """Run an operation to completion over a trio stream.
-
-    With ``waiting`` the operation was suspended while asking for input (a cancelled
-    earlier ``drive``): reading resumes where it stopped. Cancellation is only delivered
-    while waiting for the server, so the operation can always be resumed that way.
-    """
-    try:
-        out = None if waiting else op.send(None)
-        while True:
-            if out is None:
-                data = await transport.receive()
-                out = op.send(data)
-            else:
-                if out:
-                    await transport.send(out, conn)
-                out = op.send(None)
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-    except (Error, trio.Cancelled):
-        raise
-    except Exception:
-        await transport.aclose()
-        raise

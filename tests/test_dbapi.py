@@ -264,6 +264,21 @@ def test_nextset_with_one_result_is_none(conn: dbapi.Connection) -> None:
     assert cur.nextset() is None
 
 
+def test_double_percent_inside_a_literal_is_a_percent(conn: dbapi.Connection) -> None:
+    cur = conn.cursor()
+    cur.execute("SELECT 'thi%%s ca%%(u)se', $$50%%$$, %s::text /* %% */", ("p",))
+    assert cur.fetchone() == ("thi%s ca%(u)se", "50%", "p")
+    cur.execute("SELECT '100%%', '%s'")  # no parameters: the text goes as written
+    assert cur.fetchone() == ("100%%", "%s")
+
+
+def test_mixing_placeholder_styles_is_refused_with_a_clear_message(conn: dbapi.Connection) -> None:
+    # As psycopg does: one style per query (the README's example once mixed them).
+    with pytest.raises(dbapi.ProgrammingError, match=r"mixes %s and %\(name\)s placeholders: use one style"):
+        conn.cursor().execute("SELECT %s, %(x)s", {"x": 1})
+    assert conn.client.transaction_status == "I"  # refused before anything was sent
+
+
 def test_setinputsizes_and_setoutputsize_are_accepted(conn: dbapi.Connection) -> None:
     cur = conn.cursor()
     cur.setinputsizes([None])
@@ -293,6 +308,30 @@ def test_first_statement_opens_a_transaction(conn: dbapi.Connection) -> None:
     assert conn.client.transaction_status == "T"
     conn.commit()
     assert conn.client.transaction_status == "I"
+
+
+def test_error_position_is_relative_to_the_statement(conn: dbapi.Connection) -> None:
+    # BEGIN travels as its own message: the server's position points into our text.
+    with pytest.raises(dbapi.ProgrammingError) as info:
+        conn.cursor().execute("SELECT 1 AS ok, FROM")
+    assert info.value.diag.position == "17"
+
+
+def test_begin_runs_even_when_the_statement_fails_to_parse(conn: dbapi.Connection) -> None:
+    with pytest.raises(dbapi.ProgrammingError):
+        conn.cursor().execute("SELEC 1")
+    assert conn.client.transaction_status == "E"  # inside the (failed) transaction BEGIN opened
+    conn.rollback()
+    assert conn.client.transaction_status == "I"
+
+
+def test_multi_statement_execute_after_begin_keeps_every_result(conn: dbapi.Connection) -> None:
+    cur = conn.cursor()
+    cur.execute("SELECT 1; SELECT 2, 3")
+    assert cur.fetchall() == [(1,)]
+    assert cur.nextset() is True
+    assert cur.fetchall() == [(2, 3)]
+    assert conn.client.transaction_status == "T"
 
 
 def test_statement_with_parameters_opens_a_transaction_too(conn: dbapi.Connection) -> None:

@@ -94,7 +94,6 @@ def test_many_placeholders() -> None:
         "'%s'",
         "'it''s %s'",
         "''",
-        "'%%'",
         "'%(x)s'",
         "'100%'",
         "E'\\'%s'",
@@ -105,7 +104,7 @@ def test_many_placeholders() -> None:
         "U&'%s'",
         'U&"%s"',
         "B'%s'",
-        "-- %s %% %(x)s\n",
+        "-- %s %(x)s\n",
         "--%s\r",
         "/* %s */",
         "/* /* %s */ %s */",
@@ -116,10 +115,32 @@ def test_many_placeholders() -> None:
         "$é$ %s $é$",
     ],
 )
-def test_quoted_text_and_comments_are_left_exactly_alone(quoted: str) -> None:
+def test_placeholders_in_quoted_text_and_comments_stay_text(quoted: str) -> None:
     sql, params = convert_pyformat(f"SELECT {quoted} %s", ("v",))
     assert sql == f"SELECT {quoted} $1"
     assert params == ["v"]
+
+
+@pytest.mark.parametrize(
+    ("quoted", "sent"),
+    [
+        ("'100%%'", "'100%'"),
+        ("'thi%%s ca%%(u)se'", "'thi%s ca%(u)se'"),
+        ("E'%%\\\\'", "E'%\\\\'"),
+        ('"a%%b"', '"a%b"'),
+        ("$$ %% $$", "$$ % $$"),
+        ("$fn$ x %% 2 $fn$", "$fn$ x % 2 $fn$"),
+        ("-- 50%%\n", "-- 50%\n"),
+        ("/* 50%% /* %% */ */", "/* 50% /* % */ */"),
+    ],
+)
+def test_double_percent_means_percent_inside_quoted_text_and_comments(quoted: str, sent: str) -> None:
+    assert convert_pyformat(f"SELECT {quoted}, %s", (1,)) == (f"SELECT {sent}, $1", [1])
+    assert convert_pyformat(f"SELECT {quoted}", ()) == (f"SELECT {sent}", [])
+
+
+def test_double_percent_in_quoted_text_is_untouched_without_parameters() -> None:
+    assert convert_pyformat("SELECT '100%%'", None) == ("SELECT '100%%'", [])
 
 
 def test_standard_strings_take_backslash_literally() -> None:
@@ -288,7 +309,7 @@ _piece = st.one_of(_quoted, _plain, st.just("%s"), st.just("%%"))
 
 @settings(max_examples=400)
 @given(st.lists(_piece, max_size=12))
-def test_quoted_pieces_survive_unchanged(pieces: list[str]) -> None:
+def test_quoted_pieces_survive_with_only_double_percents_halved(pieces: list[str]) -> None:
     # Glue pieces with spaces so no two merge into one token (e.g. "E" + "'...'").
     query = " ".join(pieces)
     count = pieces.count("%s")
@@ -296,7 +317,7 @@ def test_quoted_pieces_survive_unchanged(pieces: list[str]) -> None:
     assert params == list(range(count))
     numbers = iter(range(1, count + 1))
     expected = " ".join(
-        f"${next(numbers)}" if p == "%s" else "%" if p == "%%" else p for p in pieces
+        f"${next(numbers)}" if p == "%s" else "%" if p == "%%" else p.replace("%%", "%") for p in pieces
     )
     assert sql == expected
 

@@ -1,0 +1,124 @@
+"""What the shared async code needs from an event loop: the backend protocol.
+
+``neon_async`` holds every async orchestration step once (connect, run an operation,
+cancel and drain, pool bookkeeping, HTTP exchanges); ``neon_trio._backend`` and
+``neon_asyncio._backend`` each implement this small protocol for their loop, in the manner
+of anyio's backends. Nothing about Postgres lives behind it.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import AsyncContextManager, Protocol
+
+__all__ = ["Backend", "Stream", "Sink", "Scope", "Lock", "Event"]
+
+
+class Sink(Protocol):
+    """Where bytes read during a large send go (a sans-IO machine's ``receive_data``)."""
+
+    def receive_data(self, data: bytes) -> None: ...
+
+
+class Stream(Protocol):
+    """A connected byte stream (TCP or Unix socket, optionally under TLS)."""
+
+    closed: bool
+    server_certificate: bytes | None
+
+    @property
+    def is_tls(self) -> bool: ...
+
+    async def receive(self) -> bytes:
+        """Bytes from the peer, b"" at EOF; raises ConnectionClosed when the stream breaks.
+
+        A cancellation while waiting loses no data."""
+        ...
+
+    async def send(self, data: bytes | memoryview, sink: Sink | None = None) -> None:
+        """Send all of ``data``. A message is never cut in half: a cancellation, if it is
+        delivered here at all, comes after every byte was handed to the loop; a send that
+        cannot complete closes the stream and raises ConnectionClosed."""
+        ...
+
+    def receive_nowait(self) -> bytes | None:
+        """Bytes that already arrived (b"" at EOF), or None when nothing is waiting."""
+        ...
+
+    async def start_tls(self, ctx: ssl.SSLContext, server_hostname: str | None) -> None:
+        """Wrap the stream in TLS (OperationalError when the handshake fails)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close at once, without waiting for the peer; safe to call twice."""
+        ...
+
+
+class Scope(Protocol):
+    """What a timeout or shielded section tells afterwards."""
+
+    @property
+    def expired(self) -> bool:
+        """Whether the deadline passed (and cut the section short)."""
+        ...
+
+
+class Lock(Protocol):
+    """A mutex of the loop (trio.Lock, asyncio.Lock)."""
+
+    async def acquire(self) -> object: ...
+
+    def release(self) -> None: ...
+
+    def locked(self) -> bool: ...
+
+
+class Event(Protocol):
+    """A one-shot event of the loop (trio.Event, asyncio.Event)."""
+
+    def set(self) -> None: ...
+
+    def is_set(self) -> bool: ...
+
+    async def wait(self) -> object: ...
+
+
+class Backend(Protocol):
+    """One event loop's primitives, as the shared async implementation uses them."""
+
+    name: str
+    cancelled: type[BaseException]
+    """The exception a cancellation arrives as (trio.Cancelled, asyncio.CancelledError)."""
+
+    async def open_stream(self, host: str, port: int) -> Stream:
+        """A TCP stream with Nagle off, or a Unix socket when ``host`` is a path."""
+        ...
+
+    def time(self) -> float:
+        """The loop's clock, in seconds."""
+        ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+    async def checkpoint(self) -> None:
+        """Let other tasks run, and take a pending cancellation."""
+        ...
+
+    async def checkpoint_if_cancelled(self) -> None:
+        """Raise a pending cancellation; otherwise return at once."""
+        ...
+
+    def timeout(self, seconds: float | None) -> AsyncContextManager[Scope]:
+        """Cancel the body after ``seconds`` (None: never) and carry on after the block."""
+        ...
+
+    def shielded(self, seconds: float) -> AsyncContextManager[Scope]:
+        """A section the caller's cancellation does not interrupt, for at most ``seconds``.
+
+        Where the loop cannot shield (asyncio), a second cancellation still interrupts it;
+        the caller then closes what it was protecting."""
+        ...
+
+    def lock(self) -> Lock: ...
+
+    def event(self) -> Event: ...

@@ -1,0 +1,757 @@
+"""``Client``: one Postgres connection for async code, written once for every event loop.
+
+The sans-IO operations of ``neon_proto.session`` are driven by ``neon_async.operation.drive``
+over the backend's stream. What an event loop adds is cancellation: a task cancelled while a
+query runs (trio's ``move_on_after``, a cancelled nursery; asyncio's ``timeout``,
+``task.cancel()``, a TaskGroup whose sibling failed) sends a CancelRequest on a separate
+connection and drains the query to its ReadyForQuery in a shielded section, so the
+connection stays usable; past ``cancel_timeout`` it is closed instead. Then the cancellation
+goes on its way. ``neon_trio.Client`` and ``neon_asyncio.Client`` only name their backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+from typing import Any, AsyncIterable, AsyncIterator, ClassVar, Iterable, Mapping, Self, Sequence, TypeVar, Unpack
+
+import attrs
+
+from neon_async.backend import Backend, Stream
+from neon_async.operation import Progress, drive
+from neon_proto import events as ev
+from neon_proto.conninfo import ConnectionParams
+from neon_proto.options import ConnectKeywords, ConnectOptions, TransportOptions, resolve_connect_options
+from neon_proto.errors import (
+    ConnectionClosed,
+    Error,
+    InterfaceError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+)
+from neon_proto.frontend import State
+from neon_proto.messages import cancel_request
+from neon_proto.results import Result, RowMode
+from neon_proto.session import Op, Query, Session, SessionFacts
+from neon_proto.types import TypeRegistry, default_registry
+from neon_proto.tls import make_ssl_context
+
+__all__ = ["Client", "ClientKeywords", "Notification", "Pipeline", "CopyOut", "CopyData", "connect_options"]
+
+logger = logging.getLogger("neon_async")
+
+T = TypeVar("T")
+
+Notification = ev.NotificationResponse
+
+CopyData = bytes | bytearray | memoryview | str
+"""A chunk for COPY FROM STDIN: bytes, or text sent as UTF-8."""
+
+CLIENT_KEYWORDS = frozenset(
+    {"array_mode", "prepared_statement_cache_size", "registry", "binary", "max_message_size", "cancel_timeout"}
+)
+"""The async Client's own keywords, beside the connection's (``ConnectKeywords``)."""
+
+
+class ClientKeywords(ConnectKeywords, total=False):
+    """Every keyword the async ``Client`` takes: the connection's and the client's own."""
+
+    array_mode: bool
+    prepared_statement_cache_size: int
+    registry: Any
+    binary: bool
+    max_message_size: int | None
+    cancel_timeout: float
+
+
+def connect_options(dsn: str | None, options: Mapping[str, Any], *, caller: str = "Client") -> ConnectOptions:
+    """Connection parameters and transport from a DSN, keywords, the PG* environment and neon_config."""
+    return resolve_connect_options(dsn, options, env=os.environ, caller=caller, also_valid=CLIENT_KEYWORDS)
+
+DEFAULT_CANCEL_TIMEOUT = 5.0
+"""Seconds a cancelled query may take to be confirmed and drained before the connection is closed."""
+
+
+@attrs.frozen
+class _Drained:
+    """What became of an operation resumed after its task was cancelled."""
+
+    value: Any = None
+    error: Error | None = None
+    dropped: bool = False
+
+
+class Client(SessionFacts):
+    """A single Postgres connection: ``await connect()``, ``await query()``, ``await close()``.
+
+    ``query(text, params)`` takes ``$1``-style placeholders and returns a ``Result`` whose rows
+    are dicts (lists with ``array_mode=True``). One operation runs at a time; other tasks
+    wait their turn. ``cancel_timeout`` bounds the cancel-and-drain that follows a cancelled
+    task or a ``timeout``: past it the connection is closed instead.
+    """
+
+    backend: ClassVar[Backend]
+    """The event loop's primitives; each binding's subclass names its own."""
+
+    session_class: type[Session] = Session
+    """The sans-IO session type; a subclass may change how parameters are sent."""
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        array_mode: bool = False,
+        prepared_statement_cache_size: int = 0,
+        registry: Any = None,
+        binary: bool = False,
+        max_message_size: int | None = None,
+        cancel_timeout: float = DEFAULT_CANCEL_TIMEOUT,
+        **options: Unpack[ConnectKeywords],
+    ) -> None:
+        resolved = connect_options(dsn, options)
+        self._init(
+            resolved.params,
+            array_mode=array_mode,
+            prepared_statement_cache_size=prepared_statement_cache_size,
+            registry=registry,
+            binary=binary,
+            max_message_size=max_message_size,
+            cancel_timeout=cancel_timeout,
+        )
+        self.transport_options = resolved.transport
+        self.transport_name = resolved.transport.transport
+        if self.transport_name != "tcp":
+            raise NotSupportedError(f"transport {self.transport_name!r} is not available yet in the async clients")
+
+    @classmethod
+    def from_params(
+        cls,
+        params: ConnectionParams,
+        *,
+        array_mode: bool = False,
+        prepared_statement_cache_size: int = 0,
+        registry: Any = None,
+        binary: bool = False,
+        max_message_size: int | None = None,
+        cancel_timeout: float = DEFAULT_CANCEL_TIMEOUT,
+    ) -> Self:
+        """A client for already parsed parameters (no PG* environment is consulted)."""
+        client = cls.__new__(cls)
+        client._init(
+            params,
+            array_mode=array_mode,
+            prepared_statement_cache_size=prepared_statement_cache_size,
+            registry=registry,
+            binary=binary,
+            max_message_size=max_message_size,
+            cancel_timeout=cancel_timeout,
+        )
+        return client
+
+    def _init(
+        self,
+        params: ConnectionParams,
+        *,
+        array_mode: bool,
+        prepared_statement_cache_size: int,
+        registry: Any,
+        binary: bool,
+        max_message_size: int | None,
+        cancel_timeout: float,
+    ) -> None:
+        self.params = params
+        self.transport_options = TransportOptions()
+        self.transport_name = "tcp"
+        self.array_mode = array_mode
+        self.cancel_timeout = cancel_timeout
+        self._session_options: dict[str, Any] = {
+            # The connection's own registry (user types registered here stay here).
+            "registry": registry if registry is not None else TypeRegistry(parent=default_registry),
+            "max_message_size": max_message_size,
+            "prepared_statement_cache_size": prepared_statement_cache_size,
+            "result_format": 1 if binary else 0,
+        }
+        self._session = self.session_class(**self._session_options)
+        self._stream: Stream | None = None
+        self._lock = self.backend.lock()
+        self._connected = False
+        self._drained: _Drained | None = None
+        self._copy_out: CopyOut | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ("connected" if self._connected else "new")
+        p = self.params
+        return f"<{type(self).__module__.split('.')[0]}.Client {p.user}@{p.host}:{p.port}/{p.dbname} {state}>"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def connect(self) -> Self:
+        """Open the connection: TCP, TLS per sslmode, startup and authentication."""
+        await self.backend.checkpoint_if_cancelled()
+        if self._connected:
+            return self
+        if self._stream is not None:
+            self._fresh_session()  # an earlier attempt failed: start clean
+        params = self.params
+        async with self.backend.timeout(params.connect_timeout or None) as scope:
+            try:
+                await self._open(params, tls_first=params.sslmode != "allow")
+            except OperationalError as exc:
+                if params.sslmode == "allow" and self._retry_allow(exc):
+                    self._fresh_session()
+                    await self._open(params, tls_first=True)
+                else:
+                    raise
+        if scope.expired:
+            raise OperationalError(f"connection to {params.host}:{params.port} timed out")
+        self._connected = True
+        logger.debug("connected to %s:%s as %s", params.host, params.port, params.user)
+        return self
+
+    def _fresh_session(self) -> None:
+        old = self._session
+        self._session = self.session_class(**self._session_options)
+        self._session.notice_handlers = old.notice_handlers
+        self._session.notification_handlers = old.notification_handlers
+
+    @staticmethod
+    def _retry_allow(exc: OperationalError) -> bool:
+        return exc.sqlstate in ("28000", "28P01") or isinstance(exc, ConnectionClosed)
+
+    async def _open(self, params: ConnectionParams, *, tls_first: bool) -> None:
+        stream = await self.backend.open_stream(params.host, params.port)
+        self._stream = stream
+        session = self._session
+        conn = session.conn
+        unix = params.host.startswith("/")
+        mode = params.sslmode
+        server_hostname = None if unix else params.host
+        try:
+            if not unix and params.sslnegotiation == "direct":
+                await stream.start_tls(make_ssl_context(params), server_hostname)
+            elif not unix and tls_first and mode != "disable":
+                accepted = await drive(Progress(session.request_tls()), stream, conn)
+                if accepted:
+                    await stream.start_tls(make_ssl_context(params), server_hostname)
+                elif mode in ("require", "verify-ca", "verify-full"):
+                    raise OperationalError(f"the server does not support TLS, but sslmode={mode} requires it")
+            if params.channel_binding == "require" and not stream.is_tls:
+                raise OperationalError("channel_binding=require needs a TLS connection")
+            startup = session.startup(
+                params.startup_parameters(),
+                params.password,
+                channel_binding=params.channel_binding,
+                server_certificate=stream.server_certificate,
+            )
+            await drive(Progress(startup), stream, conn)
+        except BaseException:
+            await stream.aclose()
+            raise
+
+    async def close(self) -> None:
+        """Say goodbye and close the connection; safe to call twice."""
+        stream = self._stream
+        if stream is None:
+            return
+        if not stream.closed:
+            data = self._session.terminate()
+            async with self.backend.shielded(1.0):
+                try:
+                    if data:
+                        await stream.send(data)
+                except Error:
+                    pass
+        await stream.aclose()
+
+    aclose = close
+
+    async def __aenter__(self) -> Self:
+        return await self.connect()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closed (by us, by the server, or by an error)."""
+        stream = self._stream
+        if stream is None:
+            return False
+        return stream.closed or self._session.closed
+
+    @property
+    def socket(self) -> Any:
+        """The socket of the connection, for readiness watching (None when not connected)."""
+        stream = self._stream
+        if stream is None or stream.closed:
+            return None
+        return getattr(stream, "socket", None)
+
+    async def register_type(self, name: str, factory: Any = None) -> Any:
+        """Read a user or extension type (enum, composite, domain, range, hstore, citext) from
+        the catalog and make this connection load and dump it; ``factory`` as in
+        ``TypeRegistry.register_type_info``. Returns the ``TypeInfo``."""
+        return await self.run(self._session.register_type(name, factory))
+
+    # ------------------------------------------------------------------ running operations
+
+    def _usable_stream(self) -> Stream:
+        stream = self._stream
+        if stream is None or not self._connected:
+            raise InterfaceError("the client is not connected: call connect() first")
+        if stream.closed:
+            raise ConnectionClosed("the connection is closed")
+        return stream
+
+    async def run(self, op: Op[T], *, timeout: float | None = None) -> T:
+        """Drive one ``neon_proto.session`` operation on this connection and return its result.
+
+        With ``timeout`` the query is cancelled on the server when it passes; the server's
+        answer (usually QueryCanceled) is raised, or OperationalError when the connection
+        had to be closed because the cancel was not confirmed within ``cancel_timeout``.
+        """
+        try:
+            await self.backend.checkpoint_if_cancelled()  # a cancelled caller sends nothing
+            self._usable_stream()
+            lock = self._lock
+            await lock.acquire()
+            try:
+                if self._copy_out is not None:
+                    await self._copy_out._finish_locked()
+                return await self._run_locked(op, timeout)
+            finally:
+                lock.release()
+        finally:
+            op.close()
+
+    async def _run_locked(self, op: Op[T], timeout: float | None = None) -> T:
+        stream = self._usable_stream()
+        progress = Progress(op)
+        if timeout is None:
+            return await self._drive(progress, stream)
+        self._drained = None
+        async with self.backend.timeout(timeout):
+            return await self._drive(progress, stream)
+        drained, self._drained = self._drained, None
+        if drained is None or drained.dropped:
+            raise OperationalError(f"the query timed out after {timeout:g} s and the connection had to be closed")
+        if drained.error is not None:
+            raise drained.error
+        value: T = drained.value
+        return value
+
+    async def _drive(self, progress: Progress[T], stream: Stream) -> T:
+        session = self._session
+        try:
+            return await drive(progress, stream, session.conn)
+        except self.backend.cancelled:
+            self._drained = await self._recover(progress, stream)
+            raise
+        except ConnectionClosed:
+            await stream.aclose()
+            raise
+        except Error:
+            if session.closed:
+                await stream.aclose()
+            raise
+
+    async def _recover(self, progress: Progress[Any], stream: Stream) -> _Drained:
+        """After a cancellation mid-operation: cancel on the server, then read to ReadyForQuery.
+
+        Runs shielded for at most ``cancel_timeout`` seconds; a connection that cannot be
+        brought back to idle in that time is closed.
+        """
+        if not progress.started:
+            return _Drained(dropped=False)
+        session = self._session
+        outcome = _Drained(dropped=True)
+        try:
+            async with self.backend.shielded(self.cancel_timeout) as scope:
+                if not stream.closed:
+                    try:
+                        await self.cancel()
+                    except Error as exc:
+                        logger.warning("could not send the cancel request: %s", exc)
+                    try:
+                        value = await drive(progress, stream, session.conn)
+                        while session.conn.state is State.COPY_OUT:  # a COPY the cancel ended
+                            await drive(Progress(session.copy_out_chunk()), stream, session.conn)
+                    except Error as exc:
+                        outcome = _Drained(error=exc)
+                    else:
+                        outcome = _Drained(value=value)
+        except BaseException:
+            await stream.aclose()  # cancelled again while draining: the stream's position is unknown
+            raise
+        if scope.expired or stream.closed or not session.idle:
+            logger.warning("a cancelled operation could not be drained; closing the connection")
+            await stream.aclose()
+            return _Drained(dropped=True)
+        logger.debug("cancelled operation drained; the connection stays usable")
+        return outcome
+
+    async def query(
+        self,
+        text: str,
+        params: Sequence[Any] | None = None,
+        *,
+        array_mode: bool | None = None,
+        timeout: float | None = None,
+        types: Any = None,
+    ) -> Result:
+        """Run one statement; ``$1``... placeholders take ``params``.
+
+        Without params the simple protocol runs the text (several statements allowed; the
+        last result is returned). ``timeout`` bounds the whole call: the query is cancelled
+        on the server when it passes.
+        """
+        mode: RowMode = "list" if (self.array_mode if array_mode is None else array_mode) else "dict"
+        if params is None:
+            results = await self.run(self._session.simple_query(text, mode=mode, registry=types), timeout=timeout)
+            return results[-1] if results else Result(())
+        return await self.run(self._session.execute(text, params, mode=mode, registry=types), timeout=timeout)
+
+    async def execute(
+        self, text: str, params: Sequence[Any] | None = None, *, mode: RowMode = "tuple", timeout: float | None = None
+    ) -> Result:
+        """Like query(), with the row shape chosen by ``mode`` (``tuple``, ``list`` or ``dict``)."""
+        if params is None:
+            results = await self.run(self._session.simple_query(text, mode=mode), timeout=timeout)
+            return results[-1] if results else Result(())
+        return await self.run(self._session.execute(text, params, mode=mode), timeout=timeout)
+
+    async def simple_query(self, text: str, *, array_mode: bool | None = None) -> list[Result]:
+        """Every statement's result of a multi-statement string (simple protocol)."""
+        mode: RowMode = "list" if (self.array_mode if array_mode is None else array_mode) else "dict"
+        return await self.run(self._session.simple_query(text, mode=mode))
+
+    async def execute_many(self, text: str, param_rows: Iterable[Sequence[Any]], *, begin: bool = False) -> int:
+        """Run a statement once per parameter row, pipelined in one round trip; all or nothing.
+
+        ``begin=True`` opens a transaction in the same round trip (left open for the caller).
+        """
+        total, _ = await self.run(self._session.execute_many(text, param_rows, begin=begin))
+        return int(total)
+
+    def pipeline(self) -> Pipeline:
+        """A pipeline: queue queries, then ``await run()`` sends them all before reading any result."""
+        return Pipeline(self)
+
+    def poll(self) -> bool:
+        """Take in, without waiting, what the server sent while the connection sat idle.
+
+        Notifications are queued; a FATAL notice or a closed socket closes the client.
+        Returns whether the connection is still open: what a pool asks before lending it.
+        """
+        stream = self._stream
+        if stream is None or stream.closed or not self._connected:
+            return False
+        session = self._session
+        if not session.idle or self._lock.locked():
+            return not self.closed
+        try:
+            while True:
+                data = stream.receive_nowait()
+                if data is None:
+                    break
+                session.conn.receive_data(data)
+                if not data:
+                    break
+            session.process_idle_events()
+        except Error as exc:
+            logger.info("the idle connection is gone: %s", exc)
+            stream.closed = True
+        return not self.closed
+
+    def has_unread_bytes(self) -> bool:
+        """Whether the server sent something the event loop has not read yet (a FATAL, a
+        notification): an idle connection in that state deserves a check before it is lent."""
+        sock = self.socket
+        if sock is None:
+            return False
+        try:
+            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
+    # ------------------------------------------------------------------ COPY
+
+    async def copy_from(self, sql: str, data: CopyData | Iterable[CopyData] | AsyncIterable[CopyData]) -> int:
+        """COPY ... FROM STDIN, streaming ``data`` (bytes, str, or a sync or async iterable of
+        chunks); returns the row count. A cancellation ends the COPY with CopyFail, which the
+        server rolls back; the connection stays usable."""
+        session = self._session
+        await self.backend.checkpoint_if_cancelled()
+        self._usable_stream()
+        await self._lock.acquire()
+        try:
+            if self._copy_out is not None:
+                await self._copy_out._finish_locked()
+            start = await self._run_locked(session.copy_start(sql))
+            stream = self._usable_stream()
+            if isinstance(start, ev.CopyOutResponse):
+                self._copy_out = CopyOut(self, None)
+                await self._copy_out._finish_locked()
+            if not isinstance(start, ev.CopyInResponse):
+                raise ProgrammingError("copy_from() needs a COPY ... FROM STDIN statement")
+            try:
+                async for chunk in _chunks(data):
+                    await stream.send(session.copy_in_data(chunk))
+            except BaseException as exc:
+                if isinstance(exc, self.backend.cancelled):
+                    reason = "cancelled by the client"
+                else:
+                    reason = f"client error: {type(exc).__name__}"
+                await self._fail_copy(stream, reason)
+                raise
+            result = await self._run_locked(session.copy_in_finish(None))
+        finally:
+            self._lock.release()
+        return result.row_count or 0
+
+    async def _fail_copy(self, stream: Stream, reason: str) -> None:
+        """End a COPY FROM STDIN with CopyFail and read the server's answer, shielded."""
+        session = self._session
+        if stream.closed:
+            return
+        try:
+            async with self.backend.shielded(self.cancel_timeout) as scope:
+                try:
+                    await drive(Progress(session.copy_in_finish(reason)), stream, session.conn)
+                except Error:
+                    pass  # the server's answer to our CopyFail: the caller's own error is the one to raise
+        except BaseException:
+            await stream.aclose()
+            raise
+        if scope.expired or not session.idle:
+            await stream.aclose()
+
+    def copy_to(self, sql: str) -> CopyOut:
+        """COPY ... TO STDOUT: ``async with client.copy_to(sql) as chunks: async for chunk in chunks``.
+
+        Chunks are read as they arrive. Leaving early reads and discards the rest (the next
+        operation on the client does it too), so the connection is usable again.
+        """
+        return CopyOut(self, sql)
+
+    # ------------------------------------------------------------------ LISTEN / NOTIFY
+
+    async def listen(self, channel: str) -> None:
+        """LISTEN on a channel (quoted as an identifier)."""
+        await self.query(f"LISTEN {_quote_ident(channel)}")
+
+    async def unlisten(self, channel: str = "*") -> None:
+        """UNLISTEN a channel, or all of them."""
+        await self.query("UNLISTEN *" if channel == "*" else f"UNLISTEN {_quote_ident(channel)}")
+
+    async def notify(self, channel: str, payload: str = "") -> None:
+        """NOTIFY a channel with a payload."""
+        await self.query("SELECT pg_notify($1, $2)", [channel, payload])
+
+    async def wait_notification(self, timeout: float | None = None) -> Notification | None:
+        """The next notification, waiting up to ``timeout`` seconds (None: forever); None on timeout.
+
+        Raises ConnectionClosed (or the server's error) if the server ends the session
+        meanwhile, which makes this a way to watch an idle connection too.
+        """
+        await self.backend.checkpoint_if_cancelled()
+        session = self._session
+        if session.notifications:
+            return session.notifications.popleft()
+        stream = self._usable_stream()
+        async with self.backend.timeout(timeout) as scope:
+            await self._lock.acquire()
+            try:
+                while not session.notifications:
+                    try:
+                        session.conn.receive_data(await stream.receive())
+                        session.process_idle_events()
+                    except Error:
+                        await stream.aclose()
+                        raise
+            finally:
+                self._lock.release()
+        if scope.expired and not session.notifications:
+            return None
+        return session.notifications.popleft()
+
+    def notifications(self, timeout: float | None = None) -> Notifications:
+        """``async for n in client.notifications():`` each notification as it arrives; the
+        iteration ends after ``timeout`` seconds without one (None: never)."""
+        return Notifications(self, timeout)
+
+    # ------------------------------------------------------------------ cancel
+
+    async def cancel(self) -> None:
+        """Ask the server to cancel the running query (a CancelRequest on a new connection).
+
+        Returns once the server has taken the request (it closes that connection).
+        """
+        conn = self._session.conn
+        if conn.process_id is None or conn.secret_key is None:
+            raise InterfaceError("no backend key: the connection was never established")
+        params = self.params
+        backend = self.backend
+        async with backend.timeout(params.connect_timeout or 10.0) as scope:
+            stream = await backend.open_stream(params.host, params.port)
+            try:
+                await stream.send(cancel_request(conn.process_id, conn.secret_key))
+                try:
+                    await stream.receive()  # the server closes the connection once it has the request
+                except Error:
+                    pass
+            finally:
+                await stream.aclose()
+        if scope.expired:
+            raise OperationalError("timed out sending the cancel request")
+
+
+class Pipeline:
+    """Queue queries and send them in one flight; results come back in order.
+
+    Each query gets its own Sync by default, so an error fails only its own query; with
+    ``atomic=True`` one Sync ends the block and an error aborts the rest. Used as
+    ``async with client.pipeline() as p:``, the queued queries run on a clean exit.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._queries: list[Query] = []
+
+    def add(self, text: str, params: Sequence[Any] | None = None, *, array_mode: bool | None = None) -> Query:
+        """Queue a query; its result is filled in by ``run()``."""
+        mode: RowMode = "list" if (self._client.array_mode if array_mode is None else array_mode) else "dict"
+        query = Query(text, params, mode)
+        self._queries.append(query)
+        return query
+
+    async def run(self, *, atomic: bool = False) -> list[Result | Error]:
+        """Send every queued query, then read all results: a Result or the Error for each."""
+        queries, self._queries = self._queries, []
+        done = await self._client.run(self._client.session.pipeline(queries, sync_each=not atomic))
+        return [q.error if q.error is not None else q.outcome() for q in done]
+
+    async def __aenter__(self) -> Pipeline:
+        return self
+
+    async def __aexit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None and self._queries:
+            await self.run()
+
+
+class CopyOut:
+    """The chunks of a COPY ... TO STDOUT, as an async iterator (and context manager)."""
+
+    def __init__(self, client: Client, sql: str | None) -> None:
+        self._client = client
+        self._sql = sql
+        self._started = sql is None
+        self._done = False
+
+    async def __aenter__(self) -> CopyOut:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._finish()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        client = self._client
+        if self._done:
+            raise StopAsyncIteration
+        await client.backend.checkpoint_if_cancelled()
+        client._usable_stream()
+        await client._lock.acquire()
+        try:
+            return await self._next_locked()
+        finally:
+            client._lock.release()
+
+    async def _next_locked(self) -> bytes:
+        client = self._client
+        session = client.session
+        if not self._started:
+            assert self._sql is not None
+            if client._copy_out is not None:
+                await client._copy_out._finish_locked()
+            start = await client._run_locked(session.copy_start(self._sql))
+            self._started = True
+            if not isinstance(start, ev.CopyOutResponse):
+                self._done = True
+                try:
+                    await client._run_locked(session.copy_in_finish("copy_to() needs COPY ... TO STDOUT"))
+                except Error:
+                    pass  # the server's answer to our CopyFail
+                raise ProgrammingError("copy_to() needs a COPY ... TO STDOUT statement")
+            client._copy_out = self
+        chunk = await client._run_locked(session.copy_out_chunk())
+        if chunk is None:
+            self._done = True
+            client._copy_out = None
+            raise StopAsyncIteration
+        return chunk
+
+    async def _finish(self) -> None:
+        """Read and discard what is left, so the connection can run queries again."""
+        if not self._started or self._done or self._client.closed:
+            self._done = True
+            return
+        client = self._client
+        await client._lock.acquire()
+        try:
+            await self._finish_locked()
+        finally:
+            client._lock.release()
+
+    async def _finish_locked(self) -> None:
+        client = self._client
+        self._done = True
+        client._copy_out = None
+        if client.closed:
+            return
+        stream = client._usable_stream()
+        session = client.session
+        while session.conn.state is State.COPY_OUT or not session.idle:
+            await client._drive(Progress(session.copy_out_chunk()), stream)
+
+
+class Notifications:
+    """``async for`` over a client's notifications (see ``Client.notifications``)."""
+
+    def __init__(self, client: Client, timeout: float | None) -> None:
+        self._client = client
+        self._timeout = timeout
+
+    def __aiter__(self) -> AsyncIterator[Notification]:
+        return self
+
+    async def __anext__(self) -> Notification:
+        item = await self._client.wait_notification(self._timeout)
+        if item is None:
+            raise StopAsyncIteration
+        return item
+
+
+async def _chunks(data: CopyData | Iterable[CopyData] | AsyncIterable[CopyData]) -> AsyncIterator[bytes]:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if isinstance(data, bytes | bytearray | memoryview):
+        view = memoryview(data)
+        for i in range(0, len(view), 65536):
+            yield bytes(view[i : i + 65536])
+        return
+    if isinstance(data, AsyncIterable):
+        async for item in data:
+            yield item.encode("utf-8") if isinstance(item, str) else bytes(item)
+        return
+    for item in data:
+        yield item.encode("utf-8") if isinstance(item, str) else bytes(item)
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -1,0 +1,338 @@
+"""An async DB-API connection in the manner of psycopg's ``AsyncConnection``, on any loop.
+
+``conn = await connect(dsn)``; ``cur = conn.cursor()``; ``await cur.execute("... %s", [x])``;
+``await cur.fetchone()``; ``async for row in cur``; ``async with conn.transaction():`` (nested
+blocks are savepoints). Outside autocommit the first statement opens a transaction, as PEP 249
+asks; ``commit()`` / ``rollback()`` end it. Placeholders are ``%s`` and ``%(name)s``.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Generic, Mapping, Self, Sequence, TypeVar, Unpack
+
+from neon_async.client import Client
+from neon_proto.errors import (
+    DatabaseError,
+    DataError,
+    Error,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+    Warning,
+)
+from neon_proto.options import ConnectKeywords
+from neon_proto.pyformat import convert_pyformat
+from neon_proto.results import Result
+from neon_proto.session import Query
+from neon_sync.dbapi import Column, _column
+
+__all__ = ["Connection", "Cursor", "Row"]
+
+C = TypeVar("C", bound=Client)
+
+Row = tuple[Any, ...]
+Parameters = Sequence[Any] | Mapping[str, Any]
+
+
+class Connection(Generic[C]):
+    """An async PEP 249 connection over one ``Client``."""
+
+    client_class: type[C]
+
+    Warning = Warning
+    Error = Error
+    InterfaceError = InterfaceError
+    DatabaseError = DatabaseError
+    DataError = DataError
+    OperationalError = OperationalError
+    IntegrityError = IntegrityError
+    InternalError = InternalError
+    ProgrammingError = ProgrammingError
+    NotSupportedError = NotSupportedError
+
+    def __init__(self, client: C, *, autocommit: bool = False) -> None:
+        self.client = client
+        self._autocommit = autocommit
+        self._savepoints = 0
+        self._closed = False
+
+    @classmethod
+    async def connect(
+        cls,
+        dsn: str | None = None,
+        *,
+        autocommit: bool = False,
+        array_mode: bool = False,
+        prepared_statement_cache_size: int = 0,
+        registry: Any = None,
+        binary: bool = False,
+        max_message_size: int | None = None,
+        cancel_timeout: float = 5.0,
+        **options: Unpack[ConnectKeywords],
+    ) -> Self:
+        """Open a connection (a ``postgresql://`` URI, a ``key=value`` string, or keywords)."""
+        client = cls.client_class(
+            dsn,
+            array_mode=array_mode,
+            prepared_statement_cache_size=prepared_statement_cache_size,
+            registry=registry,
+            binary=binary,
+            max_message_size=max_message_size,
+            cancel_timeout=cancel_timeout,
+            **options,
+        )
+        await client.connect()
+        return cls(client, autocommit=autocommit)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__module__.split('.')[0]}.Connection {self.client!r} autocommit={self._autocommit}>"
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closed."""
+        return self._closed or self.client.closed
+
+    @property
+    def autocommit(self) -> bool:
+        """Whether each statement commits on its own."""
+        return self._autocommit
+
+    @autocommit.setter
+    def autocommit(self, value: bool) -> None:
+        if self.client.transaction_status != "I":
+            raise ProgrammingError("cannot change autocommit inside a transaction")
+        self._autocommit = bool(value)
+
+    async def set_autocommit(self, value: bool) -> None:
+        """psycopg's spelling of ``conn.autocommit = value``."""
+        self.autocommit = value
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise InterfaceError("the connection is closed")
+
+    def cursor(self) -> Cursor[C]:
+        """A new cursor."""
+        self._check_open()
+        return Cursor(self)
+
+    async def execute(self, operation: str, parameters: Parameters | None = None) -> Cursor[C]:
+        """Create a cursor, execute, and return it."""
+        cur = self.cursor()
+        await cur.execute(operation, parameters)
+        return cur
+
+    async def commit(self) -> None:
+        """Commit the current transaction (nothing to do outside one)."""
+        self._check_open()
+        if self.client.transaction_status != "I":
+            await self.client.query("COMMIT")
+
+    async def rollback(self) -> None:
+        """Roll back the current transaction (nothing to do outside one)."""
+        self._check_open()
+        if self.client.transaction_status != "I":
+            await self.client.query("ROLLBACK")
+
+    async def close(self) -> None:
+        """Close the connection; an open transaction is discarded by the server."""
+        self._closed = True
+        await self.client.close()
+
+    async def cancel(self) -> None:
+        """Cancel the query running on this connection (from another task)."""
+        await self.client.cancel()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: object, *exc: object) -> None:
+        try:
+            if not self.closed:
+                if exc_type is None:
+                    await self.commit()
+                else:
+                    await self.rollback()
+        finally:
+            await self.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Self]:
+        """A transaction block; nested blocks become savepoints. Commits, or rolls back when
+        the block raises (a cancellation included)."""
+        self._check_open()
+        client = self.client
+        if client.transaction_status == "I":
+            await client.query("BEGIN")
+            savepoint = None
+        else:
+            self._savepoints += 1
+            savepoint = f"neon_sp_{self._savepoints}"
+            await client.query(f"SAVEPOINT {savepoint}")
+        try:
+            yield self
+        except BaseException:
+            if not client.closed:
+                async with client.backend.shielded(client.cancel_timeout):
+                    if savepoint is None:
+                        await client.query("ROLLBACK")
+                    else:
+                        await client.query(f"ROLLBACK TO SAVEPOINT {savepoint}; RELEASE SAVEPOINT {savepoint}")
+            raise
+        else:
+            await client.query("COMMIT" if savepoint is None else f"RELEASE SAVEPOINT {savepoint}")
+        finally:
+            if savepoint is not None:
+                self._savepoints -= 1
+
+    def _needs_begin(self) -> bool:
+        return not self._autocommit and self.client.transaction_status == "I"
+
+
+class Cursor(Generic[C]):
+    """An async PEP 249 cursor: rows are tuples; ``fetch*`` are coroutines, as in psycopg."""
+
+    def __init__(self, connection: Connection[C]) -> None:
+        self.connection = connection
+        self.arraysize = 1
+        self._results: list[Result] = []
+        self._index = 0
+        self._rows: list[Row] = []
+        self._pos = 0
+        self._closed = False
+        self.rowcount = -1
+        self.statusmessage: str | None = None
+        self.description: list[Column] | None = None
+        """The result's columns (seven items each), or None for a statement without rows."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__module__.split('.')[0]}.Cursor rowcount={self.rowcount} closed={self._closed}>"
+
+    @property
+    def closed(self) -> bool:
+        """Whether the cursor is closed."""
+        return self._closed
+
+    async def close(self) -> None:
+        """Close the cursor and drop its rows."""
+        self._closed = True
+        self._results = []
+        self._rows = []
+
+    def _client(self) -> C:
+        if self._closed:
+            raise InterfaceError("the cursor is closed")
+        self.connection._check_open()
+        return self.connection.client
+
+    async def execute(self, operation: str, parameters: Parameters | None = None) -> Self:
+        """Run a statement; ``%s`` / ``%(name)s`` placeholders take ``parameters``."""
+        client = self._client()
+        session = client.session
+        sql, args = convert_pyformat(operation, parameters)
+        begin = self.connection._needs_begin()
+        if parameters is None:
+            results = await client.run(session.simple_query(sql, mode="tuple", begin=begin))
+        else:
+            queries = [Query("BEGIN", None, "tuple")] if begin else []
+            queries.append(Query(sql, args, "tuple"))
+            done = await client.run(session.pipeline(queries, sync_each=False))
+            results = [q.outcome() for q in done[len(done) - 1 :]]
+        self._show(results)
+        return self
+
+    async def executemany(self, operation: str, seq_of_parameters: Sequence[Parameters]) -> None:
+        """Run a statement for each parameter set, pipelined in one round trip."""
+        client = self._client()
+        sql: str | None = None
+        rows: list[list[Any]] = []
+        for parameters in seq_of_parameters:
+            sql, args = convert_pyformat(operation, parameters)
+            rows.append(args)
+        total = 0 if sql is None else await client.execute_many(sql, rows, begin=self.connection._needs_begin())
+        self._show([])
+        self.rowcount = total
+
+    async def callproc(self, procname: str, parameters: Sequence[Any] = ()) -> Sequence[Any]:
+        """Call a function with positional arguments; its rows become the cursor's result."""
+        name = ".".join('"' + part.replace('"', '""') + '"' for part in procname.split("."))
+        await self.execute(f"SELECT * FROM {name}({', '.join(['%s'] * len(parameters))})", list(parameters))
+        return parameters
+
+    def _show(self, results: list[Result]) -> None:
+        self._results = results
+        self._index = 0
+        self._select()
+
+    def _select(self) -> None:
+        result = self._results[self._index] if self._index < len(self._results) else None
+        self._pos = 0
+        if result is None:
+            self._rows, self.description, self.rowcount, self.statusmessage = [], None, -1, None
+            return
+        self._rows = result.rows
+        self.description = [_column(f) for f in result.fields] if result.fields else None
+        self.statusmessage = result.tag
+        if result.row_count is not None:
+            self.rowcount = result.row_count
+        else:
+            self.rowcount = len(result.rows) if result.fields else -1
+
+    def nextset(self) -> bool | None:
+        """Move to the next result of a multi-statement execute; None when there is none."""
+        if self._index + 1 >= len(self._results):
+            return None
+        self._index += 1
+        self._select()
+        return True
+
+    def _take(self, n: int) -> list[Row]:
+        if self._closed:
+            raise InterfaceError("the cursor is closed")
+        if self.description is None:
+            raise ProgrammingError("the last operation produced no result rows")
+        rows = self._rows[self._pos : self._pos + n]
+        self._pos += len(rows)
+        return rows
+
+    async def fetchone(self) -> Row | None:
+        """The next row, or None."""
+        await self.connection.client.backend.checkpoint()
+        rows = self._take(1)
+        return rows[0] if rows else None
+
+    async def fetchmany(self, size: int | None = None) -> list[Row]:
+        """Up to ``size`` rows (default ``arraysize``)."""
+        await self.connection.client.backend.checkpoint()
+        return self._take(self.arraysize if size is None else size)
+
+    async def fetchall(self) -> list[Row]:
+        """Every remaining row."""
+        await self.connection.client.backend.checkpoint()
+        return self._take(len(self._rows))
+
+    def __aiter__(self) -> AsyncIterator[Row]:
+        return self
+
+    async def __anext__(self) -> Row:
+        await self.connection.client.backend.checkpoint()
+        rows = self._take(1)
+        if not rows:
+            raise StopAsyncIteration
+        return rows[0]
+
+    def setinputsizes(self, sizes: Any) -> None:
+        """Accepted and ignored (PEP 249 allows that)."""
+
+    def setoutputsize(self, size: Any, column: int | None = None) -> None:
+        """Accepted and ignored (PEP 249 allows that)."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,212 @@
+"""The asyncio backend of ``neon_async``: a small Protocol for streams, ``asyncio.timeout``
+for deadlines. Works under the default loop and uvloop.
+
+asyncio cannot shield a section from a second cancellation of the same task; a "shielded"
+drain is a section run after the first cancellation was caught, bounded by its own timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from typing import Any
+
+from neon_async.backend import Sink, Stream
+from neon_proto.errors import ConnectionClosed, OperationalError
+
+__all__ = ["AsyncioBackend", "ASYNCIO"]
+
+_PAUSE_AT = 4 * 1024 * 1024  # stop reading from the socket while this much waits unread
+
+
+class _StreamProtocol(asyncio.Protocol):
+    """Bytes from the loop into a buffer that ``receive`` takes whole; write flow control."""
+
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self.buffer = bytearray()
+        self.eof = False
+        self.error: BaseException | None = None
+        self.reader: asyncio.Future[None] | None = None
+        self.drainer: asyncio.Future[None] | None = None
+        self.paused = False
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > _PAUSE_AT and not self.paused and self.drainer is None:
+            self.paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.eof = True
+        self.error = exc
+        self._wake()
+        drainer, self.drainer = self.drainer, None
+        if drainer is not None and not drainer.done():
+            drainer.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.drainer = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        drainer, self.drainer = self.drainer, None
+        if drainer is not None and not drainer.done():
+            drainer.set_result(None)
+
+    def _wake(self) -> None:
+        reader = self.reader
+        if reader is not None and not reader.done():
+            reader.set_result(None)
+
+
+class AsyncioStream:
+    """``neon_async.backend.Stream`` over an asyncio transport (plain or TLS)."""
+
+    def __init__(self, transport: Any, protocol: _StreamProtocol) -> None:
+        self.transport = transport
+        self.protocol = protocol
+        self.closed = False
+        self.server_certificate: bytes | None = None
+        self.is_tls = False
+
+    @property
+    def socket(self) -> socket.socket | None:
+        sock: socket.socket | None = self.transport.get_extra_info("socket")
+        return sock
+
+    async def receive(self) -> bytes:
+        proto = self.protocol
+        while not proto.buffer:
+            if proto.eof:
+                if proto.error is not None:
+                    self.closed = True
+                    raise ConnectionClosed(f"the connection to the server was lost: {proto.error}")
+                return b""
+            proto.reader = asyncio.get_running_loop().create_future()
+            try:
+                await proto.reader
+            finally:
+                proto.reader = None
+        data = bytes(proto.buffer)
+        proto.buffer.clear()
+        if proto.paused:
+            proto.paused = False
+            self.transport.resume_reading()
+        return data
+
+    def receive_nowait(self) -> bytes | None:
+        proto = self.protocol
+        if proto.buffer:
+            data = bytes(proto.buffer)
+            proto.buffer.clear()
+            return data
+        return b"" if proto.eof else None
+
+    async def send(self, data: bytes | memoryview, sink: Sink | None = None) -> None:
+        # write() takes every byte at once: a cancellation while draining cuts nothing.
+        if self.closed or self.transport.is_closing():
+            raise ConnectionClosed("the connection to the server was lost")
+        self.transport.write(data)
+        drainer = self.protocol.drainer
+        if drainer is not None:
+            await asyncio.shield(drainer)
+            if self.protocol.error is not None:
+                raise ConnectionClosed(f"the connection to the server was lost: {self.protocol.error}")
+
+    async def start_tls(self, ctx: ssl.SSLContext, server_hostname: str | None) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            self.transport = await loop.start_tls(self.transport, self.protocol, ctx, server_hostname=server_hostname)
+        except ssl.SSLCertVerificationError as exc:
+            await self.aclose()
+            raise OperationalError(f"TLS certificate verification failed: {exc.verify_message}") from exc
+        except (ssl.SSLError, OSError) as exc:
+            await self.aclose()
+            raise OperationalError(f"TLS handshake failed: {exc}") from exc
+        self.is_tls = True
+        sslobj = self.transport.get_extra_info("ssl_object")
+        self.server_certificate = sslobj.getpeercert(binary_form=True) if sslobj is not None else None
+
+    async def aclose(self) -> None:
+        self.closed = True
+        self.transport.abort()
+
+
+class _Timeout:
+    """``asyncio.timeout`` that swallows its own expiry and tells it as ``expired``."""
+
+    __slots__ = ("_timeout", "expired")
+
+    def __init__(self, seconds: float | None) -> None:
+        self._timeout = asyncio.timeout(seconds)
+        self.expired = False
+
+    async def __aenter__(self) -> _Timeout:
+        await self._timeout.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> bool:
+        try:
+            await self._timeout.__aexit__(*exc)
+        except TimeoutError:
+            self.expired = True
+            return True
+        return False
+
+
+class AsyncioBackend:
+    """``neon_async.backend.Backend`` for asyncio."""
+
+    name = "asyncio"
+    cancelled: type[BaseException] = asyncio.CancelledError
+
+    async def open_stream(self, host: str, port: int) -> Stream:
+        loop = asyncio.get_running_loop()
+        try:
+            if host.startswith("/"):
+                transport, protocol = await loop.create_unix_connection(_StreamProtocol, f"{host}/.s.PGSQL.{port}")
+            else:
+                transport, protocol = await loop.create_connection(_StreamProtocol, host, port)
+        except OSError as exc:
+            raise OperationalError(f"could not connect to {host}:{port}: {exc.strerror or exc}") from exc
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return AsyncioStream(transport, protocol)
+
+    def time(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def checkpoint(self) -> None:
+        await asyncio.sleep(0)
+
+    async def checkpoint_if_cancelled(self) -> None:
+        pass  # asyncio delivers a pending cancellation at the next real wait
+
+    def timeout(self, seconds: float | None) -> _Timeout:
+        return _Timeout(seconds)
+
+    def shielded(self, seconds: float) -> _Timeout:
+        return _Timeout(seconds)
+
+    def lock(self) -> asyncio.Lock:
+        return asyncio.Lock()
+
+    def event(self) -> asyncio.Event:
+        return asyncio.Event()
+
+
+ASYNCIO = AsyncioBackend()

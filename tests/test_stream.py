@@ -1,0 +1,90 @@
+"""Client.stream: rows in batches from a suspended portal, against a real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from neon_proto.errors import InterfaceError, ProgrammingError
+from neon_proto.sqlstate import DivisionByZero
+from neon_sync import Client
+from neon_sync.embedded import EmbeddedPostgres
+
+
+@pytest.fixture
+def client(pg: EmbeddedPostgres) -> Iterator[Client]:
+    with Client(pg.dsn(), sslmode="disable") as c:
+        yield c
+
+
+def test_stream_yields_every_row_in_order(client: Client) -> None:
+    rows = list(client.stream("SELECT g AS n FROM generate_series(1, 2500) g", batch_rows=1000))
+    assert rows == [{"n": i} for i in range(1, 2501)]
+
+
+def test_stream_takes_parameters_and_a_row_mode(client: Client) -> None:
+    rows = list(client.stream("SELECT g, $1::text FROM generate_series(1, $2::int) g", ["x", 3], mode="tuple"))
+    assert rows == [(1, "x"), (2, "x"), (3, "x")]
+
+
+def test_stream_reads_batch_by_batch(client: Client) -> None:
+    stream = client.session.stream_open("SELECT generate_series(1, 10)", max_rows=4)
+    portal = client._run(stream)
+    assert len(portal.rows) == 4 and not portal.done
+    client._run(client.session.stream_fetch(portal))
+    assert portal.rows == [(5,), (6,), (7,), (8,)]
+    client._run(client.session.stream_fetch(portal))
+    assert portal.rows == [(9,), (10,)] and portal.done and portal.row_count == 10
+    assert client.query("SELECT 1 AS ok").rows == [{"ok": 1}]
+
+
+def test_stopping_early_leaves_the_connection_usable(client: Client) -> None:
+    it = client.stream("SELECT generate_series(1, 100000)", batch_rows=100)
+    assert next(it) == {"generate_series": 1}
+    it.close()  # type: ignore[attr-defined]
+    assert client.transaction_status == "I"
+    assert client.query("SELECT 2 AS two").rows == [{"two": 2}]
+
+
+def test_another_query_while_streaming_is_refused(client: Client) -> None:
+    it = client.stream("SELECT generate_series(1, 10)", batch_rows=2)
+    next(it)
+    with pytest.raises(InterfaceError, match="in progress"):
+        client.query("SELECT 1")
+    assert len(list(it)) == 9
+    assert client.query("SELECT 1 AS one").rows == [{"one": 1}]
+
+
+def test_error_in_the_middle_of_a_stream_is_raised_and_the_connection_survives(client: Client) -> None:
+    it = client.stream("SELECT 10 / (5 - g) FROM generate_series(1, 10) g", batch_rows=2, mode="tuple")
+    got = []
+    with pytest.raises(DivisionByZero):
+        for row in it:
+            got.append(row)
+    assert got == [(2,), (3,), (5,), (10,)]
+    assert client.query("SELECT 1 AS one").rows == [{"one": 1}]
+
+
+def test_statement_without_rows(client: Client) -> None:
+    assert list(client.stream("CREATE TEMP TABLE s (x int)")) == []
+    assert client.query("SELECT count(*) AS n FROM s").rows == [{"n": 0}]
+
+
+def test_parse_error_is_raised(client: Client) -> None:
+    with pytest.raises(ProgrammingError):
+        list(client.stream("SELEC 1"))
+    assert client.query("SELECT 1 AS one").rows == [{"one": 1}]
+
+
+def test_stream_inside_a_transaction_keeps_it_open(client: Client) -> None:
+    client.query("BEGIN")
+    assert list(client.stream("SELECT generate_series(1, 5)", batch_rows=2, mode="tuple")) == [(i,) for i in range(1, 6)]
+    assert client.transaction_status == "T"
+    client.query("ROLLBACK")
+
+
+def test_zero_batch_size_is_refused(client: Client) -> None:
+    with pytest.raises(ProgrammingError, match="at least one row"):
+        list(client.stream("SELECT 1", batch_rows=0))
+    assert client.query("SELECT 1 AS one").rows == [{"one": 1}]
