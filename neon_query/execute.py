@@ -9,13 +9,12 @@ into its row type (tuples, Row dicts, scalars, mapped objects).
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from neon_proto.errors import ProgrammingError
-from neon_query.query import Query, Raw, Select, Statement
+from neon_query.query import Query, Statement
 
 if TYPE_CHECKING:
     from neon_sync.client import Client
@@ -44,9 +43,6 @@ T7 = TypeVar("T7")
 T8 = TypeVar("T8")
 T9 = TypeVar("T9")
 T10 = TypeVar("T10")
-
-_cursor_names = itertools.count(1)
-
 
 class NotExactlyOneError(ProgrammingError):
     """``one()`` found no row or several, or ``maybe_one()`` found several."""
@@ -98,14 +94,6 @@ def _maybe_one(rows: list[R]) -> R | None:
     if not rows:
         return None
     raise TooManyRowsError(f"maybe_one() expected at most one row and got {len(rows)}")
-
-
-def _streams_with_cursor(query: Statement) -> bool:
-    if isinstance(query, Select):
-        return True
-    if isinstance(query, Raw):
-        return query._text.lstrip()[:6].lower() in ("select", "values")
-    return False
 
 
 class Database:
@@ -179,41 +167,23 @@ class Database:
         return result.row_count if result.row_count is not None else len(result.rows)
 
     def stream(self, query: Query[R], *, chunk_size: int = 500) -> Generator[R, None, None]:
-        """The rows as they are fetched, ``chunk_size`` at a time, through a server-side cursor
-        (in the current transaction, or one of its own). Queries a cursor cannot hold (DML
-        with RETURNING) are run whole."""
+        """The rows as they arrive, read ``chunk_size`` at a time from a suspended portal:
+        memory holds one chunk whatever the result's size. Until the iteration ends (or the
+        generator is closed) the connection runs nothing else."""
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
-        if not _streams_with_cursor(query):
-            yield from self._rows(query)
-            return
         compiled = query.compile()
         with self._lease() as client:
-            own_transaction = client.transaction_status == "I"
-            name = f"neon_query_cursor_{next(_cursor_names)}"
-            if own_transaction:
-                client.query("BEGIN")
-            done = False
-            try:
-                client.execute(f"DECLARE {name} NO SCROLL CURSOR FOR {compiled.sql}", list(compiled.params))
-                checked = False
-                while True:
-                    result = client.execute(f"FETCH {chunk_size} FROM {name}", [], mode=query.row_mode)
-                    if not checked:
-                        query._check_fields([f.type_oid for f in result.fields])
-                        checked = True
-                    rows: list[R] = query._convert(result.rows)
-                    yield from rows
-                    if len(result.rows) < chunk_size:
-                        break
-                client.execute(f"CLOSE {name}", [])
-                done = True
-            finally:
-                if not client.closed and client.transaction_status != "I":
-                    if own_transaction:
-                        client.query("COMMIT" if done else "ROLLBACK")
-                    elif not done and client.transaction_status == "T":
-                        client.execute(f"CLOSE {name}", [])
+            pending: list[Any] = []
+            for row in client.stream(compiled.sql, list(compiled.params), batch_rows=chunk_size, mode=query.row_mode):
+                pending.append(row)
+                if len(pending) >= chunk_size:
+                    converted: list[R] = query._convert(pending)
+                    pending = []
+                    yield from converted
+            if pending:
+                rest: list[R] = query._convert(pending)
+                yield from rest
 
 
 class HTTPDatabase:

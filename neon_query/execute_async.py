@@ -1,0 +1,237 @@
+"""Running queries from async code: the same protocol as ``Database``, awaitable, over the
+``neon_trio`` and ``neon_asyncio`` clients, pools and DB-API connections (one implementation,
+``neon_async``, so one executor serves both loops), and ``run_in_transaction_async``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+from neon_proto.errors import Error, ProgrammingError
+from neon_query.execute import _maybe_one, _one
+from neon_query.query import Query, Raw, Select, Statement
+from neon_query.transaction import RETRYABLE_SQLSTATES, ReadCommitted, Serializable, retry_delay
+
+if TYPE_CHECKING:
+    from neon_async.client import Client as AsyncClient
+    from neon_async.dbapi import Connection as AsyncConnection
+    from neon_async.pool import Pool as AsyncPool
+
+__all__ = ["AsyncDatabase", "AsyncTx", "run_in_transaction_async"]
+
+logger = logging.getLogger("neon_query.transaction")
+
+R = TypeVar("R")
+I = TypeVar("I", bound=ReadCommitted)  # noqa: E741
+I_co = TypeVar("I_co", bound=ReadCommitted, covariant=True)
+
+_cursor_number = 0
+
+
+def _cursor_name() -> str:
+    global _cursor_number
+    _cursor_number += 1
+    return f"neon_query_cursor_{_cursor_number}"
+
+
+def _streams_with_cursor(query: Statement) -> bool:
+    if isinstance(query, Select):
+        return True
+    if isinstance(query, Raw):
+        return query._text.lstrip()[:6].lower() in ("select", "values")
+    return False
+
+
+class AsyncDatabase:
+    """The executor over an async ``Client``, ``Pool`` or DB-API ``Connection`` (trio or asyncio).
+
+    With a DB-API connection outside autocommit, the first statement opens the transaction;
+    ``commit()`` stays the caller's.
+    """
+
+    def __init__(self, source: AsyncClient | AsyncPool[Any] | AsyncConnection[Any]) -> None:
+        from neon_async.client import Client
+        from neon_async.dbapi import Connection
+        from neon_async.pool import Pool
+
+        if not isinstance(source, (Client, Pool, Connection)):
+            raise TypeError(
+                f"AsyncDatabase() takes a neon_trio/neon_asyncio Client, Pool or Connection, not {type(source).__name__}"
+            )
+        self.source = source
+
+    def __repr__(self) -> str:
+        return f"<neon_query.AsyncDatabase over {self.source!r}>"
+
+    @asynccontextmanager
+    async def _lease(self) -> AsyncIterator[AsyncClient]:
+        from neon_async.client import Client
+        from neon_async.pool import Pool
+
+        source = self.source
+        if isinstance(source, Client):
+            yield source
+        elif isinstance(source, Pool):
+            async with source.connection() as client:
+                yield client
+        else:
+            client = source.client
+            if not source.autocommit and client.transaction_status == "I":
+                await client.query("BEGIN")
+            yield client
+
+    async def _rows(self, query: Statement) -> list[Any]:
+        compiled = query.compile()
+        async with self._lease() as client:
+            result = await client.execute(compiled.sql, list(compiled.params), mode=query.row_mode)
+        query._check_fields([f.type_oid for f in result.fields])
+        return query._convert(result.rows)
+
+    async def all(self, query: Query[R]) -> list[R]:
+        """Every row of the query."""
+        rows: list[R] = await self._rows(query)
+        return rows
+
+    async def one(self, query: Query[R]) -> R:
+        """Exactly one row (NoRowsError or TooManyRowsError otherwise)."""
+        rows: list[R] = await self._rows(query)
+        return _one(rows)
+
+    async def maybe_one(self, query: Query[R]) -> R | None:
+        """The only row, or None (TooManyRowsError for several)."""
+        rows: list[R] = await self._rows(query)
+        return _maybe_one(rows)
+
+    async def execute(self, statement: Statement) -> int:
+        """Run a statement; the number of rows it affected."""
+        compiled = statement.compile()
+        async with self._lease() as client:
+            result = await client.execute(compiled.sql, list(compiled.params), mode=statement.row_mode)
+        return result.row_count if result.row_count is not None else len(result.rows)
+
+    async def stream(self, query: Query[R], *, chunk_size: int = 500) -> AsyncIterator[R]:
+        """The rows as they are fetched, ``chunk_size`` at a time, through a server-side cursor
+        (in the current transaction, or one of its own). Close it early with ``aclose()``."""
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        if not _streams_with_cursor(query):
+            for row in await self._rows(query):
+                yield row
+            return
+        compiled = query.compile()
+        async with self._lease() as client:
+            own_transaction = client.transaction_status == "I"
+            name = _cursor_name()
+            if own_transaction:
+                await client.query("BEGIN")
+            done = False
+            try:
+                await client.execute(f"DECLARE {name} NO SCROLL CURSOR FOR {compiled.sql}", list(compiled.params))
+                checked = False
+                while True:
+                    result = await client.execute(f"FETCH {chunk_size} FROM {name}", [], mode=query.row_mode)
+                    if not checked:
+                        query._check_fields([f.type_oid for f in result.fields])
+                        checked = True
+                    rows: list[R] = query._convert(result.rows)
+                    for row in rows:
+                        yield row
+                    if len(result.rows) < chunk_size:
+                        break
+                await client.execute(f"CLOSE {name}", [])
+                done = True
+            finally:
+                if not client.closed and client.transaction_status != "I":
+                    if own_transaction:
+                        await client.query("COMMIT" if done else "ROLLBACK")
+                    elif not done and client.transaction_status == "T":
+                        await client.execute(f"CLOSE {name}", [])
+
+
+class AsyncTx(AsyncDatabase, Generic[I_co]):
+    """An async executor inside a transaction at isolation level ``I`` (or stronger)."""
+
+    def __init__(self, client: AsyncClient, isolation: type[I_co], attempt: int) -> None:
+        super().__init__(client)
+        self.isolation = isolation
+        self.attempt = attempt
+        """1 on the first run, 2 on the first retry..."""
+
+
+@asynccontextmanager
+async def _lease(source: AsyncClient | AsyncPool[Any] | AsyncConnection[Any]) -> AsyncIterator[AsyncClient]:
+    from neon_async.client import Client
+    from neon_async.dbapi import Connection
+    from neon_async.pool import Pool
+
+    if isinstance(source, Client):
+        yield source
+    elif isinstance(source, Pool):
+        async with source.connection() as client:
+            yield client
+    elif isinstance(source, Connection):
+        yield source.client
+    else:
+        raise TypeError(f"run_in_transaction_async() takes an async Client, Pool or Connection, not {type(source).__name__}")
+
+
+@overload
+async def run_in_transaction_async(
+    source: AsyncClient | AsyncPool[Any] | AsyncConnection[Any],
+    fn: Callable[[AsyncTx[Serializable]], Awaitable[R]],
+    *,
+    max_attempts: int = 5,
+    read_only: bool = False,
+    backoff_base: float = 0.025,
+    backoff_cap: float = 0.25,
+) -> R: ...
+@overload
+async def run_in_transaction_async(
+    source: AsyncClient | AsyncPool[Any] | AsyncConnection[Any],
+    fn: Callable[[AsyncTx[I]], Awaitable[R]],
+    *,
+    isolation: type[I],
+    max_attempts: int = 5,
+    read_only: bool = False,
+    backoff_base: float = 0.025,
+    backoff_cap: float = 0.25,
+) -> R: ...
+async def run_in_transaction_async(
+    source: AsyncClient | AsyncPool[Any] | AsyncConnection[Any],
+    fn: Callable[[AsyncTx[Any]], Awaitable[R]],
+    *,
+    isolation: type[ReadCommitted] = Serializable,
+    max_attempts: int = 5,
+    read_only: bool = False,
+    backoff_base: float = 0.025,
+    backoff_cap: float = 0.25,
+) -> R:
+    """``run_in_transaction`` for async code: ``await fn(tx)`` in a transaction, re-run on
+    40001/40P01 with jittered backoff (the loop's own sleep), then commit."""
+    if max_attempts < 1:
+        raise ValueError("max_attempts must be at least 1")
+    begin = f"BEGIN ISOLATION LEVEL {isolation.sql}{' READ ONLY' if read_only else ''}"
+    attempt = 1
+    while True:
+        async with _lease(source) as client:
+            if client.transaction_status != "I":
+                raise ProgrammingError("run_in_transaction_async() needs a connection that is not in a transaction")
+            await client.query(begin)
+            try:
+                result = await fn(AsyncTx(client, isolation, attempt))
+                await client.query("COMMIT")
+                return result
+            except BaseException as e:
+                if not client.closed and client.transaction_status != "I":
+                    await client.query("ROLLBACK")
+                sqlstate = getattr(e, "sqlstate", None) if isinstance(e, Error) else None
+                if sqlstate not in RETRYABLE_SQLSTATES or attempt >= max_attempts:
+                    raise
+            backend = client.backend
+        delay = retry_delay(attempt, backoff_base, backoff_cap)
+        logger.info("transaction attempt %d failed with %s; retrying in %.3f s", attempt, sqlstate, delay)
+        await backend.sleep(delay)
+        attempt += 1
