@@ -138,10 +138,14 @@ class Database:
             yield client
 
     def _rows(self, query: Statement) -> list[Any]:
-        compiled = query.compile()
-        with self._lease() as client:
-            result = client.execute(compiled.sql, list(compiled.params), mode=query.row_mode)
-        query._check_fields([f.type_oid for f in result.fields])
+        sql, params = query.compile()
+        client = self._client
+        if client is not None:  # the hot path: no context manager
+            result = client.execute(sql, list(params), mode=query.row_mode)
+        else:
+            with self._lease() as leased:
+                result = leased.execute(sql, list(params), mode=query.row_mode)
+        query._check_fields(result.fields)
         return query._convert(result.rows)
 
     def all(self, query: Query[R]) -> list[R]:
@@ -202,7 +206,7 @@ class HTTPDatabase:
 
     @staticmethod
     def _finish(query: Statement, result: Any) -> list[Any]:
-        query._check_fields([f.type_oid for f in result.fields])
+        query._check_fields(result.fields)
         rows = result.rows
         if query.row_mode == "tuple":
             rows = [tuple(r) for r in rows]

@@ -87,7 +87,7 @@ class AsyncDatabase:
         compiled = query.compile()
         async with self._lease() as client:
             result = await client.execute(compiled.sql, list(compiled.params), mode=query.row_mode)
-        query._check_fields([f.type_oid for f in result.fields])
+        query._check_fields(result.fields)
         return query._convert(result.rows)
 
     async def all(self, query: Query[R]) -> list[R]:
@@ -134,7 +134,7 @@ class AsyncDatabase:
                 while True:
                     result = await client.execute(f"FETCH {chunk_size} FROM {name}", [], mode=query.row_mode)
                     if not checked:
-                        query._check_fields([f.type_oid for f in result.fields])
+                        query._check_fields(result.fields)
                         checked = True
                     rows: list[R] = query._convert(result.rows)
                     for row in rows:

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Generic, Literal, TypeVar, TypeVarTuple, overload
-
-import attrs
+from typing import Any, Generic, Literal, NamedTuple, TypeVar, TypeVarTuple, overload
 
 from neon_proto.errors import ProgrammingError
 from neon_query.codecs import Codec
-from neon_query.expr import Col, Expr, Labeled, Ordering, Selectable, Subquery, quote_ident
+from neon_query.expr import Col, Expr, Labeled, Ordering, Selectable, Subquery, and_, quote_ident
 from neon_query.table import Outer, Table
 
 __all__ = [
@@ -63,9 +61,8 @@ RowMode = Literal["tuple", "dict"]
 Converter = Callable[[list[Any]], list[Any]]
 
 
-@attrs.frozen
-class CompiledQuery:
-    """SQL text with ``$n`` placeholders and the values that go with them."""
+class CompiledQuery(NamedTuple):
+    """SQL text with ``$n`` placeholders and the values that go with them (immutable)."""
 
     sql: str
     params: tuple[object, ...]
@@ -92,8 +89,8 @@ class Statement:
     def _convert(self, rows: list[Any]) -> list[Any]:
         return rows
 
-    def _check_fields(self, type_oids: Sequence[int]) -> None:
-        """Raise if the result's columns do not match what the query promises."""
+    def _check_fields(self, fields: Sequence[Any]) -> None:
+        """Raise if the result's columns (``Field`` objects) do not match what the query promises."""
 
     def __repr__(self) -> str:
         compiled = self.compile()
@@ -117,14 +114,15 @@ class _Projection:
     def __init__(self, items: tuple[Selectable[Any], ...], post: Callable[[Any], Any] | None = None) -> None:
         self.items = items
         self.post = post
-        builders = [item._row_builder() for item in items]
         self.mode: RowMode = "tuple"
         convert: Converter | None = None
         if len(items) == 1 and isinstance(items[0], Table):
             self.mode = "dict"  # the driver builds the dicts, keyed by the output aliases
-        elif any(b is not None for b in builders):
-            plan = [(len(item._select_items()), b) for item, b in zip(items, builders)]
-            convert = _regroup(plan)
+        else:
+            builders = [item._row_builder() for item in items]
+            if any(b is not None for b in builders):
+                plan = [(len(item._select_items()), b) for item, b in zip(items, builders)]
+                convert = _regroup(plan)
         if post is not None:
             inner = convert
             if inner is None:
@@ -142,10 +140,17 @@ class _Projection:
     def emit(self, out: list[str], params: list[object]) -> None:
         first = True
         for item in self.items:
+            if not first:
+                out.append(", ")
+            first = False
+            if isinstance(item, (Table, Outer)):
+                out.append(item._select_list_sql())  # no parameters: written once per table
+                continue
+            first_column = True
             for expr, alias in item._select_items():
-                if not first:
+                if not first_column:
                     out.append(", ")
-                first = False
+                first_column = False
                 expr._emit(out, params)
                 if alias is not None:
                     out.append(" AS " + quote_ident(alias))
@@ -201,34 +206,32 @@ def _as_table(item: Selectable[Any]) -> Table[Any, Any, Any, Any] | None:
 
 # ---------------------------------------------------------------------- SELECT
 
+_new_select = object.__new__
+
 _LOCKS = {"update": " FOR UPDATE", "no key update": " FOR NO KEY UPDATE", "share": " FOR SHARE", "key share": " FOR KEY SHARE"}
 
 
 class Select(Query[R_co]):
     """``SELECT``; build with ``select(...)``, then ``where``, ``join``, ``order_by``..."""
 
-    __slots__ = (
-        "_projection", "_from", "_joins", "_where", "_group_by", "_having",
-        "_order_by", "_limit", "_offset", "_distinct", "_lock",
-    )
+    # Clauses not given keep these class-level defaults: a builder step copies one dict.
+    _from: tuple[Table[Any, Any, Any, Any], ...] = ()
+    _joins: tuple[tuple[str, Table[Any, Any, Any, Any], Expr[bool] | None], ...] = ()
+    _where: Expr[bool] | None = None
+    _group_by: tuple[Expr[Any], ...] = ()
+    _having: Expr[bool] | None = None
+    _order_by: tuple[Expr[Any] | Ordering, ...] = ()
+    _limit: int | None = None
+    _offset: int | None = None
+    _distinct: bool | tuple[Expr[Any], ...] = False
+    _lock: str | None = None
 
     def __init__(self, projection: _Projection) -> None:
         self._projection = projection
-        self._from: tuple[Table[Any, Any, Any, Any], ...] = ()
-        self._joins: tuple[tuple[str, Table[Any, Any, Any, Any], Expr[bool] | None], ...] = ()
-        self._where: Expr[bool] | None = None
-        self._group_by: tuple[Expr[Any], ...] = ()
-        self._having: Expr[bool] | None = None
-        self._order_by: tuple[Expr[Any] | Ordering, ...] = ()
-        self._limit: int | None = None
-        self._offset: int | None = None
-        self._distinct: bool | tuple[Expr[Any], ...] = False
-        self._lock: str | None = None
 
     def _copy(self) -> Any:
-        new = Select.__new__(Select)
-        for name in Select.__slots__:
-            object.__setattr__(new, name, object.__getattribute__(self, name))
+        new = _new_select(Select)
+        new.__dict__.update(self.__dict__)
         return new
 
     @property
@@ -351,19 +354,15 @@ class Select(Query[R_co]):
             out.append(") ")
         projection = self._projection
         projection.emit(out, params)
-        joined = {t._from_sql for _, t, _ in self._joins}
-        if self._joins:
-            self._check_left_joins()
         tables = self._from
         if not tables:
-            found: dict[str, Table[Any, Any, Any, Any]] = {}
-            for item in projection.items:
-                table = _as_table(item)
-                if table is not None:
-                    found.setdefault(table._from_sql, table)
-                else:
-                    _tables_in(item, found)
-            tables = tuple(t for key, t in found.items() if key not in joined)
+            items = projection.items
+            if len(items) == 1 and isinstance(items[0], Table) and not self._joins:
+                tables = (items[0],)
+            else:
+                tables = self._inferred_from()
+        if self._joins:
+            self._check_left_joins()
         if tables:
             out.append(" FROM ")
             out.append(", ".join(t._from_sql for t in tables))
@@ -393,6 +392,18 @@ class Select(Query[R_co]):
         if self._lock is not None:
             out.append(self._lock)
 
+    def _inferred_from(self) -> tuple[Table[Any, Any, Any, Any], ...]:
+        """The tables of the selected columns, less the joined ones."""
+        joined = {t._from_sql for _, t, _ in self._joins}
+        found: dict[str, Table[Any, Any, Any, Any]] = {}
+        for item in self._projection.items:
+            table = _as_table(item)
+            if table is not None:
+                found.setdefault(table._from_sql, table)
+            else:
+                _tables_in(item, found)
+        return tuple(t for key, t in found.items() if key not in joined)
+
     def _check_left_joins(self) -> None:
         nullable = {t._from_sql for kind, t, _ in self._joins if kind == "LEFT JOIN"}
         if not nullable:
@@ -420,8 +431,8 @@ def _emit_list(items: Iterable[Expr[Any] | Ordering], out: list[str], params: li
 
 
 def _and(current: Expr[bool] | None, conditions: tuple[Expr[bool], ...]) -> Expr[bool] | None:
-    from neon_query.expr import and_
-
+    if current is None and len(conditions) == 1:
+        return conditions[0]
     if current is not None:
         conditions = (current,) + conditions
     if not conditions:
@@ -755,10 +766,11 @@ class Raw(Query[R_co]):
                             )
         return rows
 
-    def _check_fields(self, type_oids: Sequence[int]) -> None:
+    def _check_fields(self, fields: Sequence[Any]) -> None:
         codecs = self._codecs
         if codecs is None:
             return
+        type_oids = [f.type_oid for f in fields]
         if len(type_oids) != len(codecs):
             raise ProgrammingError(f"raw(): the query returns {len(type_oids)} columns but returns= declares {len(codecs)}")
         for i, (oid, codec) in enumerate(zip(type_oids, codecs)):
@@ -857,6 +869,8 @@ def select(*items: Selectable[Any]) -> Select[Any]:
     """
     if not items:
         raise ProgrammingError("select() needs at least one column, expression or table")
+    if len(items) == 1 and isinstance(items[0], Table):
+        return Select(items[0]._lone_projection())
     for item in items:
         if not isinstance(item, Selectable):
             raise TypeError(f"select() takes columns, expressions and tables, not {type(item).__name__}")

@@ -67,6 +67,16 @@ class _ColumnSet:
         object.__setattr__(self, "_by_attr", {c.attr: c for c in cols})
 
 
+def _select_list(columns: Sequence[Col[Any]]) -> str:
+    parts: list[str] = []
+    for col in columns:
+        for expr, alias in col._select_items():
+            out: list[str] = []
+            expr._emit(out, [])
+            parts.append("".join(out) + ("" if alias is None else " AS " + quote_ident(alias)))
+    return ", ".join(parts)
+
+
 class Table(_ColumnSet, Selectable[R], Generic[R, I, U, W]):
     """A relation with typed columns. ``R`` is its row, ``I``/``U``/``W`` its insert, update and where shapes."""
 
@@ -95,6 +105,23 @@ class Table(_ColumnSet, Selectable[R], Generic[R, I, U, W]):
         outer_view._make_columns(self, qualifier, outer=True)
         self.outer = outer_view
         """The same columns typed nullable, for the right side of a LEFT JOIN."""
+
+    def _select_list_sql(self) -> str:
+        cached: str | None = self.__dict__.get("_select_sql")
+        if cached is None:
+            cached = _select_list(self._columns)
+            self._select_sql = cached
+        return cached
+
+    def _lone_projection(self) -> Any:
+        """The select list of ``select(table)`` (immutable, so made once)."""
+        cached = self.__dict__.get("_projection")
+        if cached is None:
+            from neon_query.query import _Projection
+
+            cached = _Projection((self,))
+            self._projection = cached
+        return cached
 
     def alias(self, name: str) -> Self:
         """This table under another name (``FROM users AS u``), for self-joins."""
@@ -188,6 +215,13 @@ class Outer(_ColumnSet, Selectable[R | None], Generic[R]):
 
     def _select_items(self) -> Sequence[tuple[Expr[Any], str | None]]:
         return [item for c in self._columns for item in c._select_items()]
+
+    def _select_list_sql(self) -> str:
+        cached: str | None = self.__dict__.get("_select_sql")
+        if cached is None:
+            cached = _select_list(self._columns)
+            self._select_sql = cached
+        return cached
 
     def _row_builder(self) -> Callable[[Sequence[Any]], Any]:
         columns = self._columns
