@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, Self, TypeVar
 
-from neon_query.expr import Col, Expr, Selectable, adapt_json, and_, quote_ident
+from neon_query.expr import Col, Expr, Selectable, adapt_json, and_, count, quote_ident
 
 if TYPE_CHECKING:
     from neon_query.query import Returning, Select
@@ -117,9 +117,7 @@ class Table(_ColumnSet, Selectable[R], Generic[R, I, U, W]):
         """The select list of ``select(table)`` (immutable, so made once)."""
         cached = self.__dict__.get("_projection")
         if cached is None:
-            from neon_query.query import _Projection
-
-            cached = _Projection((self,))
+            cached = _query._Projection((self,))
             self._projection = cached
         return cached
 
@@ -142,10 +140,11 @@ class Table(_ColumnSet, Selectable[R], Generic[R, I, U, W]):
     def _where(self, where: W | Expr[bool] | None) -> Expr[bool] | None:
         if where is None or isinstance(where, Expr):
             return where
-        if not isinstance(where, Mapping):
+        if type(where) is not dict and not isinstance(where, Mapping):
             raise TypeError(f"where must be a dict of column values or a condition, not {type(where).__name__}")
+        mapping: Mapping[str, Any] = where  # type: ignore[assignment]
         conditions: list[Expr[bool]] = []
-        for key, value in where.items():
+        for key, value in mapping.items():
             col = self._column(key)
             conditions.append(col.eq(value))
         return and_(*conditions)
@@ -160,9 +159,7 @@ class Table(_ColumnSet, Selectable[R], Generic[R, I, U, W]):
 
     def find(self, where: W | Expr[bool] | None = None) -> Select[R]:
         """Rows matching ``where`` (a dict of equalities or a condition), whole."""
-        from neon_query.query import select
-
-        query = select(self)
+        query = _query.select(self)
         condition = self._where(where)
         return query if condition is None else query.where(condition)
 
@@ -172,28 +169,19 @@ class Table(_ColumnSet, Selectable[R], Generic[R, I, U, W]):
 
     def insert(self, *rows: I) -> Returning[R]:
         """Insert rows, returning them whole as stored (defaults filled in)."""
-        from neon_query.query import insert
-
-        return insert(self).values(list(rows)).returning(self)
+        return _query.insert(self).values(list(rows)).returning(self)
 
     def update(self, where: W | Expr[bool], values: U) -> Returning[R]:
         """Set ``values`` on the rows matching ``where``, returning them whole."""
-        from neon_query.query import update
-
-        return update(self).set(values).where(self._where_required(where)).returning(self)
+        return _query.update(self).set(values).where(self._where_required(where)).returning(self)
 
     def delete(self, where: W | Expr[bool]) -> Returning[R]:
         """Delete the rows matching ``where``, returning them."""
-        from neon_query.query import delete
-
-        return delete(self).where(self._where_required(where)).returning(self)
+        return _query.delete(self).where(self._where_required(where)).returning(self)
 
     def count(self, where: W | Expr[bool] | None = None) -> Select[int]:
         """How many rows match ``where``."""
-        from neon_query.expr import count
-        from neon_query.query import select
-
-        query = select(count()).from_(self)
+        query = _query.select(count()).from_(self)
         condition = self._where(where)
         return (query if condition is None else query.where(condition)).scalars()
 
@@ -238,3 +226,7 @@ class Outer(_ColumnSet, Selectable[R | None], Generic[R]):
 
     def __repr__(self) -> str:
         return f"<Outer {self._table._from_sql}>"
+
+
+# Imported last: neon_query.query builds on this module (the shortcuts call into it at run time).
+from neon_query import query as _query  # noqa: E402

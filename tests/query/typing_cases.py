@@ -17,7 +17,10 @@ from neon_query import (
     INT8,
     TEXT,
     Col,
+    AsyncDatabase,
+    AsyncTx,
     Database,
+    Executor,
     Expr,
     HTTPDatabase,
     JSONValue,
@@ -35,11 +38,13 @@ from neon_query import (
     or_,
     raw,
     run_in_transaction,
+    run_in_transaction_async,
     select,
     sum_,
     update,
 )
 from neon_sync import Client
+from neon_trio import Client as AsyncClient
 from tests.query.models import (
     CountersRow,
     Mood,
@@ -137,6 +142,29 @@ def raw_sql(db: Database, hdb: HTTPDatabase) -> None:
     assert_type(db.all(raw("SELECT 1 AS id, 'a' AS email", returns=Contact)), list[Contact])
     assert_type(hdb.batch(select(users.id), users.find()), tuple[list[tuple[int]], list[UsersRow]])
     assert_type(hdb.batch(select(users.id), users.find(), users.count()), tuple[list[tuple[int]], list[UsersRow], list[int]])
+
+
+def protocol(db: Database, hdb: HTTPDatabase) -> None:
+    executors: list[Executor] = [db, hdb]  # both implement the one protocol
+    for ex in executors:
+        assert_type(ex.all(users.find()), list[UsersRow])
+        assert_type(list(ex.stream(select(users.id).scalars())), list[int])
+
+
+async def async_code(adb: AsyncDatabase) -> None:
+    assert_type(await adb.all(select(users)), list[UsersRow])
+    assert_type(await adb.one(select(users.id, users.email)), tuple[int, str])
+    assert_type(await adb.maybe_one(users.find_one({"id": 1})), UsersRow | None)
+    assert_type([h async for h in adb.stream(select(posts.score).scalars())], list[int])
+    assert_type(await adb.execute(delete(posts)), int)
+
+
+async def async_transfer(tx: AsyncTx[Serializable]) -> int:
+    return await tx.one(users.count())
+
+
+async def async_transactions(client: AsyncClient) -> None:
+    assert_type(await run_in_transaction_async(client, async_transfer), int)
 
 
 def transfer(tx: Tx[RepeatableRead]) -> int:
