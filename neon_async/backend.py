@@ -101,7 +101,8 @@ class Backend(Protocol):
     async def sleep(self, seconds: float) -> None: ...
 
     async def checkpoint(self) -> None:
-        """Let other tasks run, and take a pending cancellation."""
+        """Where the loop's rules want one (trio: every async call), let other tasks run and
+        take a pending cancellation; for calls whose result needs no I/O."""
         ...
 
     async def checkpoint_if_cancelled(self) -> None:

@@ -20,6 +20,8 @@ import attrs
 
 from neon_async.backend import Backend, Stream
 from neon_async.operation import Progress, drive
+from neon_async.websocket import open_websocket
+from neon_proto.auth import auth_method_memory, scram_key_cache
 from neon_proto import events as ev
 from neon_proto.conninfo import ConnectionParams
 from neon_proto.options import ConnectKeywords, ConnectOptions, TransportOptions, resolve_connect_options
@@ -27,7 +29,6 @@ from neon_proto.errors import (
     ConnectionClosed,
     Error,
     InterfaceError,
-    NotSupportedError,
     OperationalError,
     ProgrammingError,
 )
@@ -35,6 +36,7 @@ from neon_proto.frontend import State
 from neon_proto.messages import cancel_request
 from neon_proto.results import Result, RowMode
 from neon_proto.session import Op, Query, Session, SessionFacts
+from neon_proto.startup import AuthPipelineMismatch, StartupPipeline
 from neon_proto.types import TypeRegistry, default_registry
 from neon_proto.tls import make_ssl_context
 
@@ -122,8 +124,6 @@ class Client(SessionFacts):
         )
         self.transport_options = resolved.transport
         self.transport_name = resolved.transport.transport
-        if self.transport_name != "tcp":
-            raise NotSupportedError(f"transport {self.transport_name!r} is not available yet in the async clients")
 
     @classmethod
     def from_params(
@@ -198,6 +198,11 @@ class Client(SessionFacts):
         async with self.backend.timeout(params.connect_timeout or None) as scope:
             try:
                 await self._open(params, tls_first=params.sslmode != "allow")
+            except AuthPipelineMismatch:
+                # The server asked for another method than the pipelined flight assumed; the
+                # method memory now knows, and a second connection sends the right flight.
+                self._fresh_session()
+                await self._open(params, tls_first=params.sslmode != "allow")
             except OperationalError as exc:
                 if params.sslmode == "allow" and self._retry_allow(exc):
                     self._fresh_session()
@@ -220,16 +225,36 @@ class Client(SessionFacts):
     def _retry_allow(exc: OperationalError) -> bool:
         return exc.sqlstate in ("28000", "28P01") or isinstance(exc, ConnectionClosed)
 
+    async def _connect_stream(self) -> Stream:
+        """A new stream to the server: TCP, or a WebSocket through the configured proxy."""
+        params = self.params
+        options = self.transport_options
+        if options.transport == "websocket":
+            return await open_websocket(self.backend, options.websocket_target(params.host, params.port))
+        return await self.backend.open_stream(params.host, params.port)
+
+    def _startup_pipeline(self) -> StartupPipeline:
+        """Pipelining of the connect: the JS driver's over WebSocket; over TCP only when asked
+        (a failed login then surfaces at the first query, not at ``connect()``)."""
+        options = self.transport_options
+        if options.transport != "websocket" and options.pipeline_connect == "auto":
+            return False
+        return options.pipeline_for(has_password=self.params.password is not None)
+
     async def _open(self, params: ConnectionParams, *, tls_first: bool) -> None:
-        stream = await self.backend.open_stream(params.host, params.port)
+        stream = await self._connect_stream()
         self._stream = stream
         session = self._session
         conn = session.conn
         unix = params.host.startswith("/")
         mode = params.sslmode
         server_hostname = None if unix else params.host
+        websocket = self.transport_options.transport == "websocket"
         try:
-            if not unix and params.sslnegotiation == "direct":
+            if websocket:
+                if not self.transport_options.force_disable_pg_ssl and mode in ("require", "verify-ca", "verify-full"):
+                    await stream.start_tls(make_ssl_context(params), server_hostname)  # refused with a clear error
+            elif not unix and params.sslnegotiation == "direct":
                 await stream.start_tls(make_ssl_context(params), server_hostname)
             elif not unix and tls_first and mode != "disable":
                 accepted = await drive(Progress(session.request_tls()), stream, conn)
@@ -244,6 +269,10 @@ class Client(SessionFacts):
                 params.password,
                 channel_binding=params.channel_binding,
                 server_certificate=stream.server_certificate,
+                pipeline=self._startup_pipeline(),
+                server=(params.host, params.port, params.user),
+                scram_keys=scram_key_cache,
+                methods=auth_method_memory,
             )
             await drive(Progress(startup), stream, conn)
         except BaseException:
@@ -557,9 +586,9 @@ class Client(SessionFacts):
         Raises ConnectionClosed (or the server's error) if the server ends the session
         meanwhile, which makes this a way to watch an idle connection too.
         """
-        await self.backend.checkpoint_if_cancelled()
         session = self._session
         if session.notifications:
+            await self.backend.checkpoint()
             return session.notifications.popleft()
         stream = self._usable_stream()
         async with self.backend.timeout(timeout) as scope:
@@ -596,7 +625,7 @@ class Client(SessionFacts):
         params = self.params
         backend = self.backend
         async with backend.timeout(params.connect_timeout or 10.0) as scope:
-            stream = await backend.open_stream(params.host, params.port)
+            stream = await self._connect_stream()
             try:
                 await stream.send(cancel_request(conn.process_id, conn.secret_key))
                 try:

@@ -12,18 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Generic, Mapping, Self, Sequence, TypeVar, Unpack
 
 from neon_async.client import Client
-from neon_proto.errors import (
-    DatabaseError,
-    DataError,
-    Error,
-    IntegrityError,
-    InterfaceError,
-    InternalError,
-    NotSupportedError,
-    OperationalError,
-    ProgrammingError,
-    Warning,
-)
+from neon_proto.errors import DBAPIExceptions, InterfaceError, ProgrammingError
 from neon_proto.options import ConnectKeywords
 from neon_proto.pyformat import convert_pyformat
 from neon_proto.results import Result
@@ -38,21 +27,10 @@ Row = tuple[Any, ...]
 Parameters = Sequence[Any] | Mapping[str, Any]
 
 
-class Connection(Generic[C]):
+class Connection(DBAPIExceptions, Generic[C]):
     """An async PEP 249 connection over one ``Client``."""
 
     client_class: type[C]
-
-    Warning = Warning
-    Error = Error
-    InterfaceError = InterfaceError
-    DatabaseError = DatabaseError
-    DataError = DataError
-    OperationalError = OperationalError
-    IntegrityError = IntegrityError
-    InternalError = InternalError
-    ProgrammingError = ProgrammingError
-    NotSupportedError = NotSupportedError
 
     def __init__(self, client: C, *, autocommit: bool = False) -> None:
         self.client = client

@@ -190,7 +190,7 @@ class Pool(Generic[C]):
         """Lend a connection; give it back with ``release``. Waits up to ``timeout`` seconds
         (default ``acquire_timeout``), then raises PoolTimeout."""
         backend = self._backend
-        await backend.checkpoint_if_cancelled()
+        await backend.checkpoint()  # before anything is taken: a cancellation here loses nothing
         wait = self.acquire_timeout if timeout is None else timeout
         start = backend.time()
         self._stats["requests_num"] += 1
@@ -326,6 +326,7 @@ class Pool(Generic[C]):
             await self._discard(client)
             return
         self._give(client)
+        await self._backend.checkpoint()
 
     async def _restore(self, client: C) -> bool:
         """Bring a returned connection to a clean idle state; False if it cannot be."""

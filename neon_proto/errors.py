@@ -11,6 +11,7 @@ from typing import Any, Mapping
 import attrs
 
 __all__ = [
+    "DBAPIExceptions",
     "Warning",
     "Error",
     "InterfaceError",
@@ -232,3 +233,18 @@ def error_from_diagnostic(diag: Diagnostic) -> Error:
 def error_from_fields(fields: Mapping[str, str]) -> Error:
     """The exception for the raw fields of an ErrorResponse."""
     return error_from_diagnostic(Diagnostic.from_fields(fields))
+
+
+class DBAPIExceptions:
+    """PEP 249's optional extension: the exception classes as attributes of a connection."""
+
+    Warning = Warning
+    Error = Error
+    InterfaceError = InterfaceError
+    DatabaseError = DatabaseError
+    DataError = DataError
+    OperationalError = OperationalError
+    IntegrityError = IntegrityError
+    InternalError = InternalError
+    ProgrammingError = ProgrammingError
+    NotSupportedError = NotSupportedError

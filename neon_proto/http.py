@@ -69,6 +69,9 @@ __all__ = [
     "error_from_response",
     "diagnostic_from_json",
     "TRANSACTION_ARGUMENT_ERROR",
+    "transaction_queries",
+    "query_params",
+    "FetchTarget",
 ]
 
 ISOLATION_LEVELS = ("ReadUncommitted", "ReadCommitted", "RepeatableRead", "Serializable")
@@ -207,6 +210,24 @@ class FetchTarget:
         if not isinstance(value, str):
             raise ProgrammingError(f"auth_token must give a str, not {type(value).__name__}")
         return value
+
+
+def transaction_queries(queries: Any, sql: Any) -> list[HTTPQuery]:
+    """The queries of ``transaction(queries)``: a list or tuple of query objects (anything with
+    an ``http_query``), or a function of ``sql`` returning one; TypeError for anything else."""
+    if callable(queries):
+        queries = queries(sql)
+    if not isinstance(queries, (list, tuple)):
+        raise TypeError(TRANSACTION_ARGUMENT_ERROR)
+    out: list[HTTPQuery] = []
+    for query in queries:
+        if isinstance(query, HTTPQuery):
+            out.append(query)
+        elif isinstance(getattr(query, "http_query", None), HTTPQuery):
+            out.append(query.http_query)
+        else:
+            raise TypeError(TRANSACTION_ARGUMENT_ERROR)
+    return out
 
 
 def query_params(params: Sequence[Any] | None) -> tuple[Any, ...]:

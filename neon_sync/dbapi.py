@@ -11,6 +11,7 @@ from typing import Any, NamedTuple, Unpack
 from neon_proto import errors as _errors
 from neon_proto.options import ConnectKeywords
 from neon_proto.errors import (
+    DBAPIExceptions,
     DatabaseError,
     DataError,
     Error,
@@ -153,19 +154,8 @@ def connect(
     return Connection(client, autocommit=autocommit)
 
 
-class Connection:
+class Connection(DBAPIExceptions):
     """A PEP 249 connection. Outside autocommit, the first statement opens a transaction."""
-
-    Warning = Warning
-    Error = Error
-    InterfaceError = InterfaceError
-    DatabaseError = DatabaseError
-    DataError = DataError
-    OperationalError = OperationalError
-    IntegrityError = IntegrityError
-    InternalError = InternalError
-    ProgrammingError = ProgrammingError
-    NotSupportedError = NotSupportedError
 
     def __init__(self, client: Client, *, autocommit: bool = False) -> None:
         self.client = client

@@ -24,7 +24,6 @@ from neon_proto.errors import ConnectionClosed, Error, OperationalError, Program
 from neon_proto.http import (
     DEFAULT_MAX_RESPONSE_SIZE,
     NEED_DATA,
-    TRANSACTION_ARGUMENT_ERROR,
     Endpoint,
     FetchConnection,
     FetchRequest,
@@ -38,6 +37,7 @@ from neon_proto.http import (
     build_transaction_request,
     neon_connection_string,
     query_params,
+    transaction_queries,
     read_response,
 )
 from neon_proto.results import Result
@@ -314,18 +314,7 @@ class NeonHTTP:
         object and returning one. Returns one result per query. ``isolation_level`` is
         ``ReadUncommitted``, ``ReadCommitted``, ``RepeatableRead`` or ``Serializable``.
         """
-        if callable(queries):
-            queries = queries(self)
-        if not isinstance(queries, (list, tuple)):
-            raise TypeError(TRANSACTION_ARGUMENT_ERROR)
-        http_queries: list[HTTPQuery] = []
-        for q in queries:
-            if isinstance(q, NeonQuery):
-                http_queries.append(q.http_query)
-            elif isinstance(q, HTTPQuery):
-                http_queries.append(q)
-            else:
-                raise TypeError(TRANSACTION_ARGUMENT_ERROR)
+        http_queries = transaction_queries(queries, self)
         options = TransactionOptions(isolation_level, read_only, deferrable, array_mode, full_results)
         if not http_queries:
             return []

@@ -1,79 +1,55 @@
-"""neon_trio: the driver for trio. ``Client`` over TCP, with trio cancellation that cancels the
-query on the server and keeps the connection usable.
+"""neon_trio: the driver for trio: ``neon()`` over HTTP, ``Client``, ``Pool`` and an async DB-API
+``connect()`` over TCP.
 
+Cancellation follows trio's rules: a call in a cancelled scope (``move_on_after``,
+``fail_after``, a nursery being cancelled) sends a CancelRequest, drains the query to its
+ReadyForQuery in a shielded scope and leaves the connection usable (or closes it past
+``cancel_timeout``); every call is a checkpoint; no task is started behind your back.
 The classes bind ``neon_async``'s one implementation to trio (``neon_trio._backend``).
 """
 
 from neon_async import client as _client
 from neon_async import dbapi as _dbapi
+from neon_async import http as _http
 from neon_async import pool as _pool
-from neon_async.pool import PoolTimeout
-from neon_async.client import CopyOut, Notification, Notifications, Pipeline
-from neon_proto.errors import (
-    ConnectionClosed,
-    DatabaseError,
-    DataError,
-    Error,
-    IntegrityError,
-    InterfaceError,
-    InternalError,
-    NotSupportedError,
-    OperationalError,
-    PipelineAborted,
-    ProgrammingError,
-    QueryCanceled,
-    Warning,
-)
-from neon_proto.results import Field, Result
+from neon_async.exports import *  # noqa: F403
+from neon_async.exports import BOUND as _BOUND
+from neon_async.exports import __all__ as _SHARED
 from neon_trio._backend import TRIO
+
+__all__ = _SHARED + _BOUND
 
 
 class Client(_client.Client):
-    """One Postgres connection for trio: ``async with Client(dsn) as client: await client.query(...)``."""
+    """One Postgres connection for trio: ``async with Client(dsn) as client: await client.query(...)``.
+
+    Tasks of one nursery may share it; their operations take turns.
+    """
 
     backend = TRIO
 
 
 class Pool(_pool.Pool[Client]):
-    """A pool of trio ``Client`` connections: ``async with Pool(dsn, max_size=10) as pool:``."""
+    """Trio ``Client`` connections lent to tasks: ``async with Pool(dsn) as pool:``."""
 
     client_class = Client
-
-
-__all__ = [
-    "Client",
-    "Pool",
-    "connect",
-    "Connection",
-    "Cursor",
-    "PoolTimeout",
-    "Pipeline",
-    "CopyOut",
-    "Notification",
-    "Notifications",
-    "Result",
-    "Field",
-    "Warning",
-    "Error",
-    "InterfaceError",
-    "DatabaseError",
-    "DataError",
-    "OperationalError",
-    "IntegrityError",
-    "InternalError",
-    "ProgrammingError",
-    "NotSupportedError",
-    "ConnectionClosed",
-    "QueryCanceled",
-    "PipelineAborted",
-]
 
 
 class Connection(_dbapi.Connection[Client]):
-    """An async DB-API connection (psycopg's AsyncConnection manner) on trio: ``conn = await connect(dsn)``."""
+    """An async DB-API connection on trio (psycopg's AsyncConnection manner)."""
 
     client_class = Client
+
+
+class NeonHTTP(_http.NeonHTTP):
+    """SQL over HTTP on trio: ``sql = neon(dsn); rows = await sql("SELECT $1::int AS x", [1])``.
+
+    Cancelling a request closes its connection; the proxy then cancels the query.
+    """
+
+    backend = TRIO
 
 
 Cursor = _dbapi.Cursor
 connect = Connection.connect
+neon = NeonHTTP

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from types import ModuleType
 from typing import Any
 
@@ -84,3 +84,16 @@ def backends_of(admin: SyncClient, application_name: str) -> int:
     """How many server backends carry this application_name."""
     rows = admin.query("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1", [application_name])
     return int(rows.rows[0]["n"])
+
+
+@pytest.fixture(params=LOOPS)
+def loop(request: pytest.FixtureRequest) -> Loop:
+    """Each event loop in turn (import this fixture into a test module)."""
+    return Loop(request.param)
+
+
+@pytest.fixture
+def admin(pg: Any) -> Iterator[SyncClient]:
+    """A blocking superuser connection to look at the server side (pg_stat_activity)."""
+    with SyncClient(pg.dsn(), sslmode="disable") as c:
+        yield c

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import trio
 
-from aio import LOOPS, Loop, backend_activity, backends_of, wait_until
+from aio import Loop, backend_activity, backends_of, wait_until, loop, admin  # noqa: F401  (fixtures)
 from neon_proto.errors import (
     ConnectionClosed,
     DataError,
@@ -28,17 +28,6 @@ from neon_sync import Client as SyncClient
 from neon_sync.embedded import EmbeddedPostgres
 
 ROLES = ["trust_user", "cleartext_user", "md5_user", "scram_user"]
-
-
-@pytest.fixture(params=LOOPS)
-def loop(request: pytest.FixtureRequest) -> Loop:
-    return Loop(request.param)
-
-
-@pytest.fixture
-def admin(pg: EmbeddedPostgres) -> Iterator[SyncClient]:
-    with SyncClient(pg.dsn(), sslmode="disable") as c:
-        yield c
 
 
 def dsn(pg: EmbeddedPostgres, **params: str) -> str:
@@ -524,3 +513,72 @@ def test_a_misspelt_keyword_is_a_type_error_naming_the_right_one(loop: Loop, pg:
         loop.mod.Client(dsn(pg), pasword="x")
     with pytest.raises(TypeError, match="Pool\\(\\) got an unexpected keyword argument 'max_sise'"):
         loop.mod.Pool(dsn(pg), max_sise=3)
+
+
+class StallingServer:
+    """A hostile server for the client: logs anyone in (trust), then answers a query with a
+    RowDescription and half a DataRow and goes silent; CancelRequests are taken and ignored."""
+
+    def __init__(self) -> None:
+        import struct
+        import threading
+
+        self._struct = struct
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.cancels = 0
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self._conns.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        pack = self._struct.pack
+        try:
+            head = conn.recv(8)
+            length, code = self._struct.unpack("!ii", head)
+            conn.recv(length - 8)
+            if code == 80877102:  # CancelRequest
+                self.cancels += 1
+                conn.close()
+                return
+            conn.sendall(b"R" + pack("!ii", 8, 0) + b"K" + pack("!iii", 12, 4242, 99) + b"Z" + pack("!ic", 5, b"I"))
+            conn.recv(65536)  # the query
+            field = b"x\0" + pack("!ihihih", 0, 0, 23, 4, -1, 0)
+            conn.sendall(b"T" + pack("!ih", 4 + 2 + len(field), 1) + field + b"D" + pack("!ih", 100, 1) + b"\0\0")
+            conn.recv(65536)  # silence until the client goes away
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.listener.close()
+        for conn in self._conns:
+            conn.close()
+
+
+def test_query_timeout_bounds_the_call_against_a_server_that_stops_mid_row(loop: Loop) -> None:
+    server = StallingServer()
+
+    async def main() -> None:
+        url = f"postgresql://u@127.0.0.1:{server.port}/db"
+        async with loop.mod.Client(url, sslmode="disable", cancel_timeout=0.5) as client:
+            started = time.monotonic()
+            with pytest.raises(OperationalError, match="timed out"):
+                await client.query("SELECT 1", timeout=0.3)
+            assert time.monotonic() - started < 2.0  # timeout + grace, not forever
+            assert client.closed
+
+    try:
+        loop.run(main)
+        assert server.cancels == 1
+    finally:
+        server.close()

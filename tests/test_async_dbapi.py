@@ -5,13 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from aio import LOOPS, Loop
+from aio import Loop, loop  # noqa: F401  (fixtures)
 from neon_sync.embedded import EmbeddedPostgres
-
-
-@pytest.fixture(params=LOOPS)
-def loop(request: pytest.FixtureRequest) -> Loop:
-    return Loop(request.param)
 
 
 def url(pg: EmbeddedPostgres, db: str) -> str:

@@ -10,21 +10,10 @@ from typing import Any
 
 import pytest
 
-from aio import LOOPS, Loop, backend_activity, backends_of, wait_until
+from aio import Loop, backend_activity, backends_of, wait_until, loop, admin  # noqa: F401  (fixtures)
 from neon_proto.errors import InterfaceError, OperationalError
 from neon_sync import Client as SyncClient
 from neon_sync.embedded import EmbeddedPostgres
-
-
-@pytest.fixture(params=LOOPS)
-def loop(request: pytest.FixtureRequest) -> Loop:
-    return Loop(request.param)
-
-
-@pytest.fixture
-def admin(pg: EmbeddedPostgres) -> Iterator[SyncClient]:
-    with SyncClient(pg.dsn(), sslmode="disable") as c:
-        yield c
 
 
 def make_pool(loop: Loop, pg: EmbeddedPostgres, **options: Any) -> Any:

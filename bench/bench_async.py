@@ -1,0 +1,347 @@
+"""neon_trio and neon_asyncio beside asyncpg, psycopg's AsyncConnection and neon_sync, in one run.
+
+Run ``.venv/bin/python bench/bench_async.py [--quick]`` (needs the bench extra: asyncpg,
+psycopg-pool, uvloop). Cases: ``SELECT $1::int`` n times on one connection (as the OS
+schedules it, and with the client and its server backend pinned to one CPU), the 100,000-row
+fetch of bench_tcp.py, and 1,000 queries from 50 concurrent tasks through a pool of 10.
+Each repetition runs every driver once, round-robin with a rotating start, each on a fresh
+event loop; the tables report medians. Results go to bench/RESULTS_ASYNC.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Sequence
+
+import asyncpg
+import psycopg
+import psycopg_pool
+import trio
+import uvloop
+
+import neon_asyncio
+import neon_sync
+import neon_trio
+from bench_tcp import FETCH_SQL, OneCPU, Target, create_tables, rotated
+from neon_sync.embedded import EmbeddedPostgres
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROLE = "scram_user"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    selects: int
+    fetch_rows: int
+    pool_queries: int
+    pool_tasks: int
+    pool_size: int
+    reps: int
+
+
+FULL = Sizes(selects=5000, fetch_rows=100_000, pool_queries=1000, pool_tasks=50, pool_size=10, reps=5)
+QUICK = Sizes(selects=1000, fetch_rows=20_000, pool_queries=500, pool_tasks=50, pool_size=10, reps=2)
+
+CASES = ("select", "select pinned", "fetch", "pool")
+
+
+class Pinned:
+    """OneCPU for one backend pid (bench_tcp's pinning, for a driver asked on its own loop)."""
+
+    def __init__(self, pid: int) -> None:
+        self._pin = OneCPU([])
+        self._pin.pids = [0, pid]
+
+    def __enter__(self) -> None:
+        self._pin.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._pin.__exit__(*exc)
+
+
+# ---------------------------------------------------------------- the drivers' bodies
+# Each returns the seconds its timed part took.
+
+
+async def neon_async_case(mod: Any, target: Target, case: str, sizes: Sizes, spawn: Callable[..., Awaitable[None]]) -> float:
+    if case == "pool":
+        async with mod.Pool(target.dsn, max_size=sizes.pool_size, min_size=sizes.pool_size, array_mode=True) as pool:
+            per_task = sizes.pool_queries // sizes.pool_tasks
+
+            async def worker() -> None:
+                for i in range(per_task):
+                    assert (await pool.query("SELECT $1::int", [i])).rows[0][0] == i
+
+            started = time.perf_counter()
+            await spawn(worker, sizes.pool_tasks)
+            return time.perf_counter() - started
+    async with mod.Client(target.dsn, array_mode=True) as client:
+        if case == "fetch":
+            started = time.perf_counter()
+            assert len((await client.query(FETCH_SQL, [])).rows) == sizes.fetch_rows
+            return time.perf_counter() - started
+        pid = client.backend_pid
+        query = client.query
+        with Pinned(pid) if case == "select pinned" else _nothing():
+            started = time.perf_counter()
+            for i in range(sizes.selects):
+                (await query("SELECT $1::int", [i])).rows[0][0]
+            return time.perf_counter() - started
+
+
+async def asyncpg_case(target: Target, case: str, sizes: Sizes) -> float:
+    kwargs = dict(host=target.host, port=target.port, user=target.user, password=target.password,
+                  database=target.database, ssl=False)
+    if case == "pool":
+        async with asyncpg.create_pool(min_size=sizes.pool_size, max_size=sizes.pool_size, **kwargs) as pool:
+            per_task = sizes.pool_queries // sizes.pool_tasks
+
+            async def worker() -> None:
+                for i in range(per_task):
+                    assert await pool.fetchval("SELECT $1::int", i) == i
+
+            started = time.perf_counter()
+            await _gather(worker, sizes.pool_tasks)
+            return time.perf_counter() - started
+    conn = await asyncpg.connect(**kwargs)
+    try:
+        if case == "fetch":
+            started = time.perf_counter()
+            assert len(await conn.fetch(FETCH_SQL)) == sizes.fetch_rows
+            return time.perf_counter() - started
+        with Pinned(conn.get_server_pid()) if case == "select pinned" else _nothing():
+            started = time.perf_counter()
+            for i in range(sizes.selects):
+                await conn.fetchval("SELECT $1::int", i)
+            return time.perf_counter() - started
+    finally:
+        await conn.close()
+
+
+async def psycopg_case(target: Target, case: str, sizes: Sizes) -> float:
+    if case == "pool":
+        async with psycopg_pool.AsyncConnectionPool(
+            target.dsn, min_size=sizes.pool_size, max_size=sizes.pool_size, kwargs={"autocommit": True}, open=False
+        ) as pool:
+            await pool.wait()
+            per_task = sizes.pool_queries // sizes.pool_tasks
+
+            async def worker() -> None:
+                for i in range(per_task):
+                    async with pool.connection() as conn:
+                        cur = await conn.execute("SELECT %s::int", [i])
+                        assert (await cur.fetchone())[0] == i  # type: ignore[index]
+
+            started = time.perf_counter()
+            await _gather(worker, sizes.pool_tasks)
+            return time.perf_counter() - started
+    async with await psycopg.AsyncConnection.connect(target.dsn, autocommit=True) as conn:
+        cur = conn.cursor(binary=True)
+        if case == "fetch":
+            started = time.perf_counter()
+            await cur.execute(FETCH_SQL)
+            assert len(await cur.fetchall()) == sizes.fetch_rows
+            return time.perf_counter() - started
+        with Pinned(conn.info.backend_pid) if case == "select pinned" else _nothing():
+            started = time.perf_counter()
+            for i in range(sizes.selects):
+                await cur.execute("SELECT %s::int", [i])
+                await cur.fetchone()
+            return time.perf_counter() - started
+
+
+def neon_sync_case(target: Target, case: str, sizes: Sizes) -> float:
+    if case == "pool":
+        with neon_sync.Pool(target.dsn, max_size=sizes.pool_size, array_mode=True) as pool:
+            per_task = sizes.pool_queries // sizes.pool_tasks
+
+            def worker() -> None:
+                for i in range(per_task):
+                    assert pool.query("SELECT $1::int", [i]).rows[0][0] == i
+
+            threads = [threading.Thread(target=worker) for _ in range(sizes.pool_tasks)]
+            started = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            return time.perf_counter() - started
+    with neon_sync.Client(target.dsn, array_mode=True) as client:
+        if case == "fetch":
+            started = time.perf_counter()
+            assert len(client.query(FETCH_SQL, []).rows) == sizes.fetch_rows
+            return time.perf_counter() - started
+        pid = client.backend_pid
+        assert pid is not None
+        with Pinned(pid) if case == "select pinned" else _nothing():
+            started = time.perf_counter()
+            for i in range(sizes.selects):
+                client.query("SELECT $1::int", [i]).rows[0][0]
+            return time.perf_counter() - started
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+
+async def _gather(worker: Callable[[], Awaitable[None]], n: int) -> None:
+    async with asyncio.TaskGroup() as group:
+        for _ in range(n):
+            group.create_task(worker())  # type: ignore[arg-type]
+
+
+async def _nursery(worker: Callable[[], Awaitable[None]], n: int) -> None:
+    async with trio.open_nursery() as nursery:
+        for _ in range(n):
+            nursery.start_soon(worker)
+
+
+DRIVERS: dict[str, Callable[[Target, str, Sizes], float]] = {
+    "neon_trio": lambda t, c, s: trio.run(neon_async_case, neon_trio, t, c, s, _nursery),
+    "neon_asyncio": lambda t, c, s: asyncio.run(neon_async_case(neon_asyncio, t, c, s, _gather)),
+    "neon_asyncio uvloop": lambda t, c, s: uvloop.run(neon_async_case(neon_asyncio, t, c, s, _gather)),
+    "asyncpg": lambda t, c, s: asyncio.run(asyncpg_case(t, c, s)),
+    "asyncpg uvloop": lambda t, c, s: uvloop.run(asyncpg_case(t, c, s)),
+    "psycopg async": lambda t, c, s: asyncio.run(psycopg_case(t, c, s)),
+    "neon_sync": neon_sync_case,
+}
+
+
+# ---------------------------------------------------------------- measuring and reporting
+
+
+def measure(target: Target, sizes: Sizes, log: Callable[[str], None]) -> dict[str, dict[str, list[float]]]:
+    names = list(DRIVERS)
+    times: dict[str, dict[str, list[float]]] = {case: {n: [] for n in names} for case in CASES}
+    for name in names:  # warm up: imports, codecs, the server's caches
+        for case in CASES:
+            DRIVERS[name](target, case, Sizes(50, sizes.fetch_rows, 100, 10, sizes.pool_size, 1))
+    for rep in range(sizes.reps):
+        for case in CASES:
+            for name in rotated(names, rep):
+                times[case][name].append(DRIVERS[name](target, case, sizes))
+        log(f"repetition {rep + 1}/{sizes.reps} done")
+    return times
+
+
+def per_unit(case: str, seconds: float, sizes: Sizes) -> float:
+    if case.startswith("select"):
+        return seconds / sizes.selects * 1e6  # µs/query
+    if case == "fetch":
+        return sizes.fetch_rows / seconds  # rows/s
+    return sizes.pool_queries / seconds  # queries/s
+
+
+UNITS = {"select": "µs/query", "select pinned": "µs/query", "fetch": "rows/s", "pool": "queries/s"}
+LABELS = {
+    "select": "SELECT $1::int, one connection",
+    "select pinned": "SELECT $1::int, client and backend pinned to one CPU",
+    "fetch": "fetch rows (9 columns, bench_tcp's table)",
+    "pool": "pooled: 50 tasks, pool of 10",
+}
+
+
+def report(times: dict[str, dict[str, list[float]]], sizes: Sizes, info: list[str]) -> str:
+    names = list(DRIVERS)
+    medians = {c: {n: per_unit(c, statistics.median(times[c][n]), sizes) for n in names} for c in CASES}
+    lines = ["# Async drivers: benchmark results", "", "Generated by `bench/bench_async.py`; do not edit by hand.", ""]
+    lines += [f"- {line}" for line in info]
+    lines += ["", "## Medians (ratio to asyncpg on the default loop in brackets)", ""]
+    lines.append("| case | unit | " + " | ".join(names) + " |")
+    lines.append("|---|---|" + "---:|" * len(names))
+    for case in CASES:
+        n = sizes.selects if case.startswith("select") else (sizes.fetch_rows if case == "fetch" else sizes.pool_queries)
+        base = medians[case]["asyncpg"]
+        cells = []
+        for name in names:
+            value = medians[case][name]
+            ratio = (value / base) if base else float("nan")
+            shown = f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+            cells.append(f"{shown} ({ratio:.2f}x)")
+        lines.append(f"| {LABELS[case]} (n={n:,}) | {UNITS[case]} | " + " | ".join(cells) + " |")
+    lines += ["", "## Targets", "", "| target | measured (medians) | per repetition | met |", "|---|---|---|---|"]
+
+    def ratios(case: str, a: str, b: str, rate: bool) -> list[float]:
+        pairs = zip(times[case][a], times[case][b])
+        return [(tb / ta) if rate else (ta / tb) for ta, tb in pairs]
+
+    for variant in ("neon_trio", "neon_asyncio", "neon_asyncio uvloop"):
+        for case in ("select", "select pinned"):
+            r = ratios(case, variant, "neon_sync", rate=False)
+            med = statistics.median(r)
+            lines.append(f"| {variant} per query within 1.3x neon_sync ({case}) | {med:.2f}x neon_sync's time | "
+                         f"{min(r):.2f}–{max(r):.2f} | {'yes' if med <= 1.3 else '**no**'} |")
+    for variant, base in (("neon_trio", "asyncpg"), ("neon_asyncio", "asyncpg"), ("neon_asyncio uvloop", "asyncpg uvloop")):
+        for case, what in (("fetch", "100k fetch at least"), ("pool", "pooled workload ahead of")):
+            r = ratios(case, variant, base, rate=True)
+            med = statistics.median(r)
+            ok = med >= 1.0 if case == "fetch" else med > 1.0
+            lines.append(f"| {variant} {what} {base}'s rate ({case}) | {med:.2f}x {base}'s rate | "
+                         f"{min(r):.2f}–{max(r):.2f} | {'yes' if ok else '**no**'} |")
+    lines += ["", "## Notes", "",
+              "- neon drivers run with `array_mode=True` (rows as lists); psycopg uses a binary cursor in autocommit and "
+              "prepares a statement after 5 executions (its default), asyncpg prepares every statement (its default) and "
+              "returns jsonb as `str`; the neon drivers send unnamed statements (no statement cache) and decode jsonb.",
+              "- pool: neon_trio/neon_asyncio `await pool.query(...)`; asyncpg `pool.fetchval`; psycopg_pool "
+              "`async with pool.connection()` + execute + fetchone; neon_sync `Pool.query` from 50 threads. Pools are "
+              "filled before the clock starts (min_size = max_size = 10; neon_sync's pool opens lazily).",
+              "- Each measurement runs on a fresh event loop (connect and teardown are not timed).",
+              ""]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="neon_trio / neon_asyncio vs asyncpg, psycopg async, neon_sync")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, smaller sizes")
+    parser.add_argument("--output", help="where to write the report (default bench/RESULTS_ASYNC.md)")
+    args = parser.parse_args(argv)
+    output = args.output or os.path.join(HERE, "RESULTS_ASYNC-quick.md" if args.quick else "RESULTS_ASYNC.md")
+    sizes = QUICK if args.quick else FULL
+    began = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - began:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    load_before = os.getloadavg()[0]
+    with EmbeddedPostgres(tls=False) as pg:
+        role = pg.role(ROLE)
+        assert role.password is not None
+        target = Target("127.0.0.1", pg.port, ROLE, role.password)
+        admin = psycopg.connect(target.dsn, autocommit=True)
+        create_tables(admin, sizes.fetch_rows)  # type: ignore[arg-type]
+        server_version = admin.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+        log(f"PostgreSQL on port {pg.port}, {sizes.fetch_rows:,} rows loaded")
+        times = measure(target, sizes, log)
+        admin.close()
+    info = [
+        f"**date (UTC)**: {time.strftime('%Y-%m-%d %H:%M', time.gmtime())}",
+        f"**machine**: {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, shared with other "
+        f"developers' work (load average {load_before:.2f} at start, {os.getloadavg()[0]:.2f} at the end)",
+        f"**python**: {platform.python_implementation()} {platform.python_version()}; trio {trio.__version__}, "
+        f"uvloop {uvloop.__version__}",
+        f"**drivers**: asyncpg {asyncpg.__version__}, psycopg {psycopg.__version__} ({psycopg.pq.__impl__}), "
+        f"psycopg_pool {psycopg_pool.__version__}",
+        f"**PostgreSQL**: {server_version} (EmbeddedPostgres, loopback TCP, no TLS)",
+        f"**mode**: {'quick' if args.quick else 'full'}: {sizes.reps} repetitions, round-robin with a rotating start; medians",
+    ]
+    text = report(times, sizes, info)
+    print(text)
+    with open(output, "w", encoding="utf-8") as f:
+        f.write(text)
+    log(f"wrote {os.path.relpath(output)}")
+
+
+if __name__ == "__main__":
+    main()
