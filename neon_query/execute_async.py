@@ -11,22 +11,33 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from neon_proto.errors import Error, ProgrammingError
-from neon_query.execute import _maybe_one, _one
+from neon_query.execute import HTTPDatabase, _maybe_one, _one
 from neon_query.query import Query, Raw, Select, Statement
 from neon_query.transaction import RETRYABLE_SQLSTATES, ReadCommitted, Serializable, retry_delay
 
 if TYPE_CHECKING:
     from neon_async.client import Client as AsyncClient
     from neon_async.dbapi import Connection as AsyncConnection
+    from neon_async.http import NeonHTTP as AsyncNeonHTTP
     from neon_async.pool import Pool as AsyncPool
 
-__all__ = ["AsyncDatabase", "AsyncTx", "run_in_transaction_async"]
+__all__ = ["AsyncDatabase", "AsyncHTTPDatabase", "AsyncTx", "run_in_transaction_async"]
 
 logger = logging.getLogger("neon_query.transaction")
 
 R = TypeVar("R")
 I = TypeVar("I", bound=ReadCommitted)  # noqa: E741
 I_co = TypeVar("I_co", bound=ReadCommitted, covariant=True)
+T1 = TypeVar("T1")
+T2 = TypeVar("T2")
+T3 = TypeVar("T3")
+T4 = TypeVar("T4")
+T5 = TypeVar("T5")
+T6 = TypeVar("T6")
+T7 = TypeVar("T7")
+T8 = TypeVar("T8")
+T9 = TypeVar("T9")
+T10 = TypeVar("T10")
 
 _cursor_number = 0
 
@@ -149,6 +160,89 @@ class AsyncDatabase:
                         await client.query("COMMIT" if done else "ROLLBACK")
                     elif not done and client.transaction_status == "T":
                         await client.execute(f"CLOSE {name}", [])
+
+
+class AsyncHTTPDatabase:
+    """The executor over the async ``neon()`` (``neon_trio.neon`` or ``neon_asyncio.neon``): one
+    request per query, and ``batch()`` for several queries in one request and one transaction."""
+
+    def __init__(self, sql: AsyncNeonHTTP) -> None:
+        from neon_async.http import NeonHTTP
+
+        if not isinstance(sql, NeonHTTP):
+            raise TypeError(f"AsyncHTTPDatabase() takes an async neon() object, not {type(sql).__name__}")
+        self.sql = sql
+
+    def __repr__(self) -> str:
+        return f"<neon_query.AsyncHTTPDatabase over {self.sql!r}>"
+
+    async def _rows(self, query: Statement) -> list[Any]:
+        sql, params = query.compile()
+        result = await self.sql(sql, list(params), array_mode=query.row_mode == "tuple", full_results=True)
+        return HTTPDatabase._finish(query, result)
+
+    async def all(self, query: Query[R]) -> list[R]:
+        """Every row of the query."""
+        rows: list[R] = await self._rows(query)
+        return rows
+
+    async def one(self, query: Query[R]) -> R:
+        """Exactly one row (NoRowsError or TooManyRowsError otherwise)."""
+        rows: list[R] = await self._rows(query)
+        return _one(rows)
+
+    async def maybe_one(self, query: Query[R]) -> R | None:
+        """The only row, or None (TooManyRowsError for several)."""
+        rows: list[R] = await self._rows(query)
+        return _maybe_one(rows)
+
+    async def stream(self, query: Query[R]) -> AsyncIterator[R]:
+        """The rows one at a time (over HTTP the response arrives whole)."""
+        rows: list[R] = await self._rows(query)
+        for row in rows:
+            yield row
+
+    async def execute(self, statement: Statement) -> int:
+        """Run a statement; the number of rows it affected."""
+        sql, params = statement.compile()
+        result = await self.sql(sql, list(params), array_mode=True, full_results=True)
+        return result.row_count if result.row_count is not None else len(result.rows)
+
+    # --- generated: batch ---
+    @overload
+    async def batch(self, q1: Query[T1], /) -> tuple[list[T1]]: ...
+    @overload
+    async def batch(self, q1: Query[T1], q2: Query[T2], /) -> tuple[list[T1], list[T2]]: ...
+    @overload
+    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], /) -> tuple[list[T1], list[T2], list[T3]]: ...
+    @overload
+    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], /) -> tuple[list[T1], list[T2], list[T3], list[T4]]: ...
+    @overload
+    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], /) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5]]: ...
+    @overload
+    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], /) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6]]: ...
+    @overload
+    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], /) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7]]: ...
+    @overload
+    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], /) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8]]: ...
+    @overload
+    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], q9: Query[T9], /) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8], list[T9]]: ...
+    @overload
+    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], q9: Query[T9], q10: Query[T10], /) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8], list[T9], list[T10]]: ...
+    @overload
+    async def batch(self, *queries: Query[Any]) -> tuple[list[Any], ...]: ...
+    # --- end generated: batch ---
+    async def batch(self, *queries: Query[Any]) -> tuple[list[Any], ...]:
+        """Run the queries in one HTTP request and one transaction: all of them or none."""
+        if not queries:
+            return ()
+        sql = self.sql
+        requests = []
+        for q in queries:
+            text, params = q.compile()
+            requests.append(sql.query(text, list(params), array_mode=q.row_mode == "tuple", full_results=True))
+        results = await sql.transaction(requests, full_results=True)
+        return tuple(HTTPDatabase._finish(q, r) for q, r in zip(queries, results))
 
 
 class AsyncTx(AsyncDatabase, Generic[I_co]):

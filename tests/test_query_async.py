@@ -100,3 +100,49 @@ def test_run_in_transaction_async_retries_a_serialization_failure(
 
     assert loop.run(main) == 11
     assert attempts == [1, 2]
+
+
+async def workload(db: Any) -> None:
+    """The same builder queries, whatever the executor: rows, NULLs, enum arrays, JSON, joins, upserts."""
+    (ann,) = await db.all(users.insert({"email": "ann@x.io", "moods": ["sad", "so-so"], "settings": {"k": [1, 2]}}))
+    assert ann["moods"] == ["sad", "so-so"] and ann["settings"] == {"k": [1, 2]} and ann["name"] is None
+    await db.execute(insert(posts).values([{"author_id": ann["id"], "title": "one", "meta": {"a": None}}, {"title": "two"}]))
+    rows = await db.all(
+        select(posts.title, users.outer.email, posts.meta).left_join(users, users.id.eq(posts.author_id)).order_by(posts.title)
+    )
+    assert rows == [("one", "ann@x.io", {"a": None}), ("two", None, None)]
+    n = await db.one(
+        insert(counters).values({"name": "k", "hits": 1}).on_conflict_do_update(counters.name, {"hits": 9}).returning(counters.hits).scalars()
+    )
+    assert n == 1
+    assert [h async for h in db.stream(select(posts.title).order_by(posts.title).scalars())] == ["one", "two"]
+
+
+@pytest.mark.parametrize("transport", ["tcp", "websocket", "http"])
+def test_the_builder_over_every_async_transport(
+    loop: Loop, transport: str, proxy: Any, pg: EmbeddedPostgres, query_db: str, client: Client
+) -> None:
+    from neon_query import AsyncHTTPDatabase
+
+    async def main() -> None:
+        if transport == "http":
+            async with loop.mod.neon(proxy.database_url(database=query_db), fetch_endpoint=proxy.url) as sql:
+                db = AsyncHTTPDatabase(sql)
+                await workload(db)
+                ids, everyone, total = await db.batch(select(users.id), users.find(), posts.count())
+                assert len(ids) == 1 and everyone[0]["email"] == "ann@x.io" and total == [2]
+                with pytest.raises(IntegrityError):
+                    await db.batch(counters.insert({"name": "z"}), counters.insert({"name": "z"}))
+                assert await db.maybe_one(counters.find_one({"name": "z"})) is None
+            return
+        options: dict[str, Any] = {}
+        if transport == "websocket":
+            options = {"ws_proxy": f"127.0.0.1:{proxy.port}/v2", "use_secure_websocket": False}
+            dsn = proxy.database_url(database=query_db)
+        else:
+            dsn = pg.dsn(database=query_db)
+        async with loop.mod.Client(dsn, **options) as c:
+            assert c.transport_name == transport
+            await workload(AsyncDatabase(c))
+
+    loop.run(main)

@@ -50,13 +50,14 @@ def raw_block() -> str:
     return "\n".join(lines)
 
 
-def batch_block(max_arity: int = 10) -> str:
+def batch_block(max_arity: int = 10, asynchronous: bool = False) -> str:
+    define = "async def" if asynchronous else "def"
     lines: list[str] = []
     for n in range(1, max_arity + 1):
         args = ", ".join(f"q{i}: Query[T{i}]" for i in range(1, n + 1))
         results = ", ".join(f"list[T{i}]" for i in range(1, n + 1))
-        lines += ["    @overload", f"    def batch(self, {args}, /) -> tuple[{results}]: ..."]
-    lines += ["    @overload", "    def batch(self, *queries: Query[Any]) -> tuple[list[Any], ...]: ..."]
+        lines += ["    @overload", f"    {define} batch(self, {args}, /) -> tuple[{results}]: ..."]
+    lines += ["    @overload", f"    {define} batch(self, *queries: Query[Any]) -> tuple[list[Any], ...]: ..."]
     return "\n".join(lines)
 
 
@@ -80,6 +81,7 @@ def main() -> None:
     write("neon_query/query.py", "returning", returning_block())
     write("neon_query/query.py", "raw", raw_block())
     write("neon_query/execute.py", "batch", batch_block())
+    write("neon_query/execute_async.py", "batch", batch_block(asynchronous=True))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from neon_query import (
     TEXT,
     Col,
     AsyncDatabase,
+    AsyncHTTPDatabase,
     AsyncTx,
     Database,
     Executor,
@@ -157,6 +158,11 @@ async def async_code(adb: AsyncDatabase) -> None:
     assert_type(await adb.maybe_one(users.find_one({"id": 1})), UsersRow | None)
     assert_type([h async for h in adb.stream(select(posts.score).scalars())], list[int])
     assert_type(await adb.execute(delete(posts)), int)
+
+
+async def async_http(ahdb: AsyncHTTPDatabase) -> None:
+    assert_type(await ahdb.batch(select(users.id), users.find()), tuple[list[tuple[int]], list[UsersRow]])
+    assert_type(await ahdb.one(users.count()), int)
 
 
 async def async_transfer(tx: AsyncTx[Serializable]) -> int:
