@@ -13,7 +13,7 @@ from typing import Any
 from neon_proto.errors import Error
 from neon_query.codegen import CodegenError, Overrides, generate
 from neon_query.execute import Database, Executor, HTTPDatabase
-from neon_query.introspect import introspect
+from neon_query.introspect import Schema, introspect
 
 logger = logging.getLogger("neon_query.codegen")
 
@@ -30,11 +30,14 @@ def _parser() -> argparse.ArgumentParser:
     codegen.add_argument("--overrides", help="a TOML file: [types], [columns], imports")
     codegen.add_argument("--check", action="store_true", help="write nothing; exit 1 if the output file is stale")
     codegen.add_argument(
-        "--transport", choices=("tcp", "http", "ws"), default="tcp",
-        help="how to reach the database: tcp (default), http (neon(), SQL over HTTP) or ws",
+        "--transport", choices=("tcp", "http", "websocket"), default="tcp",
+        help="how to reach the database: tcp (default), http (neon(), SQL over HTTP) or websocket",
     )
     codegen.add_argument("--fetch-endpoint", help="with --transport http: the URL to POST SQL to")
-    codegen.add_argument("--ws-proxy", help="with --transport ws: host:port/path of the WebSocket proxy")
+    codegen.add_argument("--ws-proxy", help="with --transport websocket: host:port/path of the WebSocket proxy")
+    codegen.add_argument(
+        "--insecure-websocket", action="store_true", help="with --transport websocket: ws:// instead of wss://"
+    )
     return parser
 
 
@@ -59,21 +62,38 @@ def _read_schema(args: argparse.Namespace, schemas: Sequence[str]) -> str:
             schema = introspect(HTTPDatabase(sql), schemas)
         finally:
             sql.close()
+    elif args.transport == "websocket":
+        schema = _introspect_over_websocket(dsn, schemas, args.ws_proxy, not args.insecure_websocket)
     else:
         from neon_sync.client import Client
 
-        options: dict[str, Any] = {}
-        if args.transport == "ws":
-            options["transport"] = "ws"
-            if args.ws_proxy:
-                options["ws_proxy"] = args.ws_proxy
-        client = Client(dsn, **options).connect()
+        client = Client(dsn).connect()
         try:
             executor: Executor = Database(client)
             schema = introspect(executor, schemas)
         finally:
             client.close()
     return generate(schema, schemas=schemas, include=args.include, exclude=args.exclude, overrides=overrides)
+
+
+def _introspect_over_websocket(dsn: str, schemas: Sequence[str], ws_proxy: str | None, secure: bool) -> Schema:
+    """The catalog read over the WebSocket transport (the async client, run to completion on trio)."""
+    import trio
+
+    import neon_trio
+    from neon_query.execute_async import AsyncDatabase
+    from neon_query.introspect import introspect_async
+
+    options: dict[str, Any] = {"transport": "websocket", "use_secure_websocket": secure}
+    if ws_proxy:
+        options["ws_proxy"] = ws_proxy
+
+    async def read() -> Schema:
+        async with neon_trio.Client(dsn, **options) as client:
+            return await introspect_async(AsyncDatabase(client), schemas)
+
+    result: Schema = trio.run(read)
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:

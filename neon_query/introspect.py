@@ -8,6 +8,7 @@ are resolved to their base type; arrays know their element type.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -15,7 +16,10 @@ from neon_query.codecs import BOOL, INT2, INT8, TEXT
 from neon_query.execute import Executor
 from neon_query.query import raw
 
-__all__ = ["PgType", "ColumnInfo", "ForeignKey", "Relation", "Schema", "introspect"]
+if TYPE_CHECKING:
+    from neon_query.execute_async import AsyncDatabase
+
+__all__ = ["PgType", "ColumnInfo", "ForeignKey", "Relation", "Schema", "introspect", "introspect_async"]
 
 RELATION_KINDS = {"r": "table", "p": "partitioned table", "v": "view", "m": "materialized view", "f": "foreign table"}
 
@@ -128,26 +132,35 @@ ORDER BY n.nspname, c.relname, con.conname
 """
 
 
+_COLUMN_CODECS = (TEXT, TEXT, TEXT, TEXT.null, INT2, TEXT, BOOL, BOOL, TEXT.null, TEXT, TEXT, TEXT.null, INT8, TEXT)
+_CONSTRAINT_CODECS = (TEXT, TEXT, TEXT, TEXT, TEXT.array, TEXT.null, TEXT.null, TEXT.array)
+_TYPE_CODECS = (INT8, TEXT, TEXT, TEXT, TEXT, INT8, INT8, BOOL, TEXT.array)
+
+
 def introspect(db: Executor, schemas: Sequence[str] = ("public",)) -> Schema:
     """Read the relations of ``schemas`` (partitions skipped) and the types of their columns."""
     names = list(schemas)
-    column_rows = db.all(
-        raw(
-            _COLUMNS,
-            (names,),
-            returns=(TEXT, TEXT, TEXT, TEXT.null, INT2, TEXT, BOOL, BOOL, TEXT.null, TEXT, TEXT, TEXT.null, INT8, TEXT),
-        )
-    )
-    constraint_rows = db.all(
-        raw(_CONSTRAINTS, (names,), returns=(TEXT, TEXT, TEXT, TEXT, TEXT.array, TEXT.null, TEXT.null, TEXT.array))
-    )
+    column_rows = db.all(raw(_COLUMNS, (names,), returns=_COLUMN_CODECS))
+    constraint_rows = db.all(raw(_CONSTRAINTS, (names,), returns=_CONSTRAINT_CODECS))
     type_oids = sorted({row[12] for row in column_rows})
+    type_rows = db.all(raw(_TYPES, (type_oids,), returns=_TYPE_CODECS)) if type_oids else []
+    return _assemble(column_rows, constraint_rows, type_rows)
+
+
+async def introspect_async(db: AsyncDatabase, schemas: Sequence[str] = ("public",)) -> Schema:
+    """``introspect`` through an async executor (trio or asyncio; TCP or WebSocket)."""
+    names = list(schemas)
+    column_rows = await db.all(raw(_COLUMNS, (names,), returns=_COLUMN_CODECS))
+    constraint_rows = await db.all(raw(_CONSTRAINTS, (names,), returns=_CONSTRAINT_CODECS))
+    type_oids = sorted({row[12] for row in column_rows})
+    type_rows = await db.all(raw(_TYPES, (type_oids,), returns=_TYPE_CODECS)) if type_oids else []
+    return _assemble(column_rows, constraint_rows, type_rows)
+
+
+def _assemble(column_rows: Sequence[Any], constraint_rows: Sequence[Any], type_rows: Sequence[Any]) -> Schema:
     types: dict[int, PgType] = {}
-    if type_oids:
-        for oid, schema, name, kind, category, element, base, not_null, labels in db.all(
-            raw(_TYPES, (type_oids,), returns=(INT8, TEXT, TEXT, TEXT, TEXT, INT8, INT8, BOOL, TEXT.array))
-        ):
-            types[oid] = PgType(oid, schema, name, kind, category, element, base, not_null, tuple(labels))
+    for oid, schema, name, kind, category, element, base, not_null, labels in type_rows:
+        types[oid] = PgType(oid, schema, name, kind, category, element, base, not_null, tuple(labels))
 
     keys: dict[tuple[str, str], dict[str, list[object]]] = {}
     for schema, table, contype, conname, key_columns, ref_schema, ref_table, ref_columns in constraint_rows:

@@ -40,6 +40,14 @@ def test_over_http_the_output_is_the_same(proxy: Any, query_db: str, tmp_path: P
     assert out.read_bytes() == COMMITTED.read_bytes()
 
 
+def test_over_websocket_the_output_is_the_same(proxy: Any, query_db: str, tmp_path: Path) -> None:
+    out = tmp_path / "models.py"
+    dsn = proxy.database_url(database=query_db)
+    ws = f"127.0.0.1:{proxy.port}/v2"
+    assert codegen(dsn, "--transport", "websocket", "--ws-proxy", ws, "--insecure-websocket", "-o", str(out)) == 0
+    assert out.read_bytes() == COMMITTED.read_bytes()
+
+
 def test_generated_module_covers_every_feature() -> None:
     text = COMMITTED.read_text()
     assert 'Mood = Literal["happy", "sad", "so-so"]' in text  # enum
