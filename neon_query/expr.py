@@ -8,6 +8,7 @@ a list of parameters (``$n`` placeholders, values never inlined). Comparisons ar
 
 from __future__ import annotations
 
+import decimal
 import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
@@ -525,8 +526,17 @@ class Fragment(Expr[T_co]):
 # ---------------------------------------------------------------------- constructors
 
 
+def check_conditions(where: str, conditions: Sequence[object]) -> None:
+    """A clear error for what is not a condition (``users.id == 1`` is a Python bool: use ``.eq``)."""
+    for condition in conditions:
+        if not isinstance(condition, Expr):
+            hint = " (== and != compare Python objects: write users.id.eq(1))" if isinstance(condition, bool) else ""
+            raise TypeError(f"{where} takes conditions such as users.id.eq(1), not {type(condition).__name__}{hint}")
+
+
 def and_(*conditions: Expr[bool]) -> Expr[bool]:
     """All conditions hold (``true`` when none are given)."""
+    check_conditions("and_()", conditions)
     if not conditions:
         return SQLText("true")
     if len(conditions) == 1:
@@ -536,6 +546,7 @@ def and_(*conditions: Expr[bool]) -> Expr[bool]:
 
 def or_(*conditions: Expr[bool]) -> Expr[bool]:
     """At least one condition holds (``false`` when none are given)."""
+    check_conditions("or_()", conditions)
     if not conditions:
         return SQLText("false")
     if len(conditions) == 1:
@@ -584,11 +595,13 @@ def count(expr: Expr[Any] | None = None, *, distinct: bool = False) -> Expr[int]
     if expr is None:
         return SQLText("count(*)")
     if distinct:
-        return Call("count", [BoolPrefix("DISTINCT ", expr)])
+        return Call("count", [Prefix("DISTINCT ", expr)])
     return Call("count", [expr])
 
 
-class BoolPrefix(Expr[T_co]):
+class Prefix(Expr[T_co]):
+    """A keyword written before an expression (``DISTINCT x`` inside an aggregate)."""
+
     __slots__ = ("prefix", "expr")
 
     def __init__(self, prefix: str, expr: Expr[Any]) -> None:
@@ -618,6 +631,10 @@ def sum_(expr: Expr[Any]) -> Expr[Any]:
     return call
 
 
+@overload
+def avg(expr: Expr[int] | Expr[int | None] | Expr[decimal.Decimal] | Expr[decimal.Decimal | None]) -> Expr[decimal.Decimal | None]: ...  # type: ignore[overload-overlap]  # noqa: E501
+@overload
+def avg(expr: Expr[float] | Expr[float | None]) -> Expr[float | None]: ...
 def avg(expr: Expr[Any]) -> Expr[Any]:
     """``avg(expr)``: a ``Decimal`` over integers and numerics, a ``float`` over floats; NULL over no rows."""
     return Call("avg", [expr])

@@ -14,7 +14,7 @@ from typing import Any, Generic, Literal, NamedTuple, TypeVar, TypeVarTuple, ove
 
 from neon_proto.errors import ProgrammingError
 from neon_query.codecs import Codec
-from neon_query.expr import Col, Expr, Labeled, Ordering, Selectable, Subquery, and_, quote_ident
+from neon_query.expr import Col, Expr, Labeled, Ordering, Selectable, Subquery, and_, check_conditions, quote_ident
 from neon_query.table import Outer, Table
 
 __all__ = [
@@ -252,12 +252,14 @@ class Select(Query[R_co]):
 
     def join(self, table: Table[Any, Any, Any, Any], on: Expr[bool]) -> Select[R_co]:
         """``JOIN table ON on`` (inner)."""
+        check_conditions("join()", (on,))
         new = self._copy()
         new._joins = self._joins + (("JOIN", table, on),)
         return new  # type: ignore[no-any-return]
 
     def left_join(self, table: Table[Any, Any, Any, Any], on: Expr[bool]) -> Select[R_co]:
         """``LEFT JOIN table ON on``: select its columns through ``table.outer`` (typed nullable)."""
+        check_conditions("left_join()", (on,))
         new = self._copy()
         new._joins = self._joins + (("LEFT JOIN", table, on),)
         return new  # type: ignore[no-any-return]
@@ -283,7 +285,7 @@ class Select(Query[R_co]):
     def having(self, *conditions: Expr[bool]) -> Select[R_co]:
         """``HAVING``: conditions on groups."""
         new = self._copy()
-        new._having = _and(self._having, conditions)
+        new._having = _and(self._having, conditions, "having()")
         return new  # type: ignore[no-any-return]
 
     def order_by(self, *items: Expr[Any] | Ordering) -> Select[R_co]:
@@ -430,7 +432,8 @@ def _emit_list(items: Iterable[Expr[Any] | Ordering], out: list[str], params: li
         item._emit(out, params)
 
 
-def _and(current: Expr[bool] | None, conditions: tuple[Expr[bool], ...]) -> Expr[bool] | None:
+def _and(current: Expr[bool] | None, conditions: tuple[Expr[bool], ...], what: str = "where()") -> Expr[bool] | None:
+    check_conditions(what, conditions)
     if current is None and len(conditions) == 1:
         return conditions[0]
     if current is not None:

@@ -425,3 +425,22 @@ def test_http_batch_runs_in_one_transaction(http_sql: Any, client: Client) -> No
     with pytest.raises(IntegrityError):
         hdb.batch(counters.insert({"name": "once"}), counters.insert({"name": "once"}))
     assert hdb.maybe_one(counters.find_one({"name": "once"})) is None  # the first insert was rolled back
+
+
+def test_a_python_comparison_instead_of_a_condition_gets_a_clear_error() -> None:
+    with pytest.raises(TypeError, match=r"not bool \(== and != compare Python objects: write users.id.eq\(1\)\)"):
+        select(users.id).where(users.id == 1)  # type: ignore[arg-type, comparison-overlap]
+    with pytest.raises(TypeError, match="having"):
+        select(users.id).group_by(users.id).having("count(*) > 1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="and_"):
+        and_(users.id.eq(1), None)  # type: ignore[arg-type]
+
+
+def test_compiled_queries_are_immutable_values() -> None:
+    q = select(users.id).where(users.id.eq(1))
+    first = q.compile()
+    assert first == q.compile() and hash(first) == hash(q.compile())
+    with pytest.raises(AttributeError):
+        first.sql = "DROP TABLE users"  # type: ignore[misc]
+    narrower = q.where(users.name.eq("x"))  # a builder step returns a new query; q is unchanged
+    assert q.compile() == first and narrower.compile().params == (1, "x")

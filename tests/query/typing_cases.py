@@ -31,6 +31,7 @@ from neon_query import (
     Serializable,
     Tx,
     and_,
+    avg,
     count,
     delete,
     exists,
@@ -98,6 +99,7 @@ def selects(db: Database) -> None:
     assert_type(db.all(select(posts.title, posts.score).map(Headline)), list[Headline])
     assert_type(db.one(select(count(), sum_(posts.score), max_(posts.title))), tuple[int, int | None, str | None])
     assert_type(db.one(select((posts.score + 1).label("next"))), tuple[int])
+    assert_type(db.one(select(avg(posts.score), avg(posts.rating), avg(users.balance))), tuple[decimal.Decimal | None, float | None, decimal.Decimal | None])
     assert_type(db.all(select(users.id).where(users.id.in_(select(posts.author_id)))), list[tuple[int]])
     assert_type(
         select(users.id).where(and_(users.mood.eq("sad"), or_(users.name.is_null(), users.name.like("A%")))),
