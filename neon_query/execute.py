@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from neon_proto.errors import ProgrammingError
 from neon_query.query import Query, Statement
+from neon_query.typevars import T1, T2, T3, T4, T5, T6, T7, T8, T9, T10
 
 if TYPE_CHECKING:
     from neon_sync.client import Client
@@ -33,16 +34,6 @@ __all__ = [
 ]
 
 R = TypeVar("R")
-T1 = TypeVar("T1")
-T2 = TypeVar("T2")
-T3 = TypeVar("T3")
-T4 = TypeVar("T4")
-T5 = TypeVar("T5")
-T6 = TypeVar("T6")
-T7 = TypeVar("T7")
-T8 = TypeVar("T8")
-T9 = TypeVar("T9")
-T10 = TypeVar("T10")
 
 class NotExactlyOneError(ProgrammingError):
     """``one()`` found no row or several, or ``maybe_one()`` found several."""
@@ -96,7 +87,28 @@ def _maybe_one(rows: list[R]) -> R | None:
     raise TooManyRowsError(f"maybe_one() expected at most one row and got {len(rows)}")
 
 
-class Database:
+class _Rows:
+    """``all``, ``one`` and ``maybe_one``, for an executor that can fetch a query's rows."""
+
+    def _rows(self, query: Statement) -> list[Any]:
+        raise NotImplementedError
+
+    def all(self, query: Query[R]) -> list[R]:
+        """Every row of the query."""
+        return self._rows(query)
+
+    def one(self, query: Query[R]) -> R:
+        """Exactly one row (NoRowsError or TooManyRowsError otherwise)."""
+        rows: list[R] = self._rows(query)
+        return _one(rows)
+
+    def maybe_one(self, query: Query[R]) -> R | None:
+        """The only row, or None (TooManyRowsError for several)."""
+        rows: list[R] = self._rows(query)
+        return _maybe_one(rows)
+
+
+class Database(_Rows):
     """The executor over a ``neon_sync`` ``Client``, ``Pool`` or DB-API ``Connection``.
 
     With a DB-API connection outside autocommit, the first statement opens the transaction
@@ -148,20 +160,6 @@ class Database:
         query._check_fields(result.fields)
         return query._convert(result.rows)
 
-    def all(self, query: Query[R]) -> list[R]:
-        """Every row of the query."""
-        return self._rows(query)
-
-    def one(self, query: Query[R]) -> R:
-        """Exactly one row (NoRowsError or TooManyRowsError otherwise)."""
-        rows: list[R] = self._rows(query)
-        return _one(rows)
-
-    def maybe_one(self, query: Query[R]) -> R | None:
-        """The only row, or None (TooManyRowsError for several)."""
-        rows: list[R] = self._rows(query)
-        return _maybe_one(rows)
-
     def execute(self, statement: Statement) -> int:
         """Run a statement (INSERT/UPDATE/DELETE with or without RETURNING, or any query);
         the number of rows it affected."""
@@ -190,7 +188,7 @@ class Database:
                 yield from rest
 
 
-class HTTPDatabase:
+class HTTPDatabase(_Rows):
     """The executor over ``neon()`` (SQL over HTTP): one request per query, and ``batch()``
     to run several queries in one request and one transaction."""
 
@@ -218,20 +216,6 @@ class HTTPDatabase:
             compiled.sql, list(compiled.params), array_mode=query.row_mode == "tuple", full_results=True
         )
         return self._finish(query, result)
-
-    def all(self, query: Query[R]) -> list[R]:
-        """Every row of the query."""
-        return self._rows(query)
-
-    def one(self, query: Query[R]) -> R:
-        """Exactly one row (NoRowsError or TooManyRowsError otherwise)."""
-        rows: list[R] = self._rows(query)
-        return _one(rows)
-
-    def maybe_one(self, query: Query[R]) -> R | None:
-        """The only row, or None (TooManyRowsError for several)."""
-        rows: list[R] = self._rows(query)
-        return _maybe_one(rows)
 
     def stream(self, query: Query[R]) -> Iterator[R]:
         """The rows one at a time (over HTTP the response arrives whole)."""

@@ -5,15 +5,15 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from neon_proto.errors import Error, ProgrammingError
+from neon_proto.errors import ProgrammingError
 from neon_query.execute import HTTPDatabase, _maybe_one, _one
 from neon_query.query import Query, Raw, Select, Statement
-from neon_query.transaction import RETRYABLE_SQLSTATES, ReadCommitted, Serializable, retry_delay
+from neon_query.typevars import T1, T2, T3, T4, T5, T6, T7, T8, T9, T10
+from neon_query.transaction import ReadCommitted, Serializable, begin_statement, delay_before_retry
 
 if TYPE_CHECKING:
     from neon_async.client import Client as AsyncClient
@@ -23,21 +23,9 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncDatabase", "AsyncHTTPDatabase", "AsyncTx", "run_in_transaction_async"]
 
-logger = logging.getLogger("neon_query.transaction")
-
 R = TypeVar("R")
 I = TypeVar("I", bound=ReadCommitted)  # noqa: E741
 I_co = TypeVar("I_co", bound=ReadCommitted, covariant=True)
-T1 = TypeVar("T1")
-T2 = TypeVar("T2")
-T3 = TypeVar("T3")
-T4 = TypeVar("T4")
-T5 = TypeVar("T5")
-T6 = TypeVar("T6")
-T7 = TypeVar("T7")
-T8 = TypeVar("T8")
-T9 = TypeVar("T9")
-T10 = TypeVar("T10")
 
 _cursor_number = 0
 
@@ -56,7 +44,29 @@ def _streams_with_cursor(query: Statement) -> bool:
     return False
 
 
-class AsyncDatabase:
+class _AsyncRows:
+    """``all``, ``one`` and ``maybe_one``, awaitable, for an executor that can fetch a query's rows."""
+
+    async def _rows(self, query: Statement) -> list[Any]:
+        raise NotImplementedError
+
+    async def all(self, query: Query[R]) -> list[R]:
+        """Every row of the query."""
+        rows: list[R] = await self._rows(query)
+        return rows
+
+    async def one(self, query: Query[R]) -> R:
+        """Exactly one row (NoRowsError or TooManyRowsError otherwise)."""
+        rows: list[R] = await self._rows(query)
+        return _one(rows)
+
+    async def maybe_one(self, query: Query[R]) -> R | None:
+        """The only row, or None (TooManyRowsError for several)."""
+        rows: list[R] = await self._rows(query)
+        return _maybe_one(rows)
+
+
+class AsyncDatabase(_AsyncRows):
     """The executor over an async ``Client``, ``Pool`` or DB-API ``Connection`` (trio or asyncio).
 
     With a DB-API connection outside autocommit, the first statement opens the transaction;
@@ -100,21 +110,6 @@ class AsyncDatabase:
             result = await client.execute(compiled.sql, list(compiled.params), mode=query.row_mode)
         query._check_fields(result.fields)
         return query._convert(result.rows)
-
-    async def all(self, query: Query[R]) -> list[R]:
-        """Every row of the query."""
-        rows: list[R] = await self._rows(query)
-        return rows
-
-    async def one(self, query: Query[R]) -> R:
-        """Exactly one row (NoRowsError or TooManyRowsError otherwise)."""
-        rows: list[R] = await self._rows(query)
-        return _one(rows)
-
-    async def maybe_one(self, query: Query[R]) -> R | None:
-        """The only row, or None (TooManyRowsError for several)."""
-        rows: list[R] = await self._rows(query)
-        return _maybe_one(rows)
 
     async def execute(self, statement: Statement) -> int:
         """Run a statement; the number of rows it affected."""
@@ -162,7 +157,7 @@ class AsyncDatabase:
                         await client.execute(f"CLOSE {name}", [])
 
 
-class AsyncHTTPDatabase:
+class AsyncHTTPDatabase(_AsyncRows):
     """The executor over the async ``neon()`` (``neon_trio.neon`` or ``neon_asyncio.neon``): one
     request per query, and ``batch()`` for several queries in one request and one transaction."""
 
@@ -180,21 +175,6 @@ class AsyncHTTPDatabase:
         sql, params = query.compile()
         result = await self.sql(sql, list(params), array_mode=query.row_mode == "tuple", full_results=True)
         return HTTPDatabase._finish(query, result)
-
-    async def all(self, query: Query[R]) -> list[R]:
-        """Every row of the query."""
-        rows: list[R] = await self._rows(query)
-        return rows
-
-    async def one(self, query: Query[R]) -> R:
-        """Exactly one row (NoRowsError or TooManyRowsError otherwise)."""
-        rows: list[R] = await self._rows(query)
-        return _one(rows)
-
-    async def maybe_one(self, query: Query[R]) -> R | None:
-        """The only row, or None (TooManyRowsError for several)."""
-        rows: list[R] = await self._rows(query)
-        return _maybe_one(rows)
 
     async def stream(self, query: Query[R]) -> AsyncIterator[R]:
         """The rows one at a time (over HTTP the response arrives whole)."""
@@ -307,7 +287,7 @@ async def run_in_transaction_async(
     40001/40P01 with jittered backoff (the loop's own sleep), then commit."""
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
-    begin = f"BEGIN ISOLATION LEVEL {isolation.sql}{' READ ONLY' if read_only else ''}"
+    begin = begin_statement(isolation, read_only)
     attempt = 1
     while True:
         async with _lease(source) as client:
@@ -321,11 +301,9 @@ async def run_in_transaction_async(
             except BaseException as e:
                 if not client.closed and client.transaction_status != "I":
                     await client.query("ROLLBACK")
-                sqlstate = getattr(e, "sqlstate", None) if isinstance(e, Error) else None
-                if sqlstate not in RETRYABLE_SQLSTATES or attempt >= max_attempts:
+                delay = delay_before_retry(e, attempt, max_attempts, backoff_base, backoff_cap)
+                if delay is None:
                     raise
             backend = client.backend
-        delay = retry_delay(attempt, backoff_base, backoff_cap)
-        logger.info("transaction attempt %d failed with %s; retrying in %.3f s", attempt, sqlstate, delay)
         await backend.sleep(delay)
         attempt += 1

@@ -16,6 +16,7 @@ from neon_proto.errors import ProgrammingError
 from neon_query.codecs import Codec
 from neon_query.expr import Col, Expr, Labeled, Ordering, Selectable, Subquery, and_, check_conditions, quote_ident
 from neon_query.table import Outer, Table
+from neon_query.typevars import T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12
 
 __all__ = [
     "CompiledQuery",
@@ -44,18 +45,6 @@ Ts = TypeVarTuple("Ts")
 RowT = TypeVar("RowT")
 InsT = TypeVar("InsT")
 UpdT = TypeVar("UpdT")
-T1 = TypeVar("T1")
-T2 = TypeVar("T2")
-T3 = TypeVar("T3")
-T4 = TypeVar("T4")
-T5 = TypeVar("T5")
-T6 = TypeVar("T6")
-T7 = TypeVar("T7")
-T8 = TypeVar("T8")
-T9 = TypeVar("T9")
-T10 = TypeVar("T10")
-T11 = TypeVar("T11")
-T12 = TypeVar("T12")
 
 RowMode = Literal["tuple", "dict"]
 Converter = Callable[[list[Any]], list[Any]]
@@ -211,7 +200,22 @@ _new_select = object.__new__
 _LOCKS = {"update": " FOR UPDATE", "no key update": " FOR NO KEY UPDATE", "share": " FOR SHARE", "key share": " FOR KEY SHARE"}
 
 
-class Select(Query[R_co]):
+class _Projected(Query[R_co]):
+    """A query whose rows come from a select list (SELECT, or RETURNING)."""
+
+    __slots__ = ()
+    _projection: _Projection
+
+    @property
+    def row_mode(self) -> RowMode:  # type: ignore[override]
+        return self._projection.mode
+
+    def _convert(self, rows: list[Any]) -> list[Any]:
+        convert = self._projection.convert
+        return rows if convert is None else convert(rows)
+
+
+class Select(_Projected[R_co]):
     """``SELECT``; build with ``select(...)``, then ``where``, ``join``, ``order_by``..."""
 
     # Clauses not given keep these class-level defaults: a builder step copies one dict.
@@ -233,14 +237,6 @@ class Select(Query[R_co]):
         new = _new_select(Select)
         new.__dict__.update(self.__dict__)
         return new
-
-    @property
-    def row_mode(self) -> RowMode:  # type: ignore[override]
-        return self._projection.mode
-
-    def _convert(self, rows: list[Any]) -> list[Any]:
-        convert = self._projection.convert
-        return rows if convert is None else convert(rows)
 
     # -- clauses
 
@@ -452,7 +448,7 @@ def _non_negative(what: str, count: int | None) -> int | None:
 # ---------------------------------------------------------------------- RETURNING
 
 
-class Returning(Query[R_co]):
+class Returning(_Projected[R_co]):
     """An INSERT, UPDATE or DELETE with ``RETURNING``: its rows are the returned values."""
 
     __slots__ = ("_statement", "_projection")
@@ -460,14 +456,6 @@ class Returning(Query[R_co]):
     def __init__(self, statement: Statement, projection: _Projection) -> None:
         self._statement = statement
         self._projection = projection
-
-    @property
-    def row_mode(self) -> RowMode:  # type: ignore[override]
-        return self._projection.mode
-
-    def _convert(self, rows: list[Any]) -> list[Any]:
-        convert = self._projection.convert
-        return rows if convert is None else convert(rows)
 
     def scalars(self: Returning[tuple[T]]) -> Returning[T]:
         """The one returned column's values themselves."""

@@ -47,6 +47,17 @@ class _ColumnSet:
     _columns: tuple[Col[Any], ...]
     _by_attr: dict[str, Col[Any]]
 
+    def _select_items(self) -> Sequence[tuple[Expr[Any], str | None]]:
+        return [item for c in self._columns for item in c._select_items()]
+
+    def _select_list_sql(self) -> str:
+        """The select list of all the columns: it has no parameters, so it is written once."""
+        cached: str | None = self.__dict__.get("_select_sql")
+        if cached is None:
+            cached = _select_list(self._columns)
+            self.__dict__["_select_sql"] = cached  # subclasses have a __dict__; this base has no slots
+        return cached
+
     def _make_columns(self, owner: Table[Any, Any, Any, Any], qualifier: str, outer: bool) -> None:
         cols: list[Col[Any]] = []
         for spec in owner.__columns__:
@@ -106,13 +117,6 @@ class Table(_ColumnSet, Selectable[R], Generic[R, I, U, W]):
         self.outer = outer_view
         """The same columns typed nullable, for the right side of a LEFT JOIN."""
 
-    def _select_list_sql(self) -> str:
-        cached: str | None = self.__dict__.get("_select_sql")
-        if cached is None:
-            cached = _select_list(self._columns)
-            self._select_sql = cached
-        return cached
-
     def _lone_projection(self) -> Any:
         """The select list of ``select(table)`` (immutable, so made once)."""
         cached = self.__dict__.get("_projection")
@@ -129,9 +133,6 @@ class Table(_ColumnSet, Selectable[R], Generic[R, I, U, W]):
         return f"<Table {self._from_sql}>"
 
     # -- Selectable: a whole row as a dict keyed by Python names
-
-    def _select_items(self) -> Sequence[tuple[Expr[Any], str | None]]:
-        return [item for c in self._columns for item in c._select_items()]
 
     def _row_builder(self) -> Callable[[Sequence[Any]], Any]:
         names = tuple(c.attr for c in self._columns)
@@ -200,16 +201,6 @@ class Outer(_ColumnSet, Selectable[R | None], Generic[R]):
     """
 
     _table: Table[Any, Any, Any, Any]
-
-    def _select_items(self) -> Sequence[tuple[Expr[Any], str | None]]:
-        return [item for c in self._columns for item in c._select_items()]
-
-    def _select_list_sql(self) -> str:
-        cached: str | None = self.__dict__.get("_select_sql")
-        if cached is None:
-            cached = _select_list(self._columns)
-            self._select_sql = cached
-        return cached
 
     def _row_builder(self) -> Callable[[Sequence[Any]], Any]:
         columns = self._columns

@@ -83,6 +83,22 @@ def retry_delay(attempt: int, base: float, cap: float) -> float:
     return random.uniform(0.0, min(cap, base * (2 ** (attempt - 1))))
 
 
+def begin_statement(isolation: type[ReadCommitted], read_only: bool) -> str:
+    """The BEGIN that opens each attempt."""
+    return f"BEGIN ISOLATION LEVEL {isolation.sql}{' READ ONLY' if read_only else ''}"
+
+
+def delay_before_retry(error: BaseException, attempt: int, max_attempts: int, base: float, cap: float) -> float | None:
+    """How long to wait before attempt ``attempt + 1``, or None when ``error`` must propagate
+    (not a serialization failure or deadlock, or no attempts left). Logs the retry."""
+    sqlstate = getattr(error, "sqlstate", None) if isinstance(error, Error) else None
+    if sqlstate not in RETRYABLE_SQLSTATES or attempt >= max_attempts:
+        return None
+    delay = retry_delay(attempt, base, cap)
+    logger.info("transaction attempt %d failed with %s; retrying in %.3f s", attempt, sqlstate, delay)
+    return delay
+
+
 @contextmanager
 def _lease(source: Client | Pool | Connection) -> Iterator[Client]:
     from neon_sync.client import Client
@@ -139,7 +155,7 @@ def run_in_transaction(
     """
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
-    begin = f"BEGIN ISOLATION LEVEL {isolation.sql}{' READ ONLY' if read_only else ''}"
+    begin = begin_statement(isolation, read_only)
     attempt = 1
     while True:
         with _lease(source) as client:
@@ -153,10 +169,8 @@ def run_in_transaction(
             except BaseException as e:
                 if not client.closed and client.transaction_status != "I":
                     client.query("ROLLBACK")
-                sqlstate = getattr(e, "sqlstate", None) if isinstance(e, Error) else None
-                if sqlstate not in RETRYABLE_SQLSTATES or attempt >= max_attempts:
+                delay = delay_before_retry(e, attempt, max_attempts, backoff_base, backoff_cap)
+                if delay is None:
                     raise
-        delay = retry_delay(attempt, backoff_base, backoff_cap)
-        logger.info("transaction attempt %d failed with %s; retrying in %.3f s", attempt, sqlstate, delay)
         time.sleep(delay)
         attempt += 1
