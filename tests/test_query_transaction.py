@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -93,3 +95,39 @@ def test_refuses_a_connection_already_in_a_transaction(client: Client) -> None:
     with pytest.raises(ProgrammingError, match="already in a transaction"):
         run_in_transaction(client, lambda tx: None)
     client.query("ROLLBACK")
+
+
+def test_a_real_deadlock_is_retried(client: Client, other: Client) -> None:
+    db = Database(client)
+    db.execute(insert(counters).values([{"name": "a"}, {"name": "b"}]))
+    client.query("SET deadlock_timeout = '20ms'")  # this side detects the deadlock and is chosen as victim
+    other.query("SET deadlock_timeout = '10s'")
+    locked_b = threading.Event()
+    finished: list[str] = []
+
+    def other_side() -> None:
+        other.query("BEGIN")
+        other.query("UPDATE counters SET hits = hits + 1 WHERE name = 'b'")
+        locked_b.set()
+        other.query("UPDATE counters SET hits = hits + 1 WHERE name = 'a'")  # waits for the first attempt's lock
+        other.query("COMMIT")
+        finished.append("other")
+
+    thread = threading.Thread(target=other_side)
+    attempts: list[int] = []
+
+    def both(tx: Tx[RepeatableRead]) -> None:
+        attempts.append(tx.attempt)
+        if tx.attempt > 1:
+            thread.join(10)  # the other side commits first: this attempt's snapshot sees it
+        tx.execute(update(counters).set({"hits": 10}).where(counters.name.eq("a")))
+        if tx.attempt == 1:
+            thread.start()
+            assert locked_b.wait(10)
+            time.sleep(0.05)  # let the other side queue for row a
+        tx.execute(update(counters).set({"hits": 10}).where(counters.name.eq("b")))
+
+    run_in_transaction(client, both, isolation=RepeatableRead, backoff_base=0.001)
+    thread.join(10)
+    assert attempts == [1, 2] and finished == ["other"]
+    assert db.all(select(counters.name, counters.hits).order_by(counters.name)) == [("a", 10), ("b", 10)]
