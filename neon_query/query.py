@@ -82,7 +82,10 @@ class Statement:
         """Raise if the result's columns (``Field`` objects) do not match what the query promises."""
 
     def __repr__(self) -> str:
-        compiled = self.compile()
+        try:
+            compiled = self.compile()
+        except Exception as e:  # a repr must not raise: show why it does not compile
+            return f"<{type(self).__name__} that does not compile: {e}>"
         return f"<{type(self).__name__} {compiled.sql!r} params={len(compiled.params)}>"
 
 
