@@ -40,7 +40,7 @@ from neon_query.execute import (
     TooManyRowsError,
     database,
 )
-from neon_query.execute_async import AsyncDatabase, AsyncHTTPDatabase, AsyncTx, run_in_transaction_async
+from neon_query.execute_async import AsyncDatabase, AsyncExecutor, AsyncHTTPDatabase, AsyncTx, run_in_transaction_async
 from neon_query.expr import (
     Col,
     Expr,
@@ -87,7 +87,7 @@ __all__ = [
     "Table", "Outer", "ColumnSpec", "Col", "Expr", "Selectable", "Ordering",
     "and_", "or_", "not_", "exists", "param", "cast", "fn", "sql_expr",
     "count", "sum_", "avg", "min_", "max_", "coalesce", "quote_ident",
-    "Database", "HTTPDatabase", "Executor", "database", "AsyncDatabase", "AsyncHTTPDatabase", "AsyncTx", "run_in_transaction_async",
+    "Database", "HTTPDatabase", "Executor", "database", "AsyncDatabase", "AsyncHTTPDatabase", "AsyncExecutor", "AsyncTx", "run_in_transaction_async",
     "NotExactlyOneError", "NoRowsError", "TooManyRowsError",
     "Codec", "JSONValue",
     "run_in_transaction", "Tx", "ReadCommitted", "RepeatableRead", "Serializable",

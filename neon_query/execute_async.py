@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
 from neon_proto.errors import ProgrammingError
 from neon_query.execute import HTTPDatabase, _maybe_one, _one
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from neon_async.http import NeonHTTP as AsyncNeonHTTP
     from neon_async.pool import Pool as AsyncPool
 
-__all__ = ["AsyncDatabase", "AsyncHTTPDatabase", "AsyncTx", "run_in_transaction_async"]
+__all__ = ["AsyncExecutor", "AsyncDatabase", "AsyncHTTPDatabase", "AsyncTx", "run_in_transaction_async"]
 
 R = TypeVar("R")
 I = TypeVar("I", bound=ReadCommitted)  # noqa: E741
@@ -42,6 +42,30 @@ def _streams_with_cursor(query: Statement) -> bool:
     if isinstance(query, Raw):
         return query._text.lstrip()[:6].lower() in ("select", "values")
     return False
+
+
+class AsyncExecutor(Protocol):
+    """What runs queries from async code, whatever the transport and the loop."""
+
+    async def all(self, query: Query[R]) -> list[R]:
+        """Every row."""
+        ...
+
+    async def one(self, query: Query[R]) -> R:
+        """Exactly one row (NoRowsError, TooManyRowsError otherwise)."""
+        ...
+
+    async def maybe_one(self, query: Query[R]) -> R | None:
+        """The row, or None when there is none (TooManyRowsError for several)."""
+        ...
+
+    def stream(self, query: Query[R]) -> AsyncIterator[R]:
+        """The rows, one at a time."""
+        ...
+
+    async def execute(self, statement: Statement) -> int:
+        """Run a statement; the number of rows it affected."""
+        ...
 
 
 class _AsyncRows:

@@ -18,6 +18,7 @@ from neon_query import (
     TEXT,
     Col,
     AsyncDatabase,
+    AsyncExecutor,
     AsyncHTTPDatabase,
     AsyncTx,
     Database,
@@ -160,6 +161,13 @@ async def async_code(adb: AsyncDatabase) -> None:
     assert_type(await adb.maybe_one(users.find_one({"id": 1})), UsersRow | None)
     assert_type([h async for h in adb.stream(select(posts.score).scalars())], list[int])
     assert_type(await adb.execute(delete(posts)), int)
+
+
+async def async_protocol(adb: AsyncDatabase, ahdb: AsyncHTTPDatabase) -> None:
+    executors: list[AsyncExecutor] = [adb, ahdb]
+    for ex in executors:
+        assert_type(await ex.all(users.find()), list[UsersRow])
+        assert_type([i async for i in ex.stream(select(users.id).scalars())], list[int])
 
 
 async def async_http(ahdb: AsyncHTTPDatabase) -> None:
