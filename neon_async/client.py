@@ -68,9 +68,11 @@ class ClientKeywords(ConnectKeywords, total=False):
     cancel_timeout: float
 
 
-def connect_options(dsn: str | None, options: Mapping[str, Any], *, caller: str = "Client") -> ConnectOptions:
+def connect_options(
+    dsn: str | None, options: Mapping[str, Any], *, caller: str = "Client", also_valid: frozenset[str] = CLIENT_KEYWORDS
+) -> ConnectOptions:
     """Connection parameters and transport from a DSN, keywords, the PG* environment and neon_config."""
-    return resolve_connect_options(dsn, options, env=os.environ, caller=caller, also_valid=CLIENT_KEYWORDS)
+    return resolve_connect_options(dsn, options, env=os.environ, caller=caller, also_valid=also_valid)
 
 DEFAULT_CANCEL_TIMEOUT = 5.0
 """Seconds a cancelled query may take to be confirmed and drained before the connection is closed."""

@@ -5,7 +5,7 @@ Each binding does ``from neon_async.exports import *`` so that the list is kept 
 
 from neon_async.client import CopyOut, Notification, Notifications, Pipeline
 from neon_async.http import NeonQuery
-from neon_async.pool import PoolTimeout
+from neon_async.pool import PoolStats, PoolTimeout, check_connection, reset_session
 from neon_proto.errors import (
     ConnectionClosed,
     DatabaseError,
@@ -31,6 +31,9 @@ __all__ = [
     "Pipeline",
     "NeonQuery",
     "PoolTimeout",
+    "PoolStats",
+    "check_connection",
+    "reset_session",
     "HTTPStatusError",
     "Result",
     "Field",

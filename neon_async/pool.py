@@ -1,12 +1,13 @@
 """``Pool``: connections lent to tasks one at a time, for any event loop.
 
-Waiters are served first come, first served: a connection given back goes straight to the
-task that has waited longest, and a freed slot wakes it to open one. No background task:
-``min_size`` connections are opened by ``open()`` (or ``async with``), and everything else
-(retiring old or idle connections, health checks) happens when a connection is lent or
-given back. A connection is never lent in an unknown state: one given back in the middle of
-an operation is closed, one in a transaction is rolled back (or closed if that fails), one
-idle for ``check_after`` seconds is pinged first.
+The decisions (what to lend, open, expire, when to try again) are ``neon_proto.pooling.PoolBook``'s,
+shared with ``neon_sync.Pool``; this module does the async I/O around them. Waiters are served
+first come, first served: a connection given back goes straight to the task that has waited
+longest, and a freed slot wakes it. No background task: ``min_size`` connections are opened by
+``open()`` (or ``async with``), and retiring old or idle connections and health checks happen
+when a connection is lent or given back. A connection is never lent in an unknown state: one
+given back in the middle of an operation is closed, one in a transaction is rolled back (or
+closed if that fails), one idle for ``check_after`` seconds is checked first.
 """
 
 from __future__ import annotations
@@ -14,66 +15,77 @@ from __future__ import annotations
 import logging
 from collections import deque
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable, Generic, Sequence, TypeVar, Unpack
+from typing import Any, AsyncIterator, Awaitable, Callable, Generic, Mapping, Sequence, TypeVar, Unpack
 
 from neon_async.backend import Backend, Event
-from neon_async.client import CLIENT_KEYWORDS, Client, ClientKeywords, connect_options
-from neon_proto.errors import Error, InterfaceError, OperationalError
+from neon_async.client import CLIENT_KEYWORDS, Client, ClientKeywords
+from neon_async.client import connect_options as resolve_options
+from neon_proto.errors import ConnectionClosed, Error, InterfaceError, OperationalError
+from neon_proto.pooling import RESET_SQL, Lend, Open, PoolBook, PoolEntry, PoolStats
 from neon_proto.results import Result
 
-__all__ = ["Pool", "PoolTimeout"]
+__all__ = ["Pool", "PoolTimeout", "PoolStats", "check_connection", "reset_session"]
 
 logger = logging.getLogger("neon_async.pool")
 
 C = TypeVar("C", bound=Client)
 
-CheckFunction = Callable[[Any], Awaitable[None]]
+ClientHook = Callable[[Any], Awaitable[None]]
+
+_POOL_KEYWORDS = frozenset(
+    {"min_size", "max_size", "max_lifetime", "max_idle", "timeout", "check", "check_after", "configure", "reset",
+     "connect_options", "name", "reconnect_backoff"}
+)  # fmt: skip
 
 
 class PoolTimeout(OperationalError):
-    """No connection became free within the acquire timeout."""
+    """No connection could be lent within the acquire timeout."""
 
 
-async def ping(client: Client) -> None:
-    """The built-in health check: one empty query, one round trip."""
+async def check_connection(client: Client) -> None:
+    """A ``check`` for ``Pool``: one round trip (an empty query); raises if the server is gone."""
     await client.run(client.session.simple_query(""))
 
 
-async def discard_session_state(client: Client) -> None:
-    """The built-in reset: what a session set up (settings, temp tables, prepared
-    statements, LISTEN, advisory locks) is dropped, as Neon's proxy does between clients."""
-    await client.run(client.session.simple_query("DISCARD ALL"))
+async def reset_session(client: Client) -> None:
+    """A ``reset`` for ``Pool``: discard session state as Neon's proxy does (settings, temp
+    tables, prepared statements, cursors, LISTEN, advisory locks, role), in one round trip."""
+    await client.run(client.session.simple_query(RESET_SQL))
     client.session.forget_prepared_statements()
 
 
-class _Waiter:
-    __slots__ = ("event", "client", "slot")
+def _worth_retrying(exc: BaseException) -> bool:
+    """Whether a failed connect may succeed soon (a server restarting) rather than never
+    (a wrong password, a database that does not exist)."""
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    return isinstance(exc, OperationalError) and not sqlstate.startswith(("28", "3D"))
+
+
+class _Waiter(Generic[C]):
+    __slots__ = ("event", "entry", "woken")
 
     def __init__(self, event: Event) -> None:
         self.event = event
-        self.client: Any = None
-        self.slot = False
-
-
-class _Idle(Generic[C]):
-    __slots__ = ("client", "created", "since")
-
-    def __init__(self, client: C, created: float, since: float) -> None:
-        self.client = client
-        self.created = created
-        self.since = since
+        self.entry: PoolEntry[C] | None = None  # handed over by a release
+        self.woken = False  # something changed: look again
 
 
 class Pool(Generic[C]):
-    """Up to ``max_size`` connections, lent one at a time and taken back.
+    """Up to ``max_size`` connections (``min_size`` opened by ``open()``), lent one task at a time.
 
-    ``acquire_timeout`` bounds the wait for a connection (``PoolTimeout``); ``min_size`` are
-    opened by ``open()``; connections older than ``max_lifetime`` or idle longer than
-    ``max_idle`` seconds are closed when next looked at; a connection idle for
-    ``check_after`` seconds is checked with ``check`` (a ping by default) before it is lent.
-    ``reset`` (off by default; True for ``DISCARD ALL``, or an async function) runs when a
-    connection comes back; ``configure`` (an async function) runs on each new connection.
-    Other keyword arguments are the ``Client``'s.
+    - ``timeout``: how long ``acquire`` waits (``PoolTimeout`` after it, naming the last
+      connection error if the server could not be reached; it is tried again with backoff).
+    - ``max_lifetime`` / ``max_idle``: connections older, or idle longer (above ``min_size``),
+      are closed when next looked at.
+    - ``check_after``: a connection idle that long is checked before it is lent, with ``check``
+      (an async function; ``check_connection`` pings, the default). A connection whose server
+      sent something while it sat idle (a FATAL) is checked at once; one it closed is never lent.
+    - ``configure(client)`` runs on each new connection, ``reset(client)`` on each return
+      (``reset_session`` discards session state; off by default, as in psycopg_pool).
+    - ``connect_options()``, when given, is called for each new connection; its keywords
+      override the fixed ones (rotating tokens: ``lambda: {"password": token()}``).
+
+    Other keyword arguments are the ``Client``'s; a misspelt one is a TypeError.
     """
 
     client_class: type[C]
@@ -85,97 +97,86 @@ class Pool(Generic[C]):
         min_size: int = 0,
         max_size: int = 10,
         max_lifetime: float | None = 3600.0,
-        max_idle: float | None = 300.0,
-        acquire_timeout: float = 30.0,
+        max_idle: float | None = 600.0,
+        timeout: float = 30.0,
+        check: ClientHook | None = check_connection,
         check_after: float | None = 5.0,
-        check: CheckFunction | None = ping,
-        reset: bool | CheckFunction = False,
-        configure: CheckFunction | None = None,
+        configure: ClientHook | None = None,
+        reset: ClientHook | None = None,
+        connect_options: Callable[[], Mapping[str, Any]] | None = None,
+        name: str | None = None,
+        reconnect_backoff: tuple[float, float] = (0.05, 2.0),
         **client_options: Unpack[ClientKeywords],
     ) -> None:
-        if max_size < 1:
-            raise InterfaceError("max_size must be at least 1")
-        if not 0 <= min_size <= max_size:
-            raise InterfaceError("min_size must be between 0 and max_size")
-        # Parse now: a misspelt option or a bad DSN fails here, not at the first acquire.
-        connection_options = {k: v for k, v in client_options.items() if k not in CLIENT_KEYWORDS}
-        self.options = connect_options(dsn, connection_options, caller="Pool")
+        # Checked now, so a misspelt keyword fails here and not at the first acquire().
+        options = {k: v for k, v in client_options.items() if k not in CLIENT_KEYWORDS}
+        self.options = resolve_options(dsn, options, caller="Pool", also_valid=CLIENT_KEYWORDS | _POOL_KEYWORDS)
+        try:
+            self._book: PoolBook[C] = PoolBook(
+                min_size=min_size, max_size=max_size, max_lifetime=max_lifetime, max_idle=max_idle,
+                backoff_initial=reconnect_backoff[0], backoff_max=reconnect_backoff[1],
+            )  # fmt: skip
+        except ValueError as exc:
+            raise InterfaceError(str(exc)) from None
         self.dsn = dsn
-        self.min_size = min_size
-        self.max_size = max_size
-        self.max_lifetime = max_lifetime
-        self.max_idle = max_idle
-        self.acquire_timeout = acquire_timeout
-        self.check_after = check_after
+        self.name = name or f"pool-{id(self):x}"
+        self.timeout = timeout
         self.check = check
-        self.reset: CheckFunction | None = discard_session_state if reset is True else (reset or None)
+        self.check_after = check_after
         self.configure = configure
+        self.reset = reset
+        self._connect_options = connect_options
         self._options: dict[str, Any] = dict(client_options)
         self._backend: Backend = self.client_class.backend
-        self._idle: deque[_Idle[C]] = deque()
-        self._created: dict[int, float] = {}
-        self._waiters: deque[_Waiter] = deque()
-        self._size = 0  # connections lent or idle, plus those being opened
-        self._closed = False
-        self._stats = dict.fromkeys(
-            (
-                "requests_num",
-                "requests_queued",
-                "requests_wait_ms",
-                "requests_errors",
-                "connections_num",
-                "connections_errors",
-                "connections_lost",
-                "returns_bad",
-            ),
-            0,
-        )
+        self._lent: dict[int, PoolEntry[C]] = {}
+        self._waiters: deque[_Waiter[C]] = deque()
+        self._last_error: BaseException | None = None
+        self._closing: list[C] = []  # retired where no await was possible; closed at the next one
 
     def __repr__(self) -> str:
-        return f"<{type(self).__module__.split('.')[0]}.Pool size={self._size} idle={len(self._idle)} max={self.max_size}>"
+        book = self._book
+        module = type(self).__module__.split(".")[0]
+        return f"<{module}.Pool {self.name} size={book.size} idle={book.idle_count} max={book.max_size}>"
 
     @property
     def size(self) -> int:
         """Connections open or being opened."""
-        return self._size
+        return self._book.size
 
     @property
     def idle_count(self) -> int:
         """Connections waiting to be lent."""
-        return len(self._idle)
+        return self._book.idle_count
 
-    def stats(self) -> dict[str, int]:
-        """Counters in psycopg_pool's names: pool_min/max/size/available, requests_waiting,
-        requests_num/queued/wait_ms/errors, connections_num/errors/lost, returns_bad."""
-        return {
-            "pool_min": self.min_size,
-            "pool_max": self.max_size,
-            "pool_size": self._size,
-            "pool_available": len(self._idle),
-            "requests_waiting": len(self._waiters),
-            **self._stats,
-        }
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+        return self._book.closed
+
+    def stats(self) -> PoolStats:
+        """Sizes now and counters since the pool was made."""
+        return self._book.stats()
 
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
         """Open ``min_size`` connections now (a failure here is raised)."""
-        while self._size < self.min_size:
-            self._size += 1
+        book = self._book
+        for _ in range(book.to_open(self._backend.time())):
             try:
                 client = await self._new_client()
             except BaseException:
-                self._size -= 1
+                book.open_failed(self._backend.time(), retry=False)
                 raise
-            self._idle.append(_Idle(client, self._created[id(client)], self._backend.time()))
+            book.opened(client, self._backend.time(), lend=False)
 
     async def close(self) -> None:
         """Close the idle connections and refuse new loans; lent ones close when given back."""
-        self._closed = True
-        while self._idle:
-            await self._discard(self._idle.pop().client)
+        gone = self._book.close()
         while self._waiters:
-            self._waiters.popleft().event.set()
+            self._wake_first()
+        for entry in gone:
+            await self._close(entry.connection)
 
     async def __aenter__(self) -> Pool[C]:
         await self.open()
@@ -187,173 +188,195 @@ class Pool(Generic[C]):
     # ------------------------------------------------------------------ lending
 
     async def acquire(self, timeout: float | None = None) -> C:
-        """Lend a connection; give it back with ``release``. Waits up to ``timeout`` seconds
-        (default ``acquire_timeout``), then raises PoolTimeout."""
+        """Lend a connection; give it back with ``release`` (or use ``connection()``)."""
         backend = self._backend
+        book = self._book
         await backend.checkpoint()  # before anything is taken: a cancellation here loses nothing
-        wait = self.acquire_timeout if timeout is None else timeout
-        start = backend.time()
-        self._stats["requests_num"] += 1
+        wait = self.timeout if timeout is None else timeout
+        started = backend.time()
+        deadline = started + wait
         queued = False
         while True:
-            if self._closed:
+            if book.closed:
                 raise InterfaceError("the pool is closed")
-            if not self._waiters or queued:
-                client = await self._take_idle()
-                if client is not None:
-                    self._note_wait(start, queued)
-                    return client
-                if self._size < self.max_size:
-                    self._size += 1
-                    try:
-                        client = await self._new_client()
-                    except BaseException:
-                        self._size -= 1
-                        self._wake_for_slot()
-                        raise
-                    self._note_wait(start, queued)
-                    return client
-            remaining = start + wait - backend.time()
-            if remaining <= 0:
-                self._stats["requests_errors"] += 1
-                raise PoolTimeout(f"no connection became free within {wait:g} s (max_size={self.max_size})")
-            if not queued:
-                self._stats["requests_queued"] += 1
-                queued = True
-            waiter = _Waiter(backend.event())
-            self._waiters.append(waiter)
-            try:
-                async with backend.timeout(remaining):
-                    await waiter.event.wait()
-            except BaseException:
-                self._forget(waiter)
-                raise
-            if waiter.client is not None:
-                self._note_wait(start, queued)
-                client = waiter.client
-                assert isinstance(client, self.client_class)
-                return client
-            if waiter in self._waiters:  # timed out: the loop tries once more, then gives up
-                self._waiters.remove(waiter)
-
-    def _note_wait(self, start: float, queued: bool) -> None:
-        if queued:
-            self._stats["requests_wait_ms"] += int((self._backend.time() - start) * 1000)
-
-    def _forget(self, waiter: _Waiter) -> None:
-        """A waiter that stops waiting passes on what it was given."""
-        try:
-            self._waiters.remove(waiter)
-        except ValueError:
-            pass
-        if waiter.client is not None:
-            client, waiter.client = waiter.client, None
-            self._give(client)
-        elif waiter.slot:
-            self._wake_for_slot()
-
-    def _wake_for_slot(self) -> None:
-        if self._waiters:
-            waiter = self._waiters.popleft()
-            waiter.slot = True
-            waiter.event.set()
-
-    def _give(self, client: C) -> None:
-        """Hand a good connection to the longest waiter, or keep it idle."""
-        if self._waiters:
-            waiter = self._waiters.popleft()
-            waiter.client = client
-            waiter.event.set()
-        else:
-            self._idle.append(_Idle(client, self._created.get(id(client), 0.0), self._backend.time()))
-
-    async def _new_client(self) -> C:
-        try:
-            client = await self.client_class(self.dsn, **self._options).connect()
-            if self.configure is not None:
-                try:
-                    await self.configure(client)
-                except BaseException:
-                    await client.close()
-                    raise
-        except Error:
-            self._stats["connections_errors"] += 1
-            raise
-        self._stats["connections_num"] += 1
-        self._created[id(client)] = self._backend.time()
-        return client
-
-    async def _take_idle(self) -> C | None:
-        """The most recently used idle connection that is still good, or None."""
-        backend = self._backend
-        while self._idle:
-            entry = self._idle.pop()
-            client = entry.client
             now = backend.time()
-            if self._expired(entry.created, now) or (
-                self.max_idle is not None and now - entry.since > self.max_idle
-            ):
-                await self._discard(client)
+            self._closing.extend(entry.connection for entry in book.expired(now))
+            await self._close_retired()
+            step = book.next_step(now) if (queued or not self._waiters) else None
+            if isinstance(step, Lend):
+                client = await self._vet(step.entry)
+                if client is not None:
+                    return self._lend(step.entry, started, queued)
                 continue
-            if not client.poll():  # the server ended it while it sat idle
-                self._stats["connections_lost"] += 1
-                await self._discard(client)
+            if isinstance(step, Open):
+                entry = await self._fill_slot(deadline)
+                if entry is not None:
+                    return self._lend(entry, started, queued)
                 continue
-            due = self.check is not None and self.check_after is not None and now - entry.since >= self.check_after
-            if due or client.has_unread_bytes():
-                try:
-                    await (self.check or ping)(client)
-                except Error as exc:
-                    logger.info("discarding a pooled connection that failed its check: %s", exc)
-                    self._stats["connections_lost"] += 1
-                    await self._discard(client)
-                    continue
+            remaining = deadline - now
+            if remaining <= 0:
+                book.record_timeout(now - started)
+                message = f"pool {self.name}: no connection could be lent within {wait:g} s (max_size={book.max_size})"
+                if self._last_error is not None:
+                    message += f"; the last connection attempt failed: {self._last_error}"
+                raise PoolTimeout(message) from self._last_error
+            until = remaining if step is None or step.until is None else min(remaining, max(0.0, step.until - now))
+            queued = True
+            entry = await self._wait(until)
+            if entry is not None:
+                return self._lend(entry, started, queued)
+
+    async def _wait(self, seconds: float) -> PoolEntry[C] | None:
+        """Wait in line; a release may hand over its connection directly."""
+        waiter: _Waiter[C] = _Waiter(self._backend.event())
+        self._waiters.append(waiter)
+        self._book.waiting += 1
+        try:
+            async with self._backend.timeout(seconds):
+                await waiter.event.wait()
+        except BaseException:
+            self._leave(waiter)
+            raise
+        finally:
+            self._book.waiting -= 1
+        entry, waiter.entry = waiter.entry, None
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
+        return entry
+
+    def _leave(self, waiter: _Waiter[C]) -> None:
+        """A waiter that stops waiting passes on what it was given."""
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
+        entry, waiter.entry = waiter.entry, None
+        if entry is not None:
+            self._hand_over(entry)
+        elif waiter.woken:
+            self._wake_first()
+
+    def _wake_first(self) -> None:
+        if self._waiters:
+            waiter = self._waiters.popleft()
+            waiter.woken = True
+            waiter.event.set()
+
+    def _hand_over(self, entry: PoolEntry[C]) -> None:
+        """A good connection goes to the longest waiter, or back to the idle ones."""
+        book = self._book
+        if not book.give_back(entry, self._backend.time()):
+            self._closing.append(entry.connection)
+            self._wake_first()
+            return
+        if self._waiters:
+            step = book.next_step(self._backend.time())
+            assert isinstance(step, Lend)
+            waiter = self._waiters.popleft()
+            waiter.entry = step.entry
+            waiter.event.set()
+
+    def _lend(self, entry: PoolEntry[C], started: float, queued: bool) -> C:
+        self._lent[id(entry.connection)] = entry
+        self._book.record_request(self._backend.time() - started if queued else 0.0)
+        return entry.connection
+
+    async def _vet(self, entry: PoolEntry[C]) -> C | None:
+        """The idle connection if it is alive (and passes its check when due); else it is closed."""
+        client = entry.connection
+        ok = client.poll()  # no round trip: did the server end it while it sat idle?
+        idle_for = self._backend.time() - entry.returned_at
+        due = self.check_after is not None and idle_for >= self.check_after
+        if ok and (due or client.has_unread_bytes()):
+            try:
+                await (self.check or check_connection)(client)
+                ok = not client.closed and client.transaction_status == "I"
+            except Error as exc:
+                logger.info("pool %s: a connection failed its check (%s); discarding it", self.name, exc)
+                ok = False
+        if ok:
             return client
+        self._book.discard(entry)
+        self._wake_first()
+        await self._close(client)
         return None
 
-    def _expired(self, created: float, now: float) -> bool:
-        return self.max_lifetime is not None and now - created > self.max_lifetime
+    async def _fill_slot(self, deadline: float) -> PoolEntry[C] | None:
+        """Open a connection for a reserved slot. A server that is away backs off (None); a
+        wrong password or database is raised at once."""
+        book = self._book
+        try:
+            client = await self._new_client()
+        except BaseException as exc:
+            retry = _worth_retrying(exc)
+            book.open_failed(self._backend.time(), retry=retry)
+            self._wake_first()
+            if not retry:
+                raise
+            self._last_error = exc
+            logger.info("pool %s: could not connect (%s); trying again", self.name, exc)
+            return None
+        self._last_error = None
+        return book.opened(client, self._backend.time(), lend=True)
+
+    async def _new_client(self) -> C:
+        options = self._options
+        if self._connect_options is not None:
+            options = {**options, **self._connect_options()}
+        client = self.client_class(self.dsn, **options)
+        await client.connect()
+        if self.configure is not None:
+            try:
+                await self.configure(client)
+                if client.transaction_status != "I":
+                    raise InterfaceError("configure() left the connection inside a transaction: commit or roll back in it")
+            except BaseException:
+                await self._close(client)
+                raise
+        return client
 
     async def release(self, client: C) -> None:
         """Take a connection back: rolled back (and reset, if configured) before it is lent
         again; a broken one, or one that cannot be brought back to idle, is closed."""
+        entry = self._lent.pop(id(client), None)
+        if entry is None:
+            raise InterfaceError("this connection was not lent by this pool")
         async with self._backend.shielded(client.cancel_timeout):
-            if not await self._restore(client):
-                self._stats["returns_bad"] += 1
-                await self._discard(client)
-                return
-        if self._closed or self._expired(self._created.get(id(client), 0.0), self._backend.time()):
-            await self._discard(client)
+            good = await self._restore(client)
+        if not good:
+            self._book.discard(entry, bad_return=True)
+            self._wake_first()
+            await self._close(client)
             return
-        self._give(client)
+        self._hand_over(entry)
+        await self._close_retired()
         await self._backend.checkpoint()
+
+    async def _close_retired(self) -> None:
+        while self._closing:
+            await self._close(self._closing.pop())
 
     async def _restore(self, client: C) -> bool:
         """Bring a returned connection to a clean idle state; False if it cannot be."""
-        if client.closed:
-            return False
-        if not client.session.idle:
+        if client.closed or not client.session.idle:
             # Given back in the middle of an operation (an unfinished COPY, say): what is left
             # in the stream would reach the next borrower.
             return False
         try:
             if client.transaction_status != "I":
+                self._book.note_bad_return()
                 await client.query("ROLLBACK")
             if self.reset is not None:
                 await self.reset(client)
         except Error as exc:
-            logger.info("discarding a connection that could not be reset: %s", exc)
+            logger.info("pool %s: discarding a connection that could not be reset: %s", self.name, exc)
             return False
-        return not client.closed
+        return not client.closed and client.transaction_status == "I"
 
-    async def _discard(self, client: C) -> None:
-        self._created.pop(id(client), None)
-        self._size -= 1
-        try:
-            async with self._backend.shielded(1.0):
+    async def _close(self, client: C) -> None:
+        async with self._backend.shielded(1.0):
+            try:
                 await client.close()
-        finally:
-            self._wake_for_slot()
+            except ConnectionClosed:
+                pass
 
     @asynccontextmanager
     async def connection(self, timeout: float | None = None) -> AsyncIterator[C]:
@@ -368,3 +391,4 @@ class Pool(Generic[C]):
         """Run one query on a pooled connection."""
         async with self.connection() as client:
             return await client.query(text, params, **options)
+

@@ -19,7 +19,7 @@ from neon_sync.embedded import EmbeddedPostgres
 def make_pool(loop: Loop, pg: EmbeddedPostgres, **options: Any) -> Any:
     options.setdefault("sslmode", "disable")
     options.setdefault("max_size", 3)
-    options.setdefault("acquire_timeout", 10)
+    options.setdefault("timeout", 10)
     return loop.mod.Pool(pg.dsn(), **options)
 
 
@@ -68,8 +68,8 @@ def test_max_size_is_honoured_and_waiters_are_served_in_order(loop: Loop, pg: Em
             assert peak == 2 and pool.size == 2
             assert order[2:] == sorted(order[2:])  # the first two opened connections side by side
             stats = pool.stats()
-            assert stats["requests_num"] == 8 and stats["requests_queued"] >= 5
-            assert stats["connections_num"] == 2 and stats["pool_max"] == 2
+            assert stats.requests == 8 and stats.requests_waited >= 5 and stats.wait_seconds > 0
+            assert stats.connections_opened == 2 and stats.max_size == 2 and stats.waiting == 0
 
     loop.run(main)
 
@@ -94,7 +94,7 @@ def test_a_cancelled_waiter_loses_no_connection(loop: Loop, pg: EmbeddedPostgres
             held = await pool.acquire()
             async with loop.timeout(0.1) as scope:
                 await pool.acquire()
-            assert scope.expired and pool.stats()["requests_waiting"] == 0
+            assert scope.expired and pool.stats().waiting == 0
             await pool.release(held)
             async with pool.connection(timeout=1) as c:
                 assert c is held
@@ -108,6 +108,8 @@ def test_options_are_checked_when_the_pool_is_made(loop: Loop, pg: EmbeddedPostg
         make_pool(loop, pg, max_size=0)
     with pytest.raises(InterfaceError):
         make_pool(loop, pg, min_size=5, max_size=2)
+    with pytest.raises(TypeError, match="did you mean 'max_idle'"):
+        make_pool(loop, pg, max_idel=5)
 
 
 def test_min_size_connections_are_opened_by_open(loop: Loop, pg: EmbeddedPostgres) -> None:
@@ -124,7 +126,7 @@ def test_failed_connect_gives_the_slot_back(loop: Loop, pg: EmbeddedPostgres) ->
         for _ in range(2):
             with pytest.raises(OperationalError):
                 await pool.acquire()
-        assert pool.size == 0 and pool.stats()["connections_errors"] == 2
+        assert pool.size == 0 and pool.stats().connection_errors == 2
 
     loop.run(main)
 
@@ -145,7 +147,7 @@ def test_transaction_left_open_is_rolled_back_on_return(loop: Loop, pg: Embedded
 
 def test_session_state_is_kept_without_reset_and_discarded_with_it(loop: Loop, pg: EmbeddedPostgres) -> None:
     async def main() -> None:
-        for reset, expected in ((False, "x"), (True, "")):
+        for reset, expected in ((None, "x"), (loop.mod.reset_session, "")):
             async with make_pool(loop, pg, max_size=1, reset=reset, prepared_statement_cache_size=4) as pool:
                 async with pool.connection() as c:
                     await c.query("SET application_name = 'x'")
@@ -267,5 +269,24 @@ def test_pool_recovers_after_a_server_restart(loop: Loop, own_pg: EmbeddedPostgr
                 assert c.backend_pid not in old
                 assert (await c.query("SELECT 1 AS one")).rows == [{"one": 1}]
             assert pool.size == 1
+
+    loop.run(main)
+
+
+def test_a_server_that_is_away_is_tried_again_until_the_timeout(loop: Loop) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    async def main() -> None:
+        pool = loop.mod.Pool(f"postgresql://u@127.0.0.1:{port}/db", sslmode="disable", timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(loop.mod.PoolTimeout, match="could not connect"):
+            await pool.acquire()
+        assert time.monotonic() - started < 2
+        stats = pool.stats()
+        assert stats.connection_errors >= 2 and stats.timeouts == 1 and pool.size == 0
 
     loop.run(main)
