@@ -308,6 +308,13 @@ def adapt_json(value: object) -> object:
     return value if isinstance(value, Json) else Json(value)
 
 
+def adapt_json_array(value: object) -> object:
+    """How a JSON array column's value is sent: a list of wrapped elements."""
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"a json[] column takes a list, not {type(value).__name__}")
+    return [None if v is None else adapt_json(v) for v in value]
+
+
 class SQLText(Expr[T_co]):
     """A fixed piece of SQL (never user data)."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, Self, TypeVar
 
-from neon_query.expr import Col, Expr, Selectable, adapt_json, and_, count, quote_ident
+from neon_query.expr import Col, Expr, Selectable, adapt_json, adapt_json_array, and_, count, quote_ident
 
 if TYPE_CHECKING:
     from neon_query.query import Returning, Select
@@ -67,7 +67,7 @@ class _ColumnSet:
                 spec.name,
                 spec.pgtype,
                 qualifier=qualifier,
-                adapt=adapt_json if spec.json else None,
+                adapt=(adapt_json_array if spec.pgtype.endswith("[]") else adapt_json) if spec.json else None,
                 param_cast=spec.param_cast,
                 select_cast=spec.select_cast,
                 outer=outer,

@@ -444,3 +444,10 @@ def test_compiled_queries_are_immutable_values() -> None:
         first.sql = "DROP TABLE users"  # type: ignore[misc]
     narrower = q.where(users.name.eq("x"))  # a builder step returns a new query; q is unchanged
     assert q.compile() == first and narrower.compile().params == (1, "x")
+
+
+def test_json_arrays_round_trip(db: Any) -> None:
+    notes: list[Any] = [{"a": 1}, [1, 2], "text", None]
+    (row,) = db.all(counters.insert({"name": "j", "notes": notes}))
+    assert row["notes"] == notes
+    assert db.one(select(counters.notes).where(counters.name.eq("j")).scalars()) == notes

@@ -72,6 +72,7 @@ class CountersRow(TypedDict):
     name: str
     value: int
     hits: int
+    notes: list[JSONValue] | None
 
 
 class CountersInsert(TypedDict):
@@ -80,6 +81,7 @@ class CountersInsert(TypedDict):
     name: str
     value: NotRequired[int]
     hits: NotRequired[int]
+    notes: NotRequired[list[JSONValue] | None]
 
 
 class CountersUpdate(TypedDict, total=False):
@@ -88,6 +90,7 @@ class CountersUpdate(TypedDict, total=False):
     name: str
     value: int
     hits: int
+    notes: list[JSONValue] | None
 
 
 class CountersWhere(TypedDict, total=False):
@@ -96,6 +99,7 @@ class CountersWhere(TypedDict, total=False):
     name: str
     value: int
     hits: int
+    notes: list[JSONValue] | None
 
 
 class CountersOuter(Outer[CountersRow]):
@@ -104,6 +108,7 @@ class CountersOuter(Outer[CountersRow]):
     name: Col[str | None]
     value: Col[int | None]
     hits: Col[int | None]
+    notes: Col[list[JSONValue] | None]
 
 
 class CountersTable(Table[CountersRow, CountersInsert, CountersUpdate, CountersWhere]):
@@ -115,6 +120,7 @@ class CountersTable(Table[CountersRow, CountersInsert, CountersUpdate, CountersW
         ColumnSpec("name", "name", "text"),
         ColumnSpec("value", "value", "int8"),
         ColumnSpec("hits", "hits", "int4"),
+        ColumnSpec("notes", "notes", "jsonb[]", json=True),
     )
     __primary_key__ = ("name",)
     __outer_class__ = CountersOuter
@@ -125,6 +131,8 @@ class CountersTable(Table[CountersRow, CountersInsert, CountersUpdate, CountersW
     """value bigint (identity by default)"""
     hits: Col[int]
     """hits integer (default 0)"""
+    notes: Col[list[JSONValue] | None]
+    """notes jsonb[]"""
     outer: CountersOuter
 
 
