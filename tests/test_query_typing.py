@@ -1,4 +1,5 @@
-"""mypy --strict and pyright strict over tests/query/typing_cases.py: inferred types and expected errors.
+"""mypy --strict and pyright strict over tests/query/typing_cases.py (pyright also over the generated
+models and examples/places): inferred types and expected errors.
 
 Each checker runs once over the whole file. A line marked ``# expect-error`` passes only if
 the checker reports an error on it; any error elsewhere fails the test.
