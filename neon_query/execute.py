@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, overload
 
 from neon_proto.errors import ProgrammingError
 from neon_query.query import Query, Statement
@@ -34,6 +34,10 @@ __all__ = [
 ]
 
 R = TypeVar("R")
+
+IsolationLevel = Literal["ReadUncommitted", "ReadCommitted", "RepeatableRead", "Serializable"]
+"""The isolation levels an HTTP batch takes (the JS driver's names)."""
+
 
 class NotExactlyOneError(ProgrammingError):
     """``one()`` found no row or several, or ``maybe_one()`` found several."""
@@ -230,31 +234,38 @@ class HTTPDatabase(_Rows):
 
     # --- generated: batch ---
     @overload
-    def batch(self, q1: Query[T1], /) -> tuple[list[T1]]: ...
+    def batch(self, q1: Query[T1], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1]]: ...
     @overload
-    def batch(self, q1: Query[T1], q2: Query[T2], /) -> tuple[list[T1], list[T2]]: ...
+    def batch(self, q1: Query[T1], q2: Query[T2], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2]]: ...
     @overload
-    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], /) -> tuple[list[T1], list[T2], list[T3]]: ...
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3]]: ...
     @overload
-    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], /) -> tuple[list[T1], list[T2], list[T3], list[T4]]: ...
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4]]: ...
     @overload
-    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], /) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5]]: ...
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5]]: ...
     @overload
-    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], /) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6]]: ...
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6]]: ...
     @overload
-    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], /) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7]]: ...
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7]]: ...
     @overload
-    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], /) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8]]: ...
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8]]: ...
     @overload
-    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], q9: Query[T9], /) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8], list[T9]]: ...
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], q9: Query[T9], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8], list[T9]]: ...
     @overload
-    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], q9: Query[T9], q10: Query[T10], /) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8], list[T9], list[T10]]: ...
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], q9: Query[T9], q10: Query[T10], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8], list[T9], list[T10]]: ...
     @overload
-    def batch(self, *queries: Query[Any]) -> tuple[list[Any], ...]: ...
+    def batch(self, *queries: Query[Any], isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[Any], ...]: ...
     # --- end generated: batch ---
-    def batch(self, *queries: Query[Any]) -> tuple[list[Any], ...]:
+    def batch(
+        self,
+        *queries: Query[Any],
+        isolation_level: IsolationLevel | None = None,
+        read_only: bool | None = None,
+        deferrable: bool | None = None,
+    ) -> tuple[list[Any], ...]:
         """Run the queries in one HTTP request and one transaction: all of them or none.
-        Returns each query's rows, in order."""
+        Returns each query's rows, in order. ``isolation_level`` (``"Serializable"``...),
+        ``read_only`` and ``deferrable`` are those of ``neon().transaction()``."""
         if not queries:
             return ()
         sql = self.sql
@@ -263,7 +274,9 @@ class HTTPDatabase(_Rows):
             sql.query(c.sql, list(c.params), array_mode=q.row_mode == "tuple", full_results=True)
             for q, c in zip(queries, compiled)
         ]
-        results = sql.transaction(requests, full_results=True)
+        results = sql.transaction(
+            requests, full_results=True, isolation_level=isolation_level, read_only=read_only, deferrable=deferrable
+        )
         return tuple(self._finish(q, r) for q, r in zip(queries, results))
 
 

@@ -418,13 +418,17 @@ def test_http_batch_runs_in_one_transaction(http_sql: Any, client: Client) -> No
 
     hdb = HTTPDatabase(http_sql)
     seed(hdb)
-    ids, everyone, n = hdb.batch(select(users.id).order_by(users.id), users.find(), posts.count())
+    ids, everyone, n = hdb.batch(
+        select(users.id).order_by(users.id), users.find(), posts.count(), isolation_level="Serializable", read_only=True
+    )
     assert len(ids) == 3 and isinstance(ids[0], tuple)
     assert {u["email"] for u in everyone} == {"ann@example.com", "bob@example.org", "cid@example.com"}
     assert n == [4]
     with pytest.raises(IntegrityError):
         hdb.batch(counters.insert({"name": "once"}), counters.insert({"name": "once"}))
     assert hdb.maybe_one(counters.find_one({"name": "once"})) is None  # the first insert was rolled back
+    with pytest.raises(Exception, match="read-only"):
+        hdb.batch(counters.insert({"name": "ro"}), read_only=True)
 
 
 def test_a_python_comparison_instead_of_a_condition_gets_a_clear_error() -> None:

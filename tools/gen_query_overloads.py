@@ -50,14 +50,17 @@ def raw_block() -> str:
     return "\n".join(lines)
 
 
+BATCH_OPTIONS = "isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None"
+
+
 def batch_block(max_arity: int = 10, asynchronous: bool = False) -> str:
     define = "async def" if asynchronous else "def"
     lines: list[str] = []
     for n in range(1, max_arity + 1):
         args = ", ".join(f"q{i}: Query[T{i}]" for i in range(1, n + 1))
         results = ", ".join(f"list[T{i}]" for i in range(1, n + 1))
-        lines += ["    @overload", f"    {define} batch(self, {args}, /) -> tuple[{results}]: ..."]
-    lines += ["    @overload", f"    {define} batch(self, *queries: Query[Any]) -> tuple[list[Any], ...]: ..."]
+        lines += ["    @overload", f"    {define} batch(self, {args}, /, *, {BATCH_OPTIONS}) -> tuple[{results}]: ..."]
+    lines += ["    @overload", f"    {define} batch(self, *queries: Query[Any], {BATCH_OPTIONS}) -> tuple[list[Any], ...]: ..."]
     return "\n".join(lines)
 
 
