@@ -14,7 +14,7 @@ import fnmatch
 import keyword
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -138,6 +138,14 @@ def _docstring(text: str, indent: str) -> list[str]:
     return [f'{indent}"""{lines[0]}'] + [f"{indent}{line}" if line else "" for line in lines[1:]] + [f'{indent}"""']
 
 
+class _Resolved(NamedTuple):
+    py_type: str
+    pg_name: str  # the base type's name (domains resolved), with [] for arrays
+    domain_not_null: bool = False
+    json: bool = False  # values are sent wrapped in Json
+    enum_array: bool = False  # selected as text[], parameters cast back
+
+
 @attrs.define
 class _Column:
     info: ColumnInfo
@@ -201,43 +209,45 @@ class _Writer:
             self.enum_lines += [f"{alias} = Literal[{labels}]", f'"""Enum {t.schema}.{t.name}."""', "", ""]
         return alias
 
-    def resolve(self, oid: int) -> tuple[str, str, bool, bool, bool]:
-        """(python type, base type name, domain NOT NULL, is json, is enum array) of a type."""
+    def resolve(self, oid: int) -> _Resolved:
+        """The Python type of a Postgres type, and what the column's spec needs to know of it."""
         types = self.schema.types
         t = types.get(oid)
         if t is None:
-            return "str", "unknown", False, False, False
+            return _Resolved("str", "unknown")
         override = self.type_override(t)
         not_null = False
         while t.kind == "d" and override is None:
             not_null = not_null or t.not_null
             base = types.get(t.base)
             if base is None:
-                return "str", "unknown", not_null, False, False
+                return _Resolved("str", "unknown", not_null)
             t = base
             override = self.type_override(t)
         if t.category == "A" and t.element:
-            py, base_name, _, is_json, _ = self.resolve(t.element)
-            element = types.get(t.element)
-            enum_array = element is not None and self._base(element).kind == "e"
-            return override or f"list[{py}]", base_name + "[]", not_null, is_json, enum_array
+            element = self.resolve(t.element)
+            element_type = types.get(t.element)
+            enum_array = element_type is not None and self._base(element_type).kind == "e"
+            return _Resolved(
+                override or f"list[{element.py_type}]", element.pg_name + "[]", not_null, element.json, enum_array
+            )
         if override is not None:
-            return override, t.name, not_null, t.name in _JSON_TYPES, False
+            return _Resolved(override, t.name, not_null, t.name in _JSON_TYPES)
         if t.kind == "e":
-            return self.enum_alias(t), t.name, not_null, False, False
+            return _Resolved(self.enum_alias(t), t.name, not_null)
         builtin = _BUILTIN.get(t.name)
         if builtin is not None:
             py, imp = builtin
             if imp:
                 self.imports.add(imp)
-            return py, t.name, not_null, t.name in _JSON_TYPES, False
+            return _Resolved(py, t.name, not_null, t.name in _JSON_TYPES)
         if t.name in _RANGE_BOUNDS:
             bound = _RANGE_BOUNDS[t.name]
             self.imports.add("from neon_proto.types import Range")
             if "." in bound:
                 self.imports.add("import " + bound.split(".")[0])
-            return f"Range[{bound}]", t.name, not_null, False, False
-        return "str", t.name, not_null, False, False  # unknown types arrive as text
+            return _Resolved(f"Range[{bound}]", t.name, not_null)
+        return _Resolved("str", t.name, not_null)  # unknown types arrive as text
 
     def _base(self, t: PgType) -> PgType:
         while t.kind == "d" and t.base in self.schema.types:
@@ -245,11 +255,12 @@ class _Writer:
         return t
 
     def column(self, relation: Relation, info: ColumnInfo, attr: str) -> _Column:
-        py, pgtype, domain_not_null, is_json, enum_array = self.resolve(info.type_oid)
+        resolved = self.resolve(info.type_oid)
+        py = resolved.py_type
         if relation.kind in ("view", "materialized view"):
             nullable = True  # the catalog does not know; fix with overrides
         else:
-            nullable = not (info.not_null or domain_not_null)
+            nullable = not (info.not_null or resolved.domain_not_null)
         for key in (f"{relation.schema}.{relation.name}.{info.name}", f"{relation.name}.{info.name}"):
             if key in self.overrides.columns:
                 self.used_overrides.add(f"columns:{key}")
@@ -262,9 +273,9 @@ class _Writer:
                         nullable = bool(value["nullable"])
                 break
         return _Column(
-            info, attr, py, nullable, pgtype, is_json,
-            info.type_sql if enum_array else None,
-            "text[]" if enum_array else None,
+            info, attr, py, nullable, resolved.pg_name, resolved.json,
+            info.type_sql if resolved.enum_array else None,
+            "text[]" if resolved.enum_array else None,
         )
 
     def relation(self, relation: Relation) -> list[str]:
