@@ -193,7 +193,7 @@ def bench_pk_lookup(rounds: int, per_round: int) -> list[str]:
         "|---|---:|---:|---:|---:|",
         row("`client.query(sql, [k])` with the SQL written by hand", "hand"),
         row("`db.one(select(users).where(users.id.eq(k)))`", "builder"),
-        row('`db.maybe_one(users.find_one({"id": k}))` (adds LIMIT 1)', "shortcut"),
+        row('`db.maybe_one(users.find_one({"id": k}))`', "shortcut"),
         "",
         f"Target: at most +10%. {rounds} rounds of {per_round} calls of each, interleaved call by call;"
         f" the statement selects all 12 columns of users (the Row TypedDict) and returns one dict either way."

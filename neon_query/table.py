@@ -165,8 +165,18 @@ class Table(_ColumnSet, Selectable[R], Generic[R, I, U, W]):
         return query if condition is None else query.where(condition)
 
     def find_one(self, where: W | Expr[bool] | None = None) -> Select[R]:
-        """The first row matching ``where`` (``LIMIT 1``): run it with ``maybe_one``."""
-        return self.find(where).limit(1)
+        """The first row matching ``where`` (``LIMIT 1``): run it with ``maybe_one``. A dict
+        that pins the primary key or a unique constraint needs no LIMIT and gets none."""
+        query = self.find(where)
+        if type(where) is dict and self._pins_a_key(where):
+            return query
+        return query.limit(1)
+
+    def _pins_a_key(self, where: dict[str, Any]) -> bool:
+        for key in (self.__primary_key__, *self.__unique__):
+            if key and all(where.get(attr) is not None for attr in key):
+                return True
+        return False
 
     def insert(self, *rows: I) -> Returning[R]:
         """Insert rows, returning them whole as stored (defaults filled in)."""

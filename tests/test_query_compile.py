@@ -123,3 +123,13 @@ def test_mistakes_are_refused_with_a_clear_message(build: object, message: str) 
     with pytest.raises((ProgrammingError, ValueError, TypeError)) as info:
         build()  # type: ignore[operator]
     assert message in str(info.value)
+
+
+def test_find_one_by_a_key_needs_no_limit() -> None:
+    assert "LIMIT" not in users.find_one({"id": 1}).compile().sql  # primary key
+    assert "LIMIT" not in users.find_one({"email": "a@b.c"}).compile().sql  # unique
+    assert "LIMIT" not in posts.find_one({"author_id": 1, "title": "t"}).compile().sql  # unique pair
+    assert users.find_one({"name": "Ann"}).compile().sql.endswith(" LIMIT $2")
+    assert posts.find_one({"title": "t"}).compile().sql.endswith(" LIMIT $2")
+    assert users.find_one({"id": None}).compile().sql.endswith(" LIMIT $1")  # IS NULL pins nothing
+    assert users.find_one(users.id.eq(1)).compile().sql.endswith(" LIMIT $2")
