@@ -328,6 +328,8 @@ class SQLText(Expr[T_co]):
 
 
 class Binary(Expr[T_co]):
+    """``left op right``: comparisons and LIKE."""
+
     __slots__ = ("left", "op", "right")
 
     def __init__(self, left: Expr[Any], op: str, right: Expr[Any]) -> None:
@@ -342,6 +344,8 @@ class Binary(Expr[T_co]):
 
 
 class Arithmetic(Binary[T_co]):
+    """``(left op right)``: arithmetic, parenthesised so that it nests."""
+
     __slots__ = ()
 
     def _emit(self, out: Out, params: Params) -> None:
@@ -351,6 +355,8 @@ class Arithmetic(Binary[T_co]):
 
 
 class Postfix(Expr[T_co]):
+    """``operand IS NULL`` and the like."""
+
     __slots__ = ("operand", "op")
 
     def __init__(self, operand: Expr[Any], op: str) -> None:
@@ -363,6 +369,8 @@ class Postfix(Expr[T_co]):
 
 
 class Between(Expr[bool]):
+    """``operand BETWEEN low AND high``."""
+
     __slots__ = ("operand", "low", "high")
 
     def __init__(self, operand: Expr[Any], low: Expr[Any], high: Expr[Any]) -> None:
@@ -379,6 +387,8 @@ class Between(Expr[bool]):
 
 
 class InList(Expr[bool]):
+    """``operand IN (v1, v2, ...)``, one parameter per value."""
+
     __slots__ = ("operand", "items")
 
     def __init__(self, operand: Expr[Any], items: list[Expr[Any]]) -> None:
@@ -398,6 +408,8 @@ class InList(Expr[bool]):
 
 
 class InSubquery(Expr[bool]):
+    """``operand IN (SELECT ...)``."""
+
     __slots__ = ("operand", "query")
 
     def __init__(self, operand: Expr[Any], query: Query[Any]) -> None:
@@ -427,6 +439,8 @@ class Subquery(Expr[T_co]):
 
 
 class BoolOp(Expr[bool]):
+    """Conditions joined by AND or OR (a nested group of the other kind is parenthesised)."""
+
     __slots__ = ("op", "items")
 
     def __init__(self, op: str, items: Sequence[Expr[bool]]) -> None:
@@ -448,6 +462,8 @@ class BoolOp(Expr[bool]):
 
 
 class Not(Expr[bool]):
+    """``NOT (condition)``."""
+
     __slots__ = ("operand",)
 
     def __init__(self, operand: Expr[bool]) -> None:
@@ -460,6 +476,8 @@ class Not(Expr[bool]):
 
 
 class Labeled(Expr[T_co]):
+    """An expression with an output name (``expr AS name`` in a select list)."""
+
     __slots__ = ("expr", "name")
 
     def __init__(self, expr: Expr[Any], name: str) -> None:
@@ -474,6 +492,8 @@ class Labeled(Expr[T_co]):
 
 
 class Call(Expr[T_co]):
+    """A function call: ``name(arg, ...)``."""
+
     __slots__ = ("name", "args", "suffix")
 
     def __init__(self, name: str, args: Sequence[Expr[Any]], suffix: str = "") -> None:
@@ -493,6 +513,8 @@ class Call(Expr[T_co]):
 
 
 class SQLCast(Expr[T_co]):
+    """``CAST(expr AS type)``."""
+
     __slots__ = ("expr", "type_name")
 
     def __init__(self, expr: Expr[Any], type_name: str) -> None:
@@ -522,6 +544,7 @@ class Fragment(Expr[T_co]):
         count = len(self.values)
 
         def renumber(m: re.Match[str]) -> str:
+            """``$n`` of the fragment as its place among the query's parameters."""
             n = int(m.group(1))
             if not 1 <= n <= count:
                 raise ValueError(f"sql_expr {self.text!r} uses ${n} but has {count} value(s)")
