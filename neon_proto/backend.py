@@ -126,8 +126,12 @@ def _cstrings(body: bytes) -> list[str]:
     return [part.decode("utf-8") for part in body.split(b"\x00")]
 
 
-def error_response(fields: Mapping[str, str]) -> bytes:
-    """An ErrorResponse from one-letter field codes (``S``, ``V``, ``C``, ``M``, ...)."""
+def error_response(error: Diagnostic | Mapping[str, str]) -> bytes:
+    """An ErrorResponse from a Diagnostic or one-letter field codes (``S``, ``V``, ``C``, ``M``, ...).
+
+    A Diagnostic without severity, code or message gets FATAL, XX000 and "unknown error".
+    """
+    fields = _diagnostic_fields(error) if isinstance(error, Diagnostic) else error
     body = bytearray()
     for code, value in fields.items():
         if len(code) != 1:
@@ -300,6 +304,13 @@ class BackendConnection:
             return self._at_eof()
         body = bytes(buf[5 : 1 + length])
         del buf[: 1 + length]
+        if body.startswith(b"SCRAM-SHA-256") and b"\x00" in body[:-1]:
+            # A client that pipelined SCRAM (SASLInitialResponse) before it saw what was asked.
+            return self._fail(
+                "expected a cleartext password, got a SASL response: this server asks for the password "
+                "in clear text (connect again without SCRAM pipelining)",
+                code="28000",
+            )
         if body[-1:] != b"\x00" or b"\x00" in body[:-1]:
             return self._fail("invalid password message: expected one NUL-terminated string")
         try:
@@ -372,9 +383,8 @@ class BackendConnection:
 
     def send_error(self, error: Diagnostic | Mapping[str, str]) -> bytes:
         """An ErrorResponse that ends the startup (FATAL unless the fields say otherwise)."""
-        fields = _diagnostic_fields(error) if isinstance(error, Diagnostic) else dict(error)
         self.state = BackendState.CLOSED
-        return error_response(fields)
+        return error_response(error)
 
 
 def _cstring(value: str) -> bytes:

@@ -158,8 +158,13 @@ class Session:
 
     @property
     def idle(self) -> bool:
-        """Whether the server waits for a query (no results outstanding)."""
-        return self.conn.state is State.READY
+        """Whether the server waits for a query (no results outstanding).
+
+        True too while a pipelined connect finishes in the background with nothing else sent:
+        a query may be sent now.
+        """
+        conn = self.conn
+        return conn.state is State.READY or (conn.startup_in_background and conn.pending_syncs == 0)
 
     @property
     def transaction_status(self) -> str:
@@ -305,6 +310,33 @@ class Session:
             out = auth.on_event(event)
             if out:
                 yield out
+
+    def finish_startup(self) -> Op[None]:
+        """Wait for the rest of a pipelined connect (the backend key, the server parameters).
+
+        Nothing to do after a connect that was not pipelined. A failed login raises here.
+        """
+        conn = self.conn
+        while conn.startup_in_background:
+            event = conn.next_event()  # startup messages go to the startup handler
+            if event is NEED_DATA:
+                if not conn.startup_in_background:
+                    break  # the last startup message was in the bytes just parsed
+                conn.receive_data((yield None) or b"")
+                continue
+            self._put_back_idle_event(event)
+        self.process_idle_events()
+
+    def _put_back_idle_event(self, event: Any) -> None:
+        cls = type(event)
+        if cls is ev.NotificationResponse:
+            self._on_notification(event)
+        elif cls is ev.NoticeResponse:
+            self._on_notice(event)
+        elif cls is ev.ErrorResponse:
+            raise event.to_exception()
+        elif cls is ev.EndOfStream:
+            raise ConnectionClosed("the server closed the connection")
 
     # ------------------------------------------------------------------ queries
 

@@ -321,6 +321,7 @@ class ProxyServer:
             return
         self._stopping = True
         logger.info("neon_proxy shutting down")
+        self.websocket.shutdown()
         if self._accept_scope is not None:
             self._accept_scope.cancel()
         for scope in list(self._idle_scopes):
@@ -399,6 +400,10 @@ class ProxyServer:
                 http.buffer = data
             else:
                 http.eof = True
+        if http.buffer[0] == 0:  # a Postgres packet, never HTTP: a CancelRequest or a plain-TCP session
+            http.must_close = True
+            await self.websocket.serve_tcp(http.stream, http.buffer)
+            return None
         simple = parse_simple_request(http.buffer, _MAX_HEADER_BYTES)
         if simple is not None:
             http.buffer = http.buffer[simple.size :]

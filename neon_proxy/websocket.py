@@ -26,8 +26,9 @@ import binascii
 import hashlib
 import logging
 import math
+import os
 import secrets
-from typing import Mapping
+from typing import Mapping, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import trio
@@ -41,9 +42,16 @@ from neon_proto.frontend import NEED_DATA
 from neon_proxy.config import ProxyConfig
 from neon_proxy.request import RequestError
 from neon_trio import Client
-from neon_trio._io import TrioTransport
+from neon_trio._io import TrioTransport, direct_fd
 
-__all__ = ["WebSocketEndpoint", "ServerWebSocket", "WebSocketClosed", "parse_address", "address_allowed"]
+__all__ = [
+    "WebSocketEndpoint",
+    "ServerWebSocket",
+    "WebSocketClosed",
+    "parse_address",
+    "address_allowed",
+    "split_password_endpoint",
+]
 
 logger = logging.getLogger("neon_proxy")
 
@@ -52,6 +60,7 @@ _RECEIVE_SIZE = 65536
 _CLIENT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 _TERMINATE = b"X\x00\x00\x00\x04"
 _READY_PREFIX = b"Z\x00\x00\x00\x05"
+_CHECKPOINT_EVERY = 15  # a relay loop yields to trio at least every 16 turns
 # Startup parameters that name the session, not a server setting: never passed on as GUCs.
 _STARTUP_OWN = frozenset({"user", "database", "options", "application_name", "replication"})
 
@@ -61,6 +70,51 @@ CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL_ERROR = 1011
+
+
+class _ByteStream:
+    """A trio stream read and written with ``os.read``/``os.write`` while the kernel has room.
+
+    As the HTTP side does: on a plain socket, bytes that can move at once skip trio's extra
+    scheduler pass; only an empty or full buffer waits through trio. Sends are serialized.
+    """
+
+    __slots__ = ("stream", "_fd", "_lock")
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self._fd = direct_fd(stream)
+        self._lock = trio.Lock()
+
+    async def receive(self) -> bytes:
+        """Bytes from the peer; b"" at EOF (or when the connection broke)."""
+        fd = self._fd
+        try:
+            if fd is None:
+                return bytes(await self.stream.receive_some(_RECEIVE_SIZE))
+            while True:
+                try:
+                    return os.read(fd, _RECEIVE_SIZE)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_readable(fd)
+        except _CLIENT_ERRORS:
+            return b""
+
+    async def send_all(self, data: bytes | memoryview) -> None:
+        """Write everything (trio.BrokenResourceError if the peer is gone)."""
+        fd = self._fd
+        if fd is not None and not self._lock.locked():
+            try:
+                written = os.write(fd, data)
+            except BlockingIOError:
+                written = 0
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
+            if written == len(data):
+                return
+            data = memoryview(data)[written:]
+        async with self._lock:
+            await self.stream.send_all(data)
 
 
 class WebSocketClosed(Exception):
@@ -77,9 +131,8 @@ class ServerWebSocket:
     """
 
     def __init__(self, stream: trio.abc.Stream, received: bytes = b"") -> None:
-        self.stream = stream
+        self.stream = _ByteStream(stream)
         self._ws = Connection(ConnectionType.SERVER)
-        self._send_lock = trio.Lock()
         self._peer_closed = False
         self.sent_close = False
         if received:
@@ -91,8 +144,7 @@ class ServerWebSocket:
         return self._ws.state is ConnectionState.OPEN and not self.sent_close
 
     async def _write(self, data: bytes) -> None:
-        async with self._send_lock:
-            await self.stream.send_all(data)
+        await self.stream.send_all(data)
 
     async def receive(self) -> bytes:
         """The next payload bytes; b"" when the client has closed (or the connection dropped)."""
@@ -124,10 +176,7 @@ class ServerWebSocket:
                 return b"".join(chunks) if len(chunks) > 1 else chunks[0]
             if self._peer_closed:
                 return b""
-            try:
-                data = await self.stream.receive_some(_RECEIVE_SIZE)
-            except _CLIENT_ERRORS:
-                data = b""
+            data = await self.stream.receive()
             if self._ws.state is ConnectionState.CLOSED:
                 self._peer_closed = True
                 return b""
@@ -155,6 +204,36 @@ class ServerWebSocket:
                 pass
             except Exception:  # wsproto refused (state changed meanwhile)
                 pass
+
+
+class _ClientChannel(Protocol):
+    """The client's byte stream: a WebSocket's binary payload, or a plain TCP connection."""
+
+    async def receive(self) -> bytes: ...
+
+    async def send(self, data: bytes) -> None: ...
+
+    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None: ...
+
+
+class _PlainChannel:
+    """A client speaking Postgres over plain TCP to the proxy's port (its first byte is NUL, never HTTP)."""
+
+    def __init__(self, stream: trio.abc.Stream, received: bytes) -> None:
+        self.stream = _ByteStream(stream)
+        self._pending = received
+
+    async def receive(self) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        return await self.stream.receive()
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Nothing to say: the server closes the stream."""
 
 
 def accept_token(key: str) -> str:
@@ -220,12 +299,30 @@ def _query_param(target: bytes, name: str) -> str | None:
     return values[0] if values else None
 
 
-def _endpoint_name(startup: be.StartupMessage, address: str | None, host_header: str | None) -> str:
-    """Which endpoint the session asks for: ``options`` ``endpoint=``, else the address's or Host's first label."""
+def split_password_endpoint(password: str) -> tuple[str | None, str]:
+    """Neon's ``endpoint=<id>;<password>`` (or ``$`` as separator) form: the endpoint and the real password."""
+    if password.startswith("endpoint="):
+        rest = password[len("endpoint=") :]
+        cut = min((i for i in (rest.find(";"), rest.find("$")) if i >= 0), default=-1)
+        if cut > 0:
+            return rest[:cut], rest[cut + 1 :]
+    return None, password
+
+
+def _endpoint_name(
+    startup: be.StartupMessage, password_endpoint: str | None, address: str | None, host_header: str | None
+) -> str:
+    """Which endpoint the session asks for, as Neon reads it.
+
+    ``options`` ``endpoint=<id>``, else the password's ``endpoint=<id>;``, else the first label
+    of ``?address=``, else of the Host header. It only matters to an endpoint table.
+    """
     for token in (startup.parameters.get("options") or "").split():
         for prefix in ("endpoint=", "project=", "--endpoint="):
             if token.startswith(prefix):
                 return token[len(prefix) :]
+    if password_endpoint:
+        return password_endpoint
     for name in (address, host_header):
         if name:
             host = name.rsplit(":", 1)[0] if not name.endswith("]") else name
@@ -257,11 +354,12 @@ class _UpstreamSession(Client):
 class _Session:
     """What a running auth-mode session leaves for a CancelRequest to find."""
 
-    __slots__ = ("secret_key", "upstream")
+    __slots__ = ("secret_key", "upstream", "relay")
 
-    def __init__(self, secret_key: int, upstream: _UpstreamSession) -> None:
+    def __init__(self, secret_key: int, upstream: _UpstreamSession, relay: "_Relay") -> None:
         self.secret_key = secret_key
         self.upstream = upstream
+        self.relay = relay
 
 
 class WebSocketEndpoint:
@@ -270,11 +368,21 @@ class WebSocketEndpoint:
     def __init__(self, config: ProxyConfig) -> None:
         self.config = config
         self.active = 0
+        self.stopping = False
         self._sessions: dict[int, _Session] = {}
         self.allowed = config.ws_relay_allow or _configured_upstreams(config)
 
     def __repr__(self) -> str:
         return f"<WebSocketEndpoint {'relay' if self.config.ws_relay else 'auth'} active={self.active}>"
+
+    def shutdown(self) -> None:
+        """The server stops: auth-mode sessions end (1001) as soon as no query of theirs runs.
+
+        Relay-mode sessions cannot tell and run on until the server's shutdown deadline.
+        """
+        self.stopping = True
+        for session in list(self._sessions.values()):
+            session.relay.stop_when_idle()
 
     async def serve(
         self, stream: trio.abc.Stream, method: bytes, target: bytes, headers: Mapping[str, str | None], received: bytes
@@ -299,6 +407,28 @@ class WebSocketEndpoint:
             finally:
                 await ws.close(CLOSE_NORMAL, "")
             return 101
+        finally:
+            self.active -= 1
+
+    async def serve_tcp(self, stream: trio.abc.Stream, received: bytes) -> None:
+        """A Postgres client on the proxy's port over plain TCP: a CancelRequest, or an auth-mode session.
+
+        Relay mode has no use for it (the client can reach the address itself): refused.
+        """
+        if self.config.ws_relay:
+            await _send_quietly(
+                _PlainChannel(stream, b""),
+                be.error_response(_fatal("this proxy relays WebSocket connections only", "08004")),
+            )
+            return
+        if self.active >= self.config.ws_max_connections:
+            await _send_quietly(
+                _PlainChannel(stream, b""), be.error_response(_fatal("sorry, too many clients already", "53300"))
+            )
+            return
+        self.active += 1
+        try:
+            await self._serve_auth(_PlainChannel(stream, received), b"", {})
         finally:
             self.active -= 1
 
@@ -338,7 +468,7 @@ class WebSocketEndpoint:
 
     # ------------------------------------------------------------------ auth mode
 
-    async def _serve_auth(self, ws: ServerWebSocket, target: bytes, headers: Mapping[str, str | None]) -> None:
+    async def _serve_auth(self, ws: _ClientChannel, target: bytes, headers: Mapping[str, str | None]) -> None:
         conn = be.BackendConnection()
         startup: be.StartupMessage | None = None
         password: str | None = None
@@ -390,7 +520,8 @@ class WebSocketEndpoint:
     ) -> tuple[_UpstreamSession | None, Diagnostic | None]:
         """Log in to the session's upstream with the client's credentials; or the error for the client."""
         user, database = startup.user, startup.database
-        endpoint = _endpoint_name(startup, _query_param(target, "address"), headers.get("host"))
+        password_endpoint, password = split_password_endpoint(password)
+        endpoint = _endpoint_name(startup, password_endpoint, _query_param(target, "address"), headers.get("host"))
         params = self.config.upstream_for(endpoint)
         failed = _fatal(f'password authentication failed for user "{user}"', "28P01")
         if params is None:
@@ -407,7 +538,9 @@ class WebSocketEndpoint:
                 password=password,
                 database=database,
                 options=_upstream_options(startup.parameters.get("options")),
-                application_name=startup.parameters.get("application_name"),
+                # libpq's fallback, which the JS driver sends too, is a client setting, not a GUC.
+                application_name=startup.parameters.get("application_name")
+                or startup.parameters.get("fallback_application_name"),
                 connect_timeout=self.config.connect_timeout,
                 extra=extra,
             )
@@ -428,7 +561,7 @@ class WebSocketEndpoint:
             raise
         return client, None
 
-    async def _run_session(self, ws: ServerWebSocket, conn: be.BackendConnection, upstream: _UpstreamSession) -> None:
+    async def _run_session(self, ws: _ClientChannel, conn: be.BackendConnection, upstream: _UpstreamSession) -> None:
         facts = upstream.session.conn
         pid = self._new_process_id()
         secret = secrets.randbits(32) - (1 << 31)
@@ -439,10 +572,12 @@ class WebSocketEndpoint:
         greeting.append(conn.send_ready_for_query(facts.transaction_status))
         stream, upstream_extra = upstream.take_stream()
         pipelined, client_eof = conn.trailing_data
-        self._sessions[pid] = _Session(secret, upstream)
+        relay = _Relay(ws, stream, self.config.ws_idle_timeout, sees_postgres=True)
+        self._sessions[pid] = _Session(secret, upstream, relay)
         try:
             await ws.send(b"".join(greeting) + upstream_extra)
-            relay = _Relay(ws, stream, self.config.ws_idle_timeout, sees_postgres=True)
+            if self.stopping:
+                relay.stop_when_idle()
             if pipelined:
                 relay.upstream_idle = False
                 relay.last_client_bytes = pipelined
@@ -459,6 +594,8 @@ class WebSocketEndpoint:
             elif why == "idle":
                 logger.info("WebSocket session closed after %.0f s idle", self.config.ws_idle_timeout)
                 await ws.close(CLOSE_GOING_AWAY, "idle timeout")
+            elif why == "shutdown":
+                await ws.close(CLOSE_GOING_AWAY, "server shutting down")
         except _CLIENT_ERRORS as exc:
             logger.debug("WebSocket session ended: %s", exc)
         finally:
@@ -493,15 +630,16 @@ class _Relay:
     which is when the idle timeout counts and a departing client needs no cancel.
     """
 
-    def __init__(self, ws: ServerWebSocket, upstream: trio.abc.Stream, idle_timeout: float, *, sees_postgres: bool) -> None:
+    def __init__(self, ws: _ClientChannel, upstream: trio.abc.Stream, idle_timeout: float, *, sees_postgres: bool) -> None:
         self.ws = ws
-        self.upstream = upstream
+        self.upstream = _ByteStream(upstream)
         self.idle_timeout = idle_timeout
         self.sees_postgres = sees_postgres
         self.upstream_idle = True
         self.last_client_bytes = b""
         self._scope = trio.CancelScope()
         self._why = ""
+        self._stop_when_idle = False
 
     @property
     def client_said_goodbye(self) -> bool:
@@ -514,13 +652,19 @@ class _Relay:
         else:
             self._scope.deadline = trio.current_time() + self.idle_timeout
 
+    def stop_when_idle(self) -> None:
+        """End with ``shutdown`` now if no query runs, else when the running one is answered."""
+        self._stop_when_idle = True
+        if self.upstream_idle:
+            self._end("shutdown")
+
     def _end(self, why: str) -> None:
         if not self._why:
             self._why = why
         self._scope.cancel()
 
     async def run(self) -> str:
-        """Relay until one side ends; why: ``client``, ``upstream`` or ``idle``."""
+        """Relay until one side ends; why: ``client``, ``upstream``, ``idle`` or ``shutdown``."""
         self._touch()
         with self._scope:
             async with trio.open_nursery() as nursery:
@@ -532,7 +676,12 @@ class _Relay:
 
     async def _client_to_upstream(self) -> None:
         ws, upstream = self.ws, self.upstream
+        turns = 0
         while True:
+            turns += 1
+            if not turns & _CHECKPOINT_EVERY:
+                # Reads and writes that never wait never yield: let other sessions run.
+                await trio.lowlevel.checkpoint()
             try:
                 data = await ws.receive()
             except WebSocketClosed as exc:
@@ -552,19 +701,27 @@ class _Relay:
 
     async def _upstream_to_client(self) -> None:
         ws, upstream = self.ws, self.upstream
+        turns = 0
         while True:
-            try:
-                data = await upstream.receive_some(_RECEIVE_SIZE)
-            except _CLIENT_ERRORS:
-                data = b""
+            turns += 1
+            if not turns & _CHECKPOINT_EVERY:
+                await trio.lowlevel.checkpoint()
+            data = await upstream.receive()
             if not data:
                 self._end("upstream")
                 return
             if self.sees_postgres and len(data) >= 6 and data[-6:-1] == _READY_PREFIX:
                 self.upstream_idle = True
+                if self._stop_when_idle:
+                    try:
+                        await ws.send(data)
+                    except _CLIENT_ERRORS:
+                        pass
+                    self._end("shutdown")
+                    return
             self._touch()
             try:
-                await ws.send(bytes(data))
+                await ws.send(data)
             except _CLIENT_ERRORS:
                 self._end("client")
                 return
@@ -579,7 +736,7 @@ async def _accept(stream: trio.abc.Stream, key: str) -> None:
     await stream.send_all(response)
 
 
-async def _send_quietly(ws: ServerWebSocket, data: bytes) -> None:
+async def _send_quietly(ws: _ClientChannel, data: bytes) -> None:
     """Send a last message to a client that may already be gone."""
     try:
         await ws.send(data)

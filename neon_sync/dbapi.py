@@ -150,7 +150,7 @@ def connect(
         binary=binary,
         max_message_size=max_message_size,
         **options,
-    ).connect()
+    ).connect(wait=True)
     return Connection(client, autocommit=autocommit)
 
 

@@ -68,7 +68,7 @@ class Pool:
         return len(self._idle)
 
     def _new_client(self) -> Client:
-        return Client(self.dsn, **self._options).connect()
+        return Client(self.dsn, **self._options).connect(wait=True)
 
     def acquire(self, timeout: float | None = None) -> Client:
         """Lend a connection; give it back with ``release``."""

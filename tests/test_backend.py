@@ -214,6 +214,15 @@ def test_something_else_than_a_password_is_refused() -> None:
         backend_events(server, msg.query_message("SELECT 1"))
 
 
+def test_pipelined_scram_answer_gets_a_clear_error() -> None:
+    client, server = FrontendConnection(), be.BackendConnection()
+    backend_events(server, client.send_startup({"user": "u"}))
+    server.request_password()
+    with pytest.raises(RemoteProtocolError, match="expected a cleartext password, got a SASL response") as info:
+        backend_events(server, msg.sasl_initial_response("SCRAM-SHA-256", b"n,,n=,r=abc"))
+    assert info.value.diag.code == "28000"
+
+
 def test_oversized_password_message_is_refused_before_buffering() -> None:
     client, server = FrontendConnection(), be.BackendConnection()
     backend_events(server, client.send_startup({"user": "u"}))

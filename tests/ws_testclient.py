@@ -7,6 +7,7 @@ including broken ones, and read what the proxy answers.
 from __future__ import annotations
 
 import socket
+import ssl
 from typing import Any
 
 from wsproto import ConnectionType, WSConnection
@@ -16,6 +17,7 @@ from wsproto.events import (
     CloseConnection,
     Message,
     Ping,
+    Pong,
     RejectConnection,
     RejectData,
     Request,
@@ -40,11 +42,22 @@ class Rejected(Exception):
 class WsClient:
     """One WebSocket to the proxy; ``send`` writes a binary message, ``receive`` returns payload bytes."""
 
-    def __init__(self, port: int, target: str = "/v2?address=localhost:5432", *, host: str = "localhost", timeout: float = 20.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(
+        self,
+        port: int,
+        target: str = "/v2?address=localhost:5432",
+        *,
+        host: str = "localhost",
+        timeout: float = 20.0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock = tls.wrap_socket(sock, server_hostname=host) if tls is not None else sock
         self.ws = WSConnection(ConnectionType.CLIENT)
         self.close_code: int | None = None
         self.close_reason: str | None = None
+        self.pongs: list[bytes] = []
+        self._want_pong = False
         self._pending: list[bytes] = []
         self.sock.sendall(self.ws.send(Request(host=host, target=target)))
         status: int | None = None
@@ -72,6 +85,25 @@ class WsClient:
     def send(self, data: bytes) -> None:
         self.sock.sendall(self.ws.send(BytesMessage(data=data)))
 
+    def send_fragments(self, *parts: bytes) -> None:
+        """One binary message in several frames (a fragmented message)."""
+        frames = b"".join(
+            self.ws.send(BytesMessage(data=part, message_finished=i == len(parts) - 1)) for i, part in enumerate(parts)
+        )
+        self.sock.sendall(frames)
+
+    def ping(self, payload: bytes) -> bytes:
+        """Send a ping and return the pong's payload."""
+        self.sock.sendall(self.ws.send(Ping(payload=payload)))
+        self._want_pong = True
+        try:
+            while not self.pongs:
+                if self.receive() == b"" and self.close_code is not None:
+                    raise AssertionError("closed before the pong")
+        finally:
+            self._want_pong = False
+        return self.pongs.pop(0)
+
     def send_text(self, text: str) -> None:
         self.sock.sendall(self.ws.send(TextMessage(data=text)))
 
@@ -81,8 +113,12 @@ class WsClient:
     def receive(self) -> bytes:
         """Payload bytes (b"" once the proxy closed; ``close_code`` says how)."""
         while True:
-            if self._pending:
-                return self._pending.pop(0)
+            while self._pending:
+                data = self._pending.pop(0)
+                if data:
+                    return data
+            if self.pongs and self._want_pong:
+                return b""
             if self.close_code is not None:
                 return b""
             try:
@@ -101,6 +137,9 @@ class WsClient:
                     self._pending.append(event.data.encode())
                 elif isinstance(event, Ping):
                     self.sock.sendall(self.ws.send(event.response()))
+                elif isinstance(event, Pong):
+                    self.pongs.append(bytes(event.payload))
+                    self._pending.append(b"")  # wake the reader; ignored by receive()
                 elif isinstance(event, CloseConnection):
                     self.close_code, self.close_reason = event.code, event.reason
                     try:
