@@ -77,23 +77,17 @@ def _read_schema(args: argparse.Namespace, schemas: Sequence[str]) -> str:
 
 
 def _introspect_over_websocket(dsn: str, schemas: Sequence[str], ws_proxy: str | None, secure: bool) -> Schema:
-    """The catalog read over the WebSocket transport (the async client, run to completion on trio)."""
-    import trio
-
-    import neon_trio
-    from neon_query.execute_async import AsyncDatabase
-    from neon_query.introspect import introspect_async
+    """The catalog read over the WebSocket transport (the Postgres protocol inside a WebSocket)."""
+    from neon_sync.client import Client
 
     options: dict[str, Any] = {"transport": "websocket", "use_secure_websocket": secure}
     if ws_proxy:
         options["ws_proxy"] = ws_proxy
-
-    async def read() -> Schema:
-        async with neon_trio.Client(dsn, **options) as client:
-            return await introspect_async(AsyncDatabase(client), schemas)
-
-    result: Schema = trio.run(read)
-    return result
+    client = Client(dsn, **options).connect()
+    try:
+        return introspect(Database(client), schemas)
+    finally:
+        client.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""neon_query against the real Postgres, over TCP (Client) and HTTP (neon() through our proxy):
+"""neon_query against the real Postgres, over TCP and WebSocket (Client) and HTTP (neon() through our proxy):
 every clause, NULLs, arrays, enums, JSON, ON CONFLICT, RETURNING, joins with missing rows."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from neon_query import (
 )
 from neon_sync import Client, Pool, connect
 from neon_sync.embedded import EmbeddedPostgres
-from tests.query.fixtures import client, db, http_sql, query_db  # noqa: F401 - fixtures
+from tests.query.fixtures import client, db, http_sql, query_db, ws_client  # noqa: F401 - fixtures
 from tests.query.models import MeasurementsInsert, counters, measurements, posts, users
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from neon_proto.errors import IntegrityError, OperationalError
 from neon_query import Database, RepeatableRead, Serializable, Tx, insert, run_in_transaction, select, update
 from neon_sync import Client, Pool, connect
 from neon_sync.embedded import EmbeddedPostgres
-from tests.query.fixtures import client, query_db  # noqa: F401 - fixtures
+from tests.query.fixtures import client, query_db, ws_client  # noqa: F401 - fixtures
 from tests.query.models import counters
 
 pytestmark = pytest.mark.slow
@@ -49,6 +49,13 @@ def test_a_serialization_failure_is_retried_and_succeeds(client: Client, other: 
     assert result == 11  # the retry saw the other connection's +10
     assert db.one(select(counters.hits).where(counters.name.eq("a")).scalars()) == 11
     assert client.transaction_status == "I"
+
+
+def test_a_serialization_failure_over_websocket_is_retried(ws_client: Client, client: Client, other: Client) -> None:
+    Database(client).execute(insert(counters).values({"name": "a", "hits": 0}))
+    attempts, bump = increment_with_interference(other, {1})
+    assert run_in_transaction(ws_client, bump, isolation=RepeatableRead, backoff_base=0.001) == 11
+    assert attempts == [1, 2]
 
 
 def test_retries_are_bounded_and_the_last_error_propagates(client: Client, other: Client) -> None:

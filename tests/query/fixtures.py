@@ -48,9 +48,26 @@ def http_sql(proxy: Any, query_db: str) -> Iterator[Any]:
         yield sql
 
 
-@pytest.fixture(params=["tcp", "http"])
+@pytest.fixture
+def ws_client(proxy: Any, query_db: str) -> Iterator[Client]:
+    """A Client on the query database over WebSocket, through our proxy."""
+    c = Client(
+        proxy.database_url(database=query_db),
+        transport="websocket",
+        ws_proxy=f"127.0.0.1:{proxy.port}/v2",
+        use_secure_websocket=False,
+    ).connect()
+    yield c
+    c.close()
+
+
+@pytest.fixture(params=["tcp", "http", "websocket"])
 def db(request: pytest.FixtureRequest, client: Client) -> Any:
-    """The executor under test: Database over a Client (TCP), or HTTPDatabase over neon()."""
+    """The executor under test: Database over a Client (TCP or WebSocket), or HTTPDatabase over neon()."""
     if request.param == "tcp":
         return Database(client)
+    if request.param == "websocket":
+        ws: Client = request.getfixturevalue("ws_client")
+        assert ws.transport_name == "websocket"
+        return Database(ws)
     return HTTPDatabase(request.getfixturevalue("http_sql"))
