@@ -131,5 +131,5 @@ def test_find_one_by_a_key_needs_no_limit() -> None:
     assert "LIMIT" not in posts.find_one({"author_id": 1, "title": "t"}).compile().sql  # unique pair
     assert users.find_one({"name": "Ann"}).compile().sql.endswith(" LIMIT $2")
     assert posts.find_one({"title": "t"}).compile().sql.endswith(" LIMIT $2")
-    assert users.find_one({"id": None}).compile().sql.endswith(" LIMIT $1")  # IS NULL pins nothing
+    assert users.find_one({"id": None}).compile().sql.endswith(" LIMIT $1")  # type: ignore[arg-type]  # IS NULL pins nothing
     assert users.find_one(users.id.eq(1)).compile().sql.endswith(" LIMIT $2")
