@@ -455,3 +455,13 @@ def test_json_arrays_round_trip(db: Any) -> None:
     (row,) = db.all(counters.insert({"name": "j", "notes": notes}))
     assert row["notes"] == notes
     assert db.one(select(counters.notes).where(counters.name.eq("j")).scalars()) == notes
+
+
+def test_columns_whose_names_are_not_identifiers(db: Any) -> None:
+    when = datetime.datetime(2026, 12, 4, 12, 0, tzinfo=datetime.timezone.utc)
+    (row,) = db.all(counters.insert({"name": "odd", "last_seen": when, "class_": "c", "find_": 3}))
+    assert (row["last_seen"], row["class_"], row["find_"]) == (when, "c", 3)
+    assert db.one(select(counters.last_seen, counters.class_).where(counters.find_.eq(3))) == (when, "c")
+    assert db.one(counters.find({"class_": "c"}))["name"] == "odd"
+    sql = select(counters.last_seen).compile().sql
+    assert sql == 'SELECT counters."last seen" AS last_seen FROM counters'

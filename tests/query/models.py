@@ -73,6 +73,9 @@ class CountersRow(TypedDict):
     value: int
     hits: int
     notes: list[JSONValue] | None
+    last_seen: datetime.datetime | None
+    class_: str | None
+    find_: int | None
 
 
 class CountersInsert(TypedDict):
@@ -82,6 +85,9 @@ class CountersInsert(TypedDict):
     value: NotRequired[int]
     hits: NotRequired[int]
     notes: NotRequired[list[JSONValue] | None]
+    last_seen: NotRequired[datetime.datetime | None]
+    class_: NotRequired[str | None]
+    find_: NotRequired[int | None]
 
 
 class CountersUpdate(TypedDict, total=False):
@@ -91,6 +97,9 @@ class CountersUpdate(TypedDict, total=False):
     value: int
     hits: int
     notes: list[JSONValue] | None
+    last_seen: datetime.datetime | None
+    class_: str | None
+    find_: int | None
 
 
 class CountersWhere(TypedDict, total=False):
@@ -100,6 +109,9 @@ class CountersWhere(TypedDict, total=False):
     value: int
     hits: int
     notes: list[JSONValue] | None
+    last_seen: datetime.datetime | None
+    class_: str | None
+    find_: int | None
 
 
 class CountersOuter(Outer[CountersRow]):
@@ -109,6 +121,9 @@ class CountersOuter(Outer[CountersRow]):
     value: Col[int | None]
     hits: Col[int | None]
     notes: Col[list[JSONValue] | None]
+    last_seen: Col[datetime.datetime | None]
+    class_: Col[str | None]
+    find_: Col[int | None]
 
 
 class CountersTable(Table[CountersRow, CountersInsert, CountersUpdate, CountersWhere]):
@@ -121,6 +136,9 @@ class CountersTable(Table[CountersRow, CountersInsert, CountersUpdate, CountersW
         ColumnSpec("value", "value", "int8"),
         ColumnSpec("hits", "hits", "int4"),
         ColumnSpec("notes", "notes", "jsonb[]", json=True),
+        ColumnSpec("last_seen", "last seen", "timestamptz"),
+        ColumnSpec("class_", "class", "text"),
+        ColumnSpec("find_", "find", "int4"),
     )
     __primary_key__ = ("name",)
     __outer_class__ = CountersOuter
@@ -133,6 +151,12 @@ class CountersTable(Table[CountersRow, CountersInsert, CountersUpdate, CountersW
     """hits integer (default 0)"""
     notes: Col[list[JSONValue] | None]
     """notes jsonb[]"""
+    last_seen: Col[datetime.datetime | None]
+    """last seen timestamp with time zone"""
+    class_: Col[str | None]
+    """class text"""
+    find_: Col[int | None]
+    """find integer"""
     outer: CountersOuter
 
 
