@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, TypeVar, overload
 
 from neon_proto.errors import ProgrammingError
 from neon_query.query import Query, Statement
@@ -91,6 +91,81 @@ def _maybe_one(rows: list[R]) -> R | None:
     raise TooManyRowsError(f"maybe_one() expected at most one row and got {len(rows)}")
 
 
+class _Batch:
+    """``batch()``: several queries in one round trip and one transaction, typed as a tuple of
+    their rows (over HTTP one request; over TCP or WebSocket one pipelined flight)."""
+
+    def _batch(self, queries: tuple[Query[Any], ...], transaction: TransactionOptions) -> tuple[list[Any], ...]:
+        raise NotImplementedError
+
+    # --- generated: batch ---
+    @overload
+    def batch(self, q1: Query[T1], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1]]: ...
+    @overload
+    def batch(self, q1: Query[T1], q2: Query[T2], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2]]: ...
+    @overload
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3]]: ...
+    @overload
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4]]: ...
+    @overload
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5]]: ...
+    @overload
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6]]: ...
+    @overload
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7]]: ...
+    @overload
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8]]: ...
+    @overload
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], q9: Query[T9], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8], list[T9]]: ...
+    @overload
+    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], q9: Query[T9], q10: Query[T10], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8], list[T9], list[T10]]: ...
+    @overload
+    def batch(self, *queries: Query[Any], isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[Any], ...]: ...
+    # --- end generated: batch ---
+    def batch(
+        self,
+        *queries: Query[Any],
+        isolation_level: IsolationLevel | None = None,
+        read_only: bool | None = None,
+        deferrable: bool | None = None,
+    ) -> tuple[list[Any], ...]:
+        """Run the queries in one round trip and one transaction: all of them or none. Returns
+        each query's rows, in order. ``isolation_level`` (``"Serializable"``...), ``read_only``
+        and ``deferrable`` are those of ``neon().transaction()``."""
+        if not queries:
+            return ()
+        return self._batch(queries, TransactionOptions(isolation_level, read_only, deferrable))
+
+
+class TransactionOptions(NamedTuple):
+    """How a batch's transaction starts (None: the server's default)."""
+
+    isolation_level: IsolationLevel | None
+    read_only: bool | None
+    deferrable: bool | None
+
+    def begin(self) -> str | None:
+        """The BEGIN that sets these options, or None when there are none to set."""
+        if self.isolation_level is None and self.read_only is None and self.deferrable is None:
+            return None
+        parts = ["BEGIN"]
+        if self.isolation_level is not None:
+            parts.append("ISOLATION LEVEL " + _ISOLATION_SQL[self.isolation_level])
+        if self.read_only is not None:
+            parts.append("READ ONLY" if self.read_only else "READ WRITE")
+        if self.deferrable is not None:
+            parts.append("DEFERRABLE" if self.deferrable else "NOT DEFERRABLE")
+        return " ".join(parts)
+
+
+_ISOLATION_SQL = {
+    "ReadUncommitted": "READ UNCOMMITTED",
+    "ReadCommitted": "READ COMMITTED",
+    "RepeatableRead": "REPEATABLE READ",
+    "Serializable": "SERIALIZABLE",
+}
+
+
 class _Rows:
     """``all``, ``one`` and ``maybe_one``, for an executor that can fetch a query's rows."""
 
@@ -112,7 +187,7 @@ class _Rows:
         return _maybe_one(rows)
 
 
-class Database(_Rows):
+class Database(_Rows, _Batch):
     """The executor over a ``neon_sync`` ``Client``, ``Pool`` or DB-API ``Connection``.
 
     With a DB-API connection outside autocommit, the first statement opens the transaction
@@ -192,7 +267,35 @@ class Database(_Rows):
                 yield from rest
 
 
-class HTTPDatabase(_Rows):
+    def _batch(self, queries: tuple[Query[Any], ...], transaction: TransactionOptions) -> tuple[list[Any], ...]:
+        compiled = [q.compile() for q in queries]
+        begin = transaction.begin()
+        with self._lease() as client:
+            if begin is not None and client.transaction_status != "I":
+                raise ProgrammingError("batch() cannot set transaction options inside a transaction")
+            pipeline = client.pipeline()
+            if begin is not None:
+                pipeline.add(begin)
+            for q, (text, params) in zip(queries, compiled):
+                pipeline.add(text, list(params), array_mode=q.row_mode == "tuple")
+            if begin is not None:
+                pipeline.add("COMMIT")
+            outcomes = pipeline.run(atomic=True)  # one Sync: one implicit transaction, all or nothing
+            if begin is not None:
+                outcomes = outcomes[1:-1]
+                if client.transaction_status == "E":
+                    client.query("ROLLBACK")
+        results: list[list[Any]] = []
+        for q, outcome in zip(queries, outcomes):
+            if isinstance(outcome, Exception):
+                raise outcome
+            q._check_fields(outcome.fields)
+            rows = outcome.rows if q.row_mode == "dict" else [tuple(r) for r in outcome.rows]
+            results.append(q._convert(rows))
+        return tuple(results)
+
+
+class HTTPDatabase(_Rows, _Batch):
     """The executor over ``neon()`` (SQL over HTTP): one request per query, and ``batch()``
     to run several queries in one request and one transaction."""
 
@@ -232,51 +335,13 @@ class HTTPDatabase(_Rows):
         result = self.sql(compiled.sql, list(compiled.params), array_mode=True, full_results=True)
         return result.row_count if result.row_count is not None else len(result.rows)
 
-    # --- generated: batch ---
-    @overload
-    def batch(self, q1: Query[T1], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1]]: ...
-    @overload
-    def batch(self, q1: Query[T1], q2: Query[T2], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2]]: ...
-    @overload
-    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3]]: ...
-    @overload
-    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4]]: ...
-    @overload
-    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5]]: ...
-    @overload
-    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6]]: ...
-    @overload
-    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7]]: ...
-    @overload
-    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8]]: ...
-    @overload
-    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], q9: Query[T9], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8], list[T9]]: ...
-    @overload
-    def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], q9: Query[T9], q10: Query[T10], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8], list[T9], list[T10]]: ...
-    @overload
-    def batch(self, *queries: Query[Any], isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[Any], ...]: ...
-    # --- end generated: batch ---
-    def batch(
-        self,
-        *queries: Query[Any],
-        isolation_level: IsolationLevel | None = None,
-        read_only: bool | None = None,
-        deferrable: bool | None = None,
-    ) -> tuple[list[Any], ...]:
-        """Run the queries in one HTTP request and one transaction: all of them or none.
-        Returns each query's rows, in order. ``isolation_level`` (``"Serializable"``...),
-        ``read_only`` and ``deferrable`` are those of ``neon().transaction()``."""
-        if not queries:
-            return ()
+    def _batch(self, queries: tuple[Query[Any], ...], transaction: TransactionOptions) -> tuple[list[Any], ...]:
         sql = self.sql
-        compiled = [q.compile() for q in queries]
-        requests = [
-            sql.query(c.sql, list(c.params), array_mode=q.row_mode == "tuple", full_results=True)
-            for q, c in zip(queries, compiled)
-        ]
-        results = sql.transaction(
-            requests, full_results=True, isolation_level=isolation_level, read_only=read_only, deferrable=deferrable
-        )
+        requests = []
+        for q in queries:
+            text, params = q.compile()
+            requests.append(sql.query(text, list(params), array_mode=q.row_mode == "tuple", full_results=True))
+        results = sql.transaction(requests, full_results=True, **transaction._asdict())
         return tuple(self._finish(q, r) for q, r in zip(queries, results))
 
 

@@ -413,22 +413,24 @@ def test_pool_and_dbapi_connections_run_queries(pg: EmbeddedPostgres, query_db: 
         conn.close()
 
 
-def test_http_batch_runs_in_one_transaction(http_sql: Any, client: Client) -> None:
-    from neon_query import HTTPDatabase
-
-    hdb = HTTPDatabase(http_sql)
-    seed(hdb)
-    ids, everyone, n = hdb.batch(
+def test_batch_runs_in_one_round_trip_and_one_transaction(db: Any) -> None:
+    seed(db)
+    ids, everyone, n = db.batch(
         select(users.id).order_by(users.id), users.find(), posts.count(), isolation_level="Serializable", read_only=True
     )
     assert len(ids) == 3 and isinstance(ids[0], tuple)
     assert {u["email"] for u in everyone} == {"ann@example.com", "bob@example.org", "cid@example.com"}
     assert n == [4]
+    (made,), (again,) = db.batch(counters.insert({"name": "b1"}), counters.find({"name": "b1"}))
+    assert made == again  # the second query sees the first one's row: same transaction
     with pytest.raises(IntegrityError):
-        hdb.batch(counters.insert({"name": "once"}), counters.insert({"name": "once"}))
-    assert hdb.maybe_one(counters.find_one({"name": "once"})) is None  # the first insert was rolled back
+        db.batch(counters.insert({"name": "once"}), counters.insert({"name": "once"}))
+    assert db.maybe_one(counters.find_one({"name": "once"})) is None  # the first insert was rolled back
     with pytest.raises(Exception, match="read-only"):
-        hdb.batch(counters.insert({"name": "ro"}), read_only=True)
+        db.batch(counters.insert({"name": "ro"}), read_only=True)
+    assert db.maybe_one(counters.find_one({"name": "ro"})) is None
+    assert db.one(counters.count()) == 1
+    assert db.batch() == ()
 
 
 def test_a_python_comparison_instead_of_a_condition_gets_a_clear_error() -> None:

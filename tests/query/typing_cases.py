@@ -145,6 +145,7 @@ def raw_sql(db: Database, hdb: HTTPDatabase) -> None:
     assert_type(db.all(raw("SELECT * FROM users", returns=UsersRow)), list[UsersRow])
     assert_type(db.all(raw("SELECT 1 AS id, 'a' AS email", returns=Contact)), list[Contact])
     assert_type(hdb.batch(select(users.id), users.find()), tuple[list[tuple[int]], list[UsersRow]])
+    assert_type(db.batch(users.count(), posts.find(), read_only=True), tuple[list[int], list[PostsRow]])
     assert_type(hdb.batch(select(users.id), users.find(), users.count()), tuple[list[tuple[int]], list[UsersRow], list[int]])
 
 
