@@ -268,31 +268,51 @@ class Database(_Rows, _Batch):
 
 
     def _batch(self, queries: tuple[Query[Any], ...], transaction: TransactionOptions) -> tuple[list[Any], ...]:
-        compiled = [q.compile() for q in queries]
-        begin = transaction.begin()
+        statements = pipelined_statements(queries, transaction)
         with self._lease() as client:
-            if begin is not None and client.transaction_status != "I":
+            if statements[0][0].startswith("BEGIN") and client.transaction_status != "I":
                 raise ProgrammingError("batch() cannot set transaction options inside a transaction")
             pipeline = client.pipeline()
-            if begin is not None:
-                pipeline.add(begin)
-            for q, (text, params) in zip(queries, compiled):
-                pipeline.add(text, list(params), array_mode=q.row_mode == "tuple")
-            if begin is not None:
-                pipeline.add("COMMIT")
+            for text, params, array_mode in statements:
+                pipeline.add(text, params, array_mode=array_mode)
             outcomes = pipeline.run(atomic=True)  # one Sync: one implicit transaction, all or nothing
-            if begin is not None:
-                outcomes = outcomes[1:-1]
-                if client.transaction_status == "E":
-                    client.query("ROLLBACK")
-        results: list[list[Any]] = []
-        for q, outcome in zip(queries, outcomes):
-            if isinstance(outcome, Exception):
-                raise outcome
-            q._check_fields(outcome.fields)
-            rows = outcome.rows if q.row_mode == "dict" else [tuple(r) for r in outcome.rows]
-            results.append(q._convert(rows))
-        return tuple(results)
+            wrapped = len(statements) != len(queries)
+            if wrapped and client.transaction_status == "E":  # our BEGIN's block failed: end it
+                client.query("ROLLBACK")
+        return finish_pipelined(queries, outcomes, wrapped)
+
+
+def pipelined_statements(
+    queries: tuple[Query[Any], ...], transaction: TransactionOptions
+) -> list[tuple[str, list[object] | None, bool]]:
+    """(SQL, parameters, array mode) per pipelined statement, inside BEGIN ... COMMIT when
+    the transaction has options to set."""
+    statements: list[tuple[str, list[object] | None, bool]] = []
+    for q in queries:
+        text, params = q.compile()
+        statements.append((text, list(params), q.row_mode == "tuple"))
+    begin = transaction.begin()
+    if begin is not None:
+        statements = [(begin, None, True), *statements, ("COMMIT", None, True)]
+    return statements
+
+
+def finish_pipelined(queries: tuple[Query[Any], ...], outcomes: list[Any], wrapped: bool) -> tuple[list[Any], ...]:
+    """The rows of each pipelined query (the first error raised), shaped as each query says;
+    ``wrapped``: the outcomes include a BEGIN and a COMMIT around the queries."""
+    for outcome in outcomes:
+        if isinstance(outcome, Exception):
+            raise outcome
+    if wrapped:
+        outcomes = outcomes[1:-1]
+    results: list[list[Any]] = []
+    for q, outcome in zip(queries, outcomes):
+        if isinstance(outcome, Exception):
+            raise outcome
+        q._check_fields(outcome.fields)
+        rows = outcome.rows if q.row_mode == "dict" else [tuple(r) for r in outcome.rows]
+        results.append(q._convert(rows))
+    return tuple(results)
 
 
 class HTTPDatabase(_Rows, _Batch):

@@ -10,7 +10,15 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
 from neon_proto.errors import ProgrammingError
-from neon_query.execute import HTTPDatabase, IsolationLevel, _maybe_one, _one
+from neon_query.execute import (
+    HTTPDatabase,
+    IsolationLevel,
+    TransactionOptions,
+    _maybe_one,
+    _one,
+    finish_pipelined,
+    pipelined_statements,
+)
 from neon_query.query import Query, Raw, Select, Statement
 from neon_query.typevars import T1, T2, T3, T4, T5, T6, T7, T8, T9, T10
 from neon_query.transaction import ReadCommitted, Serializable, begin_statement, delay_before_retry
@@ -68,6 +76,50 @@ class AsyncExecutor(Protocol):
         ...
 
 
+class _AsyncBatch:
+    """``batch()``, awaitable: several queries in one round trip and one transaction."""
+
+    async def _batch(self, queries: tuple[Query[Any], ...], transaction: TransactionOptions) -> tuple[list[Any], ...]:
+        raise NotImplementedError
+
+    # --- generated: batch ---
+    @overload
+    async def batch(self, q1: Query[T1], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1]]: ...
+    @overload
+    async def batch(self, q1: Query[T1], q2: Query[T2], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2]]: ...
+    @overload
+    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3]]: ...
+    @overload
+    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4]]: ...
+    @overload
+    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5]]: ...
+    @overload
+    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6]]: ...
+    @overload
+    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7]]: ...
+    @overload
+    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8]]: ...
+    @overload
+    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], q9: Query[T9], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8], list[T9]]: ...
+    @overload
+    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], q9: Query[T9], q10: Query[T10], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8], list[T9], list[T10]]: ...
+    @overload
+    async def batch(self, *queries: Query[Any], isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[Any], ...]: ...
+    # --- end generated: batch ---
+    async def batch(
+        self,
+        *queries: Query[Any],
+        isolation_level: IsolationLevel | None = None,
+        read_only: bool | None = None,
+        deferrable: bool | None = None,
+    ) -> tuple[list[Any], ...]:
+        """Run the queries in one round trip and one transaction: all of them or none (an HTTP
+        request, or one pipelined flight over TCP and WebSocket); each query's rows, in order."""
+        if not queries:
+            return ()
+        return await self._batch(queries, TransactionOptions(isolation_level, read_only, deferrable))
+
+
 class _AsyncRows:
     """``all``, ``one`` and ``maybe_one``, awaitable, for an executor that can fetch a query's rows."""
 
@@ -90,7 +142,7 @@ class _AsyncRows:
         return _maybe_one(rows)
 
 
-class AsyncDatabase(_AsyncRows):
+class AsyncDatabase(_AsyncRows, _AsyncBatch):
     """The executor over an async ``Client``, ``Pool`` or DB-API ``Connection`` (trio or asyncio).
 
     With a DB-API connection outside autocommit, the first statement opens the transaction;
@@ -180,8 +232,22 @@ class AsyncDatabase(_AsyncRows):
                     elif not done and client.transaction_status == "T":
                         await client.execute(f"CLOSE {name}", [])
 
+    async def _batch(self, queries: tuple[Query[Any], ...], transaction: TransactionOptions) -> tuple[list[Any], ...]:
+        statements = pipelined_statements(queries, transaction)
+        async with self._lease() as client:
+            if statements[0][0].startswith("BEGIN") and client.transaction_status != "I":
+                raise ProgrammingError("batch() cannot set transaction options inside a transaction")
+            pipeline = client.pipeline()
+            for text, params, array_mode in statements:
+                pipeline.add(text, params, array_mode=array_mode)
+            outcomes = await pipeline.run(atomic=True)
+            wrapped = len(statements) != len(queries)
+            if wrapped and client.transaction_status == "E":  # our BEGIN's block failed: end it
+                await client.query("ROLLBACK")
+        return finish_pipelined(queries, outcomes, wrapped)
 
-class AsyncHTTPDatabase(_AsyncRows):
+
+class AsyncHTTPDatabase(_AsyncRows, _AsyncBatch):
     """The executor over the async ``neon()`` (``neon_trio.neon`` or ``neon_asyncio.neon``): one
     request per query, and ``batch()`` for several queries in one request and one transaction."""
 
@@ -212,51 +278,14 @@ class AsyncHTTPDatabase(_AsyncRows):
         result = await self.sql(sql, list(params), array_mode=True, full_results=True)
         return result.row_count if result.row_count is not None else len(result.rows)
 
-    # --- generated: batch ---
-    @overload
-    async def batch(self, q1: Query[T1], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1]]: ...
-    @overload
-    async def batch(self, q1: Query[T1], q2: Query[T2], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2]]: ...
-    @overload
-    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3]]: ...
-    @overload
-    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4]]: ...
-    @overload
-    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5]]: ...
-    @overload
-    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6]]: ...
-    @overload
-    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7]]: ...
-    @overload
-    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8]]: ...
-    @overload
-    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], q9: Query[T9], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8], list[T9]]: ...
-    @overload
-    async def batch(self, q1: Query[T1], q2: Query[T2], q3: Query[T3], q4: Query[T4], q5: Query[T5], q6: Query[T6], q7: Query[T7], q8: Query[T8], q9: Query[T9], q10: Query[T10], /, *, isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[T1], list[T2], list[T3], list[T4], list[T5], list[T6], list[T7], list[T8], list[T9], list[T10]]: ...
-    @overload
-    async def batch(self, *queries: Query[Any], isolation_level: IsolationLevel | None = None, read_only: bool | None = None, deferrable: bool | None = None) -> tuple[list[Any], ...]: ...
-    # --- end generated: batch ---
-    async def batch(
-        self,
-        *queries: Query[Any],
-        isolation_level: IsolationLevel | None = None,
-        read_only: bool | None = None,
-        deferrable: bool | None = None,
-    ) -> tuple[list[Any], ...]:
-        """Run the queries in one HTTP request and one transaction: all of them or none
-        (``isolation_level``, ``read_only``, ``deferrable`` as ``neon().transaction()`` takes them)."""
-        if not queries:
-            return ()
+    async def _batch(self, queries: tuple[Query[Any], ...], transaction: TransactionOptions) -> tuple[list[Any], ...]:
         sql = self.sql
         requests = []
         for q in queries:
             text, params = q.compile()
             requests.append(sql.query(text, list(params), array_mode=q.row_mode == "tuple", full_results=True))
-        results = await sql.transaction(
-            requests, full_results=True, isolation_level=isolation_level, read_only=read_only, deferrable=deferrable
-        )
+        results = await sql.transaction(requests, full_results=True, **transaction._asdict())
         return tuple(HTTPDatabase._finish(q, r) for q, r in zip(queries, results))
-
 
 class AsyncTx(AsyncDatabase, Generic[I_co]):
     """An async executor inside a transaction at isolation level ``I`` (or stronger)."""

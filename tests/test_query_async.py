@@ -116,6 +116,11 @@ async def workload(db: Any) -> None:
     )
     assert n == 1
     assert [h async for h in db.stream(select(posts.title).order_by(posts.title).scalars())] == ["one", "two"]
+    ids, everyone, total = await db.batch(select(users.id), users.find(), posts.count(), isolation_level="RepeatableRead")
+    assert len(ids) == 1 and everyone[0]["email"] == "ann@x.io" and total == [2]
+    with pytest.raises(IntegrityError):
+        await db.batch(counters.insert({"name": "z"}), counters.insert({"name": "z"}))
+    assert await db.maybe_one(counters.find_one({"name": "z"})) is None
 
 
 @pytest.mark.parametrize("transport", ["tcp", "websocket", "http"])
@@ -127,13 +132,7 @@ def test_the_builder_over_every_async_transport(
     async def main() -> None:
         if transport == "http":
             async with loop.mod.neon(proxy.database_url(database=query_db), fetch_endpoint=proxy.url) as sql:
-                db = AsyncHTTPDatabase(sql)
-                await workload(db)
-                ids, everyone, total = await db.batch(select(users.id), users.find(), posts.count())
-                assert len(ids) == 1 and everyone[0]["email"] == "ann@x.io" and total == [2]
-                with pytest.raises(IntegrityError):
-                    await db.batch(counters.insert({"name": "z"}), counters.insert({"name": "z"}))
-                assert await db.maybe_one(counters.find_one({"name": "z"})) is None
+                await workload(AsyncHTTPDatabase(sql))
             return
         options: dict[str, Any] = {}
         if transport == "websocket":
