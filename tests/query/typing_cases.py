@@ -162,6 +162,7 @@ async def async_code(adb: AsyncDatabase) -> None:
     assert_type(await adb.maybe_one(users.find_one({"id": 1})), UsersRow | None)
     assert_type([h async for h in adb.stream(select(posts.score).scalars())], list[int])
     assert_type(await adb.execute(delete(posts)), int)
+    assert_type(await adb.batch(users.count(), select(users.email)), tuple[list[int], list[tuple[str]]])
 
 
 async def async_protocol(adb: AsyncDatabase, ahdb: AsyncHTTPDatabase) -> None:
