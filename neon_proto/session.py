@@ -674,7 +674,7 @@ class Session:
         registry: Any = None,
         returning: bool = False,
         mode: RowMode = "tuple",
-        begin: bool = False,
+        begin: bool | str = False,
     ) -> Op[tuple[int, list[Result]]]:
         """Run one statement for each parameter row in one pipelined block, all or nothing.
 
@@ -689,7 +689,8 @@ class Session:
         result_formats = (fmt,) if fmt else ()
         out: list[bytes] = []
         if begin:
-            out.append(conn.send_extended_query("", "BEGIN", (), (), sync=False))
+            begin_sql = begin if isinstance(begin, str) else "BEGIN"
+            out.append(conn.send_extended_query("", begin_sql, (), (), sync=False))
         last_oids: tuple[int, ...] | None = None
         describe = b"" if not returning else conn.send_describe("P")
         execute = conn.send_execute()
@@ -726,7 +727,7 @@ class Session:
             conn.receive_data((yield None) or b"")
 
     def simple_query(
-        self, sql: str, *, mode: RowMode = "dict", registry: Any = None, begin: bool = False
+        self, sql: str, *, mode: RowMode = "dict", registry: Any = None, begin: bool | str = False
     ) -> Op[list[Result]]:
         """The simple query protocol: any number of statements, text results, one result each.
 
@@ -738,7 +739,7 @@ class Session:
         reg = registry if registry is not None else self.registry
         conn = self.conn
         if begin:
-            yield conn.send_query("BEGIN") + conn.send_query(sql)
+            yield conn.send_query(begin if isinstance(begin, str) else "BEGIN") + conn.send_query(sql)
             results = yield from self._collect_results(reg, mode, extended=False, ready=2)
             return results[1:]
         yield conn.send_query(sql)
