@@ -97,7 +97,7 @@ class PortalStream:
     once the server sent the last row, after which the connection is ready again.
     """
 
-    __slots__ = ("fields", "rows", "done", "tag", "row_count", "mode", "max_rows", "_registry", "_convert", "_delivered")
+    __slots__ = ("fields", "rows", "done", "tag", "row_count", "mode", "max_rows", "_registry", "_convert", "_delivered", "_leading")
 
     def __init__(self, mode: RowMode, max_rows: int, registry: Any) -> None:
         self.fields: list[ev.FieldDescription] = []
@@ -110,6 +110,7 @@ class PortalStream:
         self._registry = registry
         self._convert: Any = None
         self._delivered = 0
+        self._leading = 0  # CommandCompletes of statements sent ahead, to skip
 
 
 class Session:
@@ -864,6 +865,7 @@ class Session:
         out.append(conn.send_flush())
         conn.expect_ready(0)  # busy from now on, though no Sync is out yet
         stream = PortalStream(mode, max_rows, reg)
+        stream._leading = 1 if begin is not None else 0
         yield b"".join(out)
         yield from self._stream_batch(stream)
         return stream
@@ -929,6 +931,8 @@ class Session:
                 elif cls is ev.RowDescription:
                     stream._convert = self._converter(event, stream._registry, stream.mode, None)
                     stream.fields = list(event.fields)
+                elif cls is ev.CommandComplete and stream._leading:
+                    stream._leading -= 1  # the BEGIN sent ahead
                 elif cls is ev.CommandComplete:
                     stream.tag = event.tag
                     command, count = parse_command_tag(event.tag)

@@ -823,6 +823,11 @@ class ServerCursor(Cursor):
         client = self._check()
         if self._declared:
             self._close_on_server(client)
+        if not self.withhold and self.connection.autocommit and client.transaction_status == "I":
+            raise ProgrammingError(
+                f"server-side cursor {self.name!r} needs a transaction: turn autocommit off, open one with"
+                " transaction(), or declare it with withhold=True"
+            )
         sql, args = convert_pyformat(operation, parameters)
         scroll = "" if self.scrollable is None else ("SCROLL " if self.scrollable else "NO SCROLL ")
         hold = "WITH HOLD " if self.withhold else ""
