@@ -41,50 +41,61 @@ def unescape_copy_text(field: str) -> str:
     return _UNESCAPE.sub(_unescape_one, field) if "\\" in field else field
 
 
+def _escape_bytes(data: bytes, _search: Any = _BYTES_NEED_ESCAPE.search) -> bytes:
+    if _search(data) is None:
+        return data
+    return _BYTES_NEED_ESCAPE.sub(lambda m: _BYTE_ESCAPES[m.group(0)], data)
+
+
+def _format_text(value: str) -> bytes:
+    data = value.encode()
+    if b"\x00" in data:
+        raise DataError("a str with a NUL character cannot be sent to Postgres")
+    return _escape_bytes(data)
+
+
+def _format_int(value: int) -> bytes:
+    return b"%d" % value
+
+
+def _format_bool(value: bool) -> bytes:
+    return b"t" if value else b"f"
+
+
+_FAST_FORMATTERS: dict[type, Callable[[Any], bytes]] = {str: _format_text, int: _format_int, bool: _format_bool}
+
+
 class CopyRowWriter:
     """Formats rows for COPY ... FROM STDIN (text format), values through a type registry."""
 
     def __init__(self, registry: Any) -> None:
         self._registry = registry
-        self._cache: dict[type, Callable[[Any], bytes]] = {}
+        self._cache: dict[type, Callable[[Any], bytes]] = dict(_FAST_FORMATTERS)
 
     def _formatter(self, cls: type) -> Callable[[Any], bytes]:
         registry = self._registry
-        if cls is str:
-
-            def text(value: str) -> bytes:
-                if "\x00" in value:
-                    raise DataError("a str with a NUL character cannot be sent to Postgres")
-                data = value.encode()
-                return _BYTES_NEED_ESCAPE.sub(lambda m: _BYTE_ESCAPES[m.group(0)], data) if _BYTES_NEED_ESCAPE.search(data) else data
-
-            return text
-        if cls is int:
-            return lambda value: str(value).encode()
-        if cls is bool:
-            return lambda value: b"t" if value else b"f"
+        dumper = registry._resolve_dumper(cls)  # raises ProgrammingError for a type with no dumper
 
         def dumped(value: Any) -> bytes:
-            _oid, data = registry._dump_text(value)
-            if _BYTES_NEED_ESCAPE.search(data):
-                data = _BYTES_NEED_ESCAPE.sub(lambda m: _BYTE_ESCAPES[m.group(0)], data)
-            return bytes(data)
+            _oid, fmt, data = dumper(value)
+            if fmt or data is None:
+                _oid, data = registry._dump_text(value)  # bytea: its \x text form
+            return _escape_bytes(bytes(data))
 
         return dumped
 
     def format_row(self, row: Sequence[Any]) -> bytes:
         """One row's line, newline included. ``None`` is NULL."""
         cache = self._cache
-        fields = []
-        for value in row:
-            if value is None:
-                fields.append(b"\\N")
-                continue
-            fmt = cache.get(type(value))
-            if fmt is None:
-                fmt = cache[type(value)] = self._formatter(type(value))
-            fields.append(fmt(value))
-        return b"\t".join(fields) + b"\n"
+        try:
+            return b"\t".join([b"\\N" if v is None else cache[type(v)](v) for v in row]) + b"\n"
+        except KeyError:
+            missing = {type(v) for v in row if v is not None and type(v) not in cache}
+            if not missing:
+                raise  # from inside a dumper: not ours to handle
+            for cls in missing:
+                cache[cls] = self._formatter(cls)
+            return self.format_row(row)
 
     def format_rows(self, rows: Iterable[Sequence[Any]]) -> bytes:
         """Several rows' lines."""

@@ -1042,7 +1042,9 @@ class Session:
         row: the fast way to read."""
         conn = self.conn
         chunks: list[bytes] = []
+        fast = conn.copy_out_data
         while True:
+            chunks += fast()
             event = conn.next_event()
             if event is NEED_DATA:
                 if chunks:
