@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import struct
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from neon_proto.copy import CopyRowReader, CopyRowWriter, escape_copy_text, unescape_copy_text
-from neon_proto.errors import ProgrammingError
+from neon_proto import events as ev
+from neon_proto.errors import ProgrammingError, RemoteProtocolError
+from neon_proto.frontend import NEED_DATA, FrontendConnection, State
 from neon_proto.sqlstate import InvalidTextRepresentation
 from neon_proto.types import default_registry
 from neon_sync import Client, dbapi
@@ -171,3 +174,52 @@ def test_reader_refuses_a_cut_row() -> None:
 def test_writer_refuses_nul() -> None:
     with pytest.raises(Exception, match="NUL"):
         CopyRowWriter(default_registry).format_row(("a\x00b",))
+
+
+# ---------------------------------------------------------------- the machine's CopyData fast path
+
+
+def _message(type_byte: bytes, body: bytes = b"") -> bytes:
+    return type_byte + struct.pack("!i", len(body) + 4) + body
+
+
+def _copy_out_machine() -> FrontendConnection:
+    conn = FrontendConnection()
+    conn.send_startup({"user": "u"})
+    conn.receive_data(_message(b"R", struct.pack("!i", 0)) + _message(b"Z", b"I"))
+    while conn.next_event() is not NEED_DATA:
+        pass
+    conn.send_query("COPY t TO STDOUT")
+    conn.receive_data(_message(b"H", struct.pack("!bh", 0, 0)))
+    assert type(conn.next_event()) is ev.CopyOutResponse
+    assert conn.state is State.COPY_OUT
+    return conn
+
+
+def test_copy_out_data_takes_every_complete_message_and_stops_at_a_partial_one() -> None:
+    conn = _copy_out_machine()
+    stream = b"".join(_message(b"d", f"{i}\n".encode()) for i in range(5))
+    conn.receive_data(stream[:-2])
+    assert conn.copy_out_data() == [b"0\n", b"1\n", b"2\n", b"3\n"]
+    assert conn.copy_out_data() == []
+    assert conn.next_event() is NEED_DATA  # waits for the rest of message 4
+    tail = _message(b"c") + _message(b"C", b"COPY 5\x00") + _message(b"Z", b"I")
+    conn.receive_data(stream[-2:] + tail)
+    assert conn.copy_out_data() == [b"4\n"]
+    # What next_event waited for was consumed: the small messages behind are read at once.
+    assert type(conn.next_event()) is ev.CopyDone
+    assert type(conn.next_event()) is ev.CommandComplete
+    assert type(conn.next_event()) is ev.ReadyForQuery
+    assert conn.state is State.READY
+
+
+def test_copy_out_data_leaves_a_bad_length_to_next_event() -> None:
+    conn = _copy_out_machine()
+    conn.receive_data(b"d" + struct.pack("!i", 2) + b"xx")
+    assert conn.copy_out_data() == []
+    with pytest.raises(RemoteProtocolError):
+        conn.next_event()
+
+
+def test_copy_out_data_outside_copy_is_empty() -> None:
+    assert FrontendConnection().copy_out_data() == []
