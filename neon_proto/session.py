@@ -1089,7 +1089,12 @@ class ConnectionInfo:
 
     def __init__(self, session: Session, params: Any = None) -> None:
         self._session = session
-        self._params = params
+        #: Where the connection went (from its parameters): host (a directory for a Unix
+        #: socket), port, database name and role.
+        self.host: str | None = getattr(params, "host", None)
+        self.port: int | None = getattr(params, "port", None)
+        self.dbname: str | None = getattr(params, "dbname", None)
+        self.user: str | None = getattr(params, "user", None)
 
     @property
     def server_version(self) -> int:
@@ -1142,33 +1147,6 @@ class ConnectionInfo:
     def timezone(self) -> str | None:
         """The session's TimeZone setting."""
         return self._session.conn.parameters.get("TimeZone")
-
-    def _param(self, name: str) -> Any:
-        return getattr(self._params, name, None)
-
-    @property
-    def host(self) -> str | None:
-        """The host connected to (a directory for a Unix socket)."""
-        value: str | None = self._param("host")
-        return value
-
-    @property
-    def port(self) -> int | None:
-        """The port connected to."""
-        value: int | None = self._param("port")
-        return value
-
-    @property
-    def dbname(self) -> str | None:
-        """The database name."""
-        value: str | None = self._param("dbname")
-        return value
-
-    @property
-    def user(self) -> str | None:
-        """The role connected as."""
-        value: str | None = self._param("user")
-        return value
 
     def __repr__(self) -> str:
         return f"<ConnectionInfo server_version={self.server_version} backend_pid={self.backend_pid} status={self.transaction_status}>"
