@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["Copy"]
 
 _FLUSH_AT = 128 * 1024
+_LINES_PER_FLUSH = 2048
 
 
 class Copy:
@@ -36,6 +37,7 @@ class Copy:
         self._direction: str | None = None
         self._buffer = bytearray()
         self._writer: CopyRowWriter | None = None
+        self._lines: list[str] | None = None  # rows formatted but not yet encoded
         self._reader: CopyRowReader | None = None
         self._finished = False
         #: Rows copied, known once the COPY is over.
@@ -87,21 +89,28 @@ class Copy:
     def write(self, data: bytes | bytearray | memoryview | str) -> None:
         """Send raw data in the COPY's format (buffered; sent in large messages)."""
         self._need("in")
+        if self._lines:
+            self._flush()  # rows written before keep their place
         self._buffer += data.encode() if isinstance(data, str) else data
         if len(self._buffer) >= _FLUSH_AT:
             self._flush()
 
     def write_row(self, row: Sequence[Any]) -> None:
         """Send one row (text format); each value goes through the connection's dumpers."""
-        self._need("in")
-        writer = self._writer
-        if writer is None:
-            writer = self._writer = CopyRowWriter(self._client.registry)
-        self._buffer += writer.format_row(row)
-        if len(self._buffer) >= _FLUSH_AT:
+        lines = self._lines
+        if lines is None:
+            self._need("in")
+            self._writer = CopyRowWriter(self._client.registry)
+            lines = self._lines = []
+        lines.append(self._writer.format_line(row))  # type: ignore[union-attr]
+        if len(lines) >= _LINES_PER_FLUSH:
             self._flush()
 
     def _flush(self) -> None:
+        lines = self._lines
+        if lines:
+            self._buffer += "".join(lines).encode()
+            lines.clear()
         if not self._buffer:
             return
         client = self._client
@@ -117,6 +126,7 @@ class Copy:
 
     def _finish_in(self, failure: str | None) -> None:
         self._finished = True
+        self._lines = None  # a later write_row checks the state again
         result = self._client._run(self._client.session.copy_in_finish(failure))
         self.rowcount = result.row_count if result.row_count is not None else -1
 

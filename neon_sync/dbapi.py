@@ -514,6 +514,9 @@ class Connection:
         return self._begin_sql()
 
 
+_NO_ROW = object()
+
+
 def _quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -681,9 +684,22 @@ class Cursor:
         return self._shaped(rows)
 
     def _shaped(self, rows: Iterator[Any]) -> Iterator[Any]:
-        for row in rows:
-            make = self._make_row
-            yield row if make is None else make(row)
+        first: Any = next(rows, _NO_ROW)  # opens the stream: the row maker is known after it
+        if first is _NO_ROW:
+            return
+        make = self._make_row
+        if make is None:
+            yield first
+            yield from rows  # closing this generator closes the stream too
+            return
+        try:
+            yield make(first)
+            for row in rows:
+                yield make(row)
+        finally:
+            close = getattr(rows, "close", None)
+            if close is not None:
+                close()
 
     def _set_results(self, results: list[Result]) -> None:
         self._results = results

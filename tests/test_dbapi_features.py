@@ -295,3 +295,13 @@ def test_executemany_with_settings_opens_that_transaction(conn: dbapi.Connection
     cur.execute("SELECT current_setting('transaction_isolation'), count(*) FROM em")
     rows: Any = cur.fetchone()
     assert rows == ("serializable", 2)
+
+
+def test_closing_a_cursor_stream_early_frees_the_connection(conn: dbapi.Connection) -> None:
+    for factory in (tuple_row, dict_row):
+        cur = conn.cursor(row_factory=factory)
+        it = cur.stream("SELECT generate_series(1, 100000)", size=100)
+        next(it)
+        it.close()  # type: ignore[attr-defined]
+        cur.execute("SELECT 1")
+        assert cur.fetchone() in ((1,), {"?column?": 1})
