@@ -12,6 +12,7 @@ The protocol steps live in ``neon_proto.session`` and the text format in ``neon_
 
 from __future__ import annotations
 
+from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
@@ -38,6 +39,7 @@ class Copy:
         self._buffer = bytearray()
         self._writer: CopyRowWriter | None = None
         self._lines: list[str] | None = None  # rows formatted but not yet encoded
+        self._pending_rows: deque[tuple[Any, ...]] = deque()  # read but not yet handed out
         self._reader: CopyRowReader | None = None
         self._finished = False
         #: Rows copied, known once the COPY is over.
@@ -164,9 +166,24 @@ class Copy:
             self._reader = CopyRowReader(self._client.registry, self._client.info.encoding)
         return self._reader
 
+    def read_row(self) -> tuple[Any, ...] | None:
+        """The next row (as ``rows()`` gives them), or None once the COPY is over."""
+        pending = self._pending_rows
+        while not pending:
+            data = self.read()
+            reader = self._row_reader()
+            if not data:
+                reader.finish()
+                return None
+            pending.extend(reader.feed(data))
+        return pending.popleft()
+
     def rows(self) -> Iterator[tuple[Any, ...]]:
         """The rows as tuples (text format): str values, or loaded after ``set_types``."""
         reader = self._row_reader()
+        pending = self._pending_rows
+        while pending:
+            yield pending.popleft()
         for data in self:
             yield from reader.feed(data)
         reader.finish()

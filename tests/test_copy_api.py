@@ -100,6 +100,14 @@ def test_rows_as_text_and_through_the_loaders(client: Client) -> None:
         ]
 
 
+def test_read_row_one_at_a_time(client: Client) -> None:
+    with client.copy("COPY (SELECT g, 'x' || g FROM generate_series(1, 3) g) TO STDOUT") as copy:
+        copy.set_types(["int4", "text"])
+        assert copy.read_row() == (1, "x1")
+        assert list(copy.rows()) == [(2, "x2"), (3, "x3")]
+        assert copy.read_row() is None
+
+
 def test_leaving_a_copy_out_early_drains_it(client: Client) -> None:
     with client.copy("COPY (SELECT generate_series(1, 100000)) TO STDOUT") as copy:
         copy.read()
