@@ -121,7 +121,7 @@ class Copy:
         data = client.session.copy_in_data(self._buffer)
         self._buffer = bytearray()
         try:
-            transport.sock.sendall(data)
+            transport.send(data, client.session.conn)
         except OSError as exc:
             transport.close()
             raise ConnectionClosed(f"the connection was lost during COPY: {exc}") from exc
