@@ -16,14 +16,14 @@ __all__ = ["CopyRowWriter", "CopyRowReader", "escape_copy_text", "unescape_copy_
 
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _NEEDS_ESCAPE = re.compile(r"[\\\t\n\r]")
-_BYTE_ESCAPES = {b"\\": b"\\\\", b"\t": b"\\t", b"\n": b"\\n", b"\r": b"\\r"}
-_BYTES_NEED_ESCAPE = re.compile(rb"[\\\t\n\r]")
 _UNESCAPE = re.compile(r"\\(?:([0-7]{1,3})|x([0-9A-Fa-f]{1,2})|(.))", re.DOTALL)
 _SIMPLE = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
 
 
-def escape_copy_text(text: str) -> str:
+def escape_copy_text(text: str, _search: Any = _NEEDS_ESCAPE.search) -> str:
     """A value's text as it goes in a COPY text-format field."""
+    if _search(text) is None:
+        return text
     return _NEEDS_ESCAPE.sub(lambda m: _ESCAPES[m.group(0)], text)
 
 
@@ -41,54 +41,67 @@ def unescape_copy_text(field: str) -> str:
     return _UNESCAPE.sub(_unescape_one, field) if "\\" in field else field
 
 
+def _format_str(value: str) -> str:
+    if "\x00" in value:
+        raise DataError("a str with a NUL character cannot be sent to Postgres")
+    return escape_copy_text(value)
+
+
+def _format_bool(value: bool) -> str:
+    return "t" if value else "f"
+
+
+_FAST_FORMATTERS: dict[type, Callable[[Any], str]] = {str: _format_str, int: int.__repr__, bool: _format_bool}
+
+
 class CopyRowWriter:
-    """Formats rows for COPY ... FROM STDIN (text format), values through a type registry."""
+    """Formats rows for COPY ... FROM STDIN (text format), values through a type registry.
+
+    A line is built as text and encoded with the others in one go (``format_rows``): one
+    ``str.join`` per row and no per-value bytes.
+    """
 
     def __init__(self, registry: Any) -> None:
         self._registry = registry
-        self._cache: dict[type, Callable[[Any], bytes]] = {}
+        self._cache: dict[type, Callable[[Any], str]] = dict(_FAST_FORMATTERS)
 
-    def _formatter(self, cls: type) -> Callable[[Any], bytes]:
+    def _formatter(self, cls: type) -> Callable[[Any], str]:
+        from neon_proto.types import temporal
+
         registry = self._registry
-        if cls is str:
+        dumper = registry._resolve_dumper(cls)  # raises ProgrammingError for a type with no dumper
+        if dumper is temporal.dump_datetime:
+            return lambda value: value.isoformat(" ")  # what that dumper sends; never needs escaping
 
-            def text(value: str) -> bytes:
-                if "\x00" in value:
-                    raise DataError("a str with a NUL character cannot be sent to Postgres")
-                data = value.encode()
-                return _BYTES_NEED_ESCAPE.sub(lambda m: _BYTE_ESCAPES[m.group(0)], data) if _BYTES_NEED_ESCAPE.search(data) else data
-
-            return text
-        if cls is int:
-            return lambda value: str(value).encode()
-        if cls is bool:
-            return lambda value: b"t" if value else b"f"
-
-        def dumped(value: Any) -> bytes:
-            _oid, data = registry._dump_text(value)
-            if _BYTES_NEED_ESCAPE.search(data):
-                data = _BYTES_NEED_ESCAPE.sub(lambda m: _BYTE_ESCAPES[m.group(0)], data)
-            return bytes(data)
+        def dumped(value: Any) -> str:
+            _oid, fmt, data = dumper(value)
+            if fmt or data is None:
+                _oid, data = registry._dump_text(value)  # bytea: its \\x text form
+            return escape_copy_text(bytes(data).decode())
 
         return dumped
 
+    def format_line(self, row: Sequence[Any]) -> str:
+        """One row's line as text, newline included. ``None`` is NULL."""
+        cache = self._cache
+        try:
+            return "\t".join([r"\N" if v is None else cache[type(v)](v) for v in row]) + "\n"
+        except KeyError:
+            missing = {type(v) for v in row if v is not None and type(v) not in cache}
+            if not missing:
+                raise  # from inside a dumper: not ours to handle
+            for cls in missing:
+                cache[cls] = self._formatter(cls)
+            return self.format_line(row)
+
     def format_row(self, row: Sequence[Any]) -> bytes:
         """One row's line, newline included. ``None`` is NULL."""
-        cache = self._cache
-        fields = []
-        for value in row:
-            if value is None:
-                fields.append(b"\\N")
-                continue
-            fmt = cache.get(type(value))
-            if fmt is None:
-                fmt = cache[type(value)] = self._formatter(type(value))
-            fields.append(fmt(value))
-        return b"\t".join(fields) + b"\n"
+        return self.format_line(row).encode()
 
     def format_rows(self, rows: Iterable[Sequence[Any]]) -> bytes:
         """Several rows' lines."""
-        return b"".join([self.format_row(row) for row in rows])
+        line = self.format_line
+        return "".join([line(row) for row in rows]).encode()
 
 
 class CopyRowReader:

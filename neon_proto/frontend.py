@@ -292,6 +292,33 @@ class FrontendConnection:
             return self._next_events_general()
         return out
 
+    def copy_out_data(self) -> list[bytes]:
+        """The payloads of the complete CopyData messages at the head of the buffer, in one
+        tight loop (COPY TO STDOUT sends a message per row); empty when the next message is
+        anything else, or incomplete: ``next_event`` takes it from there."""
+        if self.state is not State.COPY_OUT:
+            return []
+        if self._chunks:
+            self._gather()
+        buf = self._buf
+        pos = self._pos
+        n = len(buf)
+        max_size = self.max_message_size
+        unpack_i = _unpack_i
+        out: list[bytes] = []
+        append = out.append
+        while pos + 5 <= n and buf[pos] == 100:  # 'd'
+            (length,) = unpack_i(buf, pos + 1)
+            end = pos + 1 + length
+            if end > n or length < 4 or length > max_size:
+                break
+            append(buf[pos + 5 : end])
+            pos = end
+        if out:
+            self._pos = pos
+            self._need = 5  # what next_event waited for was one of these
+        return out
+
     def _next_events_general(self) -> list[Any]:
         deferred = self._deferred_error
         if deferred is not None:

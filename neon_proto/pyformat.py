@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import attrs
 
@@ -63,6 +63,31 @@ def _region_end(query: str, m: re.Match[str]) -> tuple[int, str | None]:
     return close + len(m.group(0)), None
 
 
+_OPEN_QUOTE = {"estring": "E'...' string", "string": "quoted string", "ident": "quoted identifier"}
+
+
+def _lex(query: str, *, percent_is_operator: bool = False) -> Iterator[tuple[re.Match[str], int, str | None]]:
+    """Each lexical element that matters, where it ends, and what it is if it runs unclosed to
+    the end of the query. With ``percent_is_operator`` a ``%`` is one character (no placeholders)."""
+    pos = 0
+    search = _TOKEN.search
+    while True:
+        m = search(query, pos)
+        if m is None:
+            return
+        kind = m.lastgroup
+        end = m.end()
+        unterminated: str | None = None
+        if kind == "block" or kind == "dollar":
+            end, unterminated = _region_end(query, m)
+        elif kind == "percent" and percent_is_operator:
+            end = m.start() + 1
+        elif kind in _OPEN_QUOTE and m.group(f"{kind}_end") is None:
+            unterminated = _OPEN_QUOTE[kind]
+        yield m, end, unterminated
+        pos = end
+
+
 @attrs.frozen
 class _Template:
     """A query split once: the converted SQL, and where each parameter comes from."""
@@ -85,15 +110,11 @@ def _split(query: str) -> _Template:
     names: dict[str, int] = {}
     positional = 0
     last = 0  # start of the text not yet copied into pieces
-    pos = 0
     unterminated: str | None = None
-    search = _TOKEN.search
-    while True:
-        m = search(query, pos)
-        if m is None:
-            break
+    for m, pos, open_region in _lex(query):
         kind = m.lastgroup
-        pos = m.end()
+        if open_region is not None:
+            unterminated = open_region
         if kind == "percent":
             pieces.append(query[last : m.start()])
             last = pos
@@ -126,11 +147,6 @@ def _split(query: str) -> _Template:
             continue
         if kind == "word" or kind == "number":
             continue
-        if kind == "block" or kind == "dollar":
-            pos, open_region = _region_end(query, m)
-            unterminated = open_region or unterminated
-        elif kind in ("estring", "string", "ident") and m.group(kind + "_end") is None:
-            unterminated = {"estring": "E'...' string", "string": "quoted string", "ident": "quoted identifier"}[kind]
         # Quoted text and comments: placeholders stay text, but %% still means % (as in psycopg,
         # where the whole query goes through %-formatting).
         if query.find("%%", m.start(), pos) != -1:
@@ -235,23 +251,12 @@ def format_query(query: str, params: Sequence[Any] | None, registry: Any = None)
     literals = [quote_literal(value, registry) for value in params]
     pieces: list[str] = []
     last = 0
-    pos = 0
-    search = _TOKEN.search
-    while True:
-        m = search(query, pos)
-        if m is None:
-            break
-        kind = m.lastgroup
-        pos = m.end()
-        if kind == "number":
+    for m, end, _ in _lex(query, percent_is_operator=True):
+        if m.lastgroup == "number":
             index = int(m.group(0)[1:]) - 1
             if 0 <= index < len(literals):
                 pieces.append(query[last : m.start()])
                 pieces.append(literals[index])
-                last = pos
-        elif kind == "block" or kind == "dollar":
-            pos, _ = _region_end(query, m)
-        elif kind == "percent":
-            pos = m.start() + 1  # a % is an operator here: skip just it
+                last = end
     pieces.append(query[last:])
     return "".join(pieces)

@@ -112,7 +112,7 @@ class PortalStream:
     once the server sent the last row, after which the connection is ready again.
     """
 
-    __slots__ = ("fields", "rows", "done", "tag", "row_count", "mode", "max_rows", "_registry", "_convert", "_delivered")
+    __slots__ = ("fields", "rows", "done", "tag", "row_count", "mode", "max_rows", "_registry", "_convert", "_delivered", "_leading")
 
     def __init__(self, mode: RowMode, max_rows: int, registry: Any) -> None:
         self.fields: list[ev.FieldDescription] = []
@@ -125,6 +125,7 @@ class PortalStream:
         self._registry = registry
         self._convert: Any = None
         self._delivered = 0
+        self._leading = 0  # CommandCompletes of statements sent ahead, to skip
 
 
 class Session:
@@ -715,7 +716,7 @@ class Session:
         registry: Any = None,
         returning: bool = False,
         mode: RowMode = "tuple",
-        begin: bool = False,
+        begin: bool | str = False,
     ) -> Op[tuple[int, list[Result]]]:
         """Run one statement for each parameter row in one pipelined block, all or nothing.
 
@@ -730,7 +731,8 @@ class Session:
         result_formats = (fmt,) if fmt else ()
         out: list[bytes] = []
         if begin:
-            out.append(conn.send_extended_query("", "BEGIN", (), (), sync=False))
+            begin_sql = begin if isinstance(begin, str) else "BEGIN"
+            out.append(conn.send_extended_query("", begin_sql, (), (), sync=False))
         last_oids: tuple[int, ...] | None = None
         describe = b"" if not returning else conn.send_describe("P")
         execute = conn.send_execute()
@@ -767,7 +769,7 @@ class Session:
             conn.receive_data((yield None) or b"")
 
     def simple_query(
-        self, sql: str, *, mode: RowMode = "dict", registry: Any = None, begin: bool = False
+        self, sql: str, *, mode: RowMode = "dict", registry: Any = None, begin: bool | str = False
     ) -> Op[list[Result]]:
         """The simple query protocol: any number of statements, text results, one result each.
 
@@ -779,7 +781,7 @@ class Session:
         reg = registry if registry is not None else self.registry
         conn = self.conn
         if begin:
-            yield conn.send_query("BEGIN") + conn.send_query(sql)
+            yield conn.send_query(begin if isinstance(begin, str) else "BEGIN") + conn.send_query(sql)
             results = yield from self._collect_results(reg, mode, extended=False, ready=2, sql=sql)
             return results[1:]
         yield conn.send_query(sql)
@@ -906,6 +908,7 @@ class Session:
         out.append(conn.send_flush())
         conn.expect_ready(0)  # busy from now on, though no Sync is out yet
         stream = PortalStream(mode, max_rows, reg)
+        stream._leading = 1 if begin is not None else 0
         yield b"".join(out)
         yield from self._stream_batch(stream)
         return stream
@@ -971,6 +974,8 @@ class Session:
                 elif cls is ev.RowDescription:
                     stream._convert = self._converter(event, stream._registry, stream.mode, None)
                     stream.fields = list(event.fields)
+                elif cls is ev.CommandComplete and stream._leading:
+                    stream._leading -= 1  # the BEGIN sent ahead
                 elif cls is ev.CommandComplete:
                     stream.tag = event.tag
                     command, count = parse_command_tag(event.tag)
@@ -1080,7 +1085,9 @@ class Session:
         row: the fast way to read."""
         conn = self.conn
         chunks: list[bytes] = []
+        fast = conn.copy_out_data
         while True:
+            chunks += fast()
             event = conn.next_event()
             if event is NEED_DATA:
                 if chunks:
@@ -1125,7 +1132,12 @@ class ConnectionInfo:
 
     def __init__(self, session: Session, params: Any = None) -> None:
         self._session = session
-        self._params = params
+        #: Where the connection went (from its parameters): host (a directory for a Unix
+        #: socket), port, database name and role.
+        self.host: str | None = getattr(params, "host", None)
+        self.port: int | None = getattr(params, "port", None)
+        self.dbname: str | None = getattr(params, "dbname", None)
+        self.user: str | None = getattr(params, "user", None)
 
     @property
     def server_version(self) -> int:
@@ -1178,33 +1190,6 @@ class ConnectionInfo:
     def timezone(self) -> str | None:
         """The session's TimeZone setting."""
         return self._session.conn.parameters.get("TimeZone")
-
-    def _param(self, name: str) -> Any:
-        return getattr(self._params, name, None)
-
-    @property
-    def host(self) -> str | None:
-        """The host connected to (a directory for a Unix socket)."""
-        value: str | None = self._param("host")
-        return value
-
-    @property
-    def port(self) -> int | None:
-        """The port connected to."""
-        value: int | None = self._param("port")
-        return value
-
-    @property
-    def dbname(self) -> str | None:
-        """The database name."""
-        value: str | None = self._param("dbname")
-        return value
-
-    @property
-    def user(self) -> str | None:
-        """The role connected as."""
-        value: str | None = self._param("user")
-        return value
 
     def __repr__(self) -> str:
         return f"<ConnectionInfo server_version={self.server_version} backend_pid={self.backend_pid} status={self.transaction_status}>"

@@ -8,7 +8,7 @@ import random
 import socket
 import threading
 import time
-from typing import Any, BinaryIO, Generator, Iterable, Iterator, Mapping, Sequence, Unpack
+from typing import Any, BinaryIO, Callable, Generator, Iterable, Iterator, Mapping, Sequence, Unpack
 
 from neon_proto import events as ev
 from neon_proto.conninfo import (
@@ -31,7 +31,7 @@ from neon_proto.startup import StartupPipeline
 from neon_proto.options import ConnectKeywords, ConnectOptions, TransportOptions, resolve_connect_options
 from neon_proto.results import Result, RowMode
 from neon_proto.types import TypeRegistry, default_registry
-from neon_proto.session import Op, Query, Session, SessionFacts
+from neon_proto.session import Op, PortalStream, Query, Session, SessionFacts
 from neon_proto.pyformat import format_query
 from neon_sync._io import Transport, establish, read_config_file, run
 from neon_sync.copy import Copy
@@ -336,10 +336,11 @@ class Client(SessionFacts):
         results: list[Result] = self._run(self._session.simple_query(text, mode=mode))
         return results
 
-    def execute_many(self, text: str, param_rows: Iterable[Sequence[Any]], *, begin: bool = False) -> int:
+    def execute_many(self, text: str, param_rows: Iterable[Sequence[Any]], *, begin: bool | str = False) -> int:
         """Run a statement once per parameter row, pipelined in one round trip; all or nothing.
 
-        ``begin=True`` opens a transaction in the same round trip (left open for the caller).
+        ``begin=True`` (or a ``BEGIN ...`` statement) opens a transaction in the same round trip
+        (left open for the caller).
         """
         total, _ = self._run(self._session.execute_many(text, param_rows, begin=begin))
         return int(total)
@@ -435,10 +436,19 @@ class Client(SessionFacts):
         return self._stream(sql, params, batch_rows=batch_rows, mode=mode)
 
     def _stream(
-        self, sql: str, params: Sequence[Any] | None, *, batch_rows: int, mode: RowMode, begin: str | None = None
+        self,
+        sql: str,
+        params: Sequence[Any] | None,
+        *,
+        batch_rows: int,
+        mode: RowMode,
+        begin: str | None = None,
+        on_start: Callable[[PortalStream], None] | None = None,
     ) -> Iterator[Any]:
         session = self._session
         portal = self._run(session.stream_open(sql, params, max_rows=batch_rows, mode=mode, begin=begin))
+        if on_start is not None:
+            on_start(portal)
         try:
             while True:
                 rows, portal.rows = portal.rows, []

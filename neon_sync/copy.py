@@ -12,6 +12,7 @@ The protocol steps live in ``neon_proto.session`` and the text format in ``neon_
 
 from __future__ import annotations
 
+from collections import deque
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["Copy"]
 
 _FLUSH_AT = 128 * 1024
+_LINES_PER_FLUSH = 2048
 
 
 class Copy:
@@ -36,6 +38,8 @@ class Copy:
         self._direction: str | None = None
         self._buffer = bytearray()
         self._writer: CopyRowWriter | None = None
+        self._lines: list[str] | None = None  # rows formatted but not yet encoded
+        self._pending_rows: deque[tuple[Any, ...]] = deque()  # read but not yet handed out
         self._reader: CopyRowReader | None = None
         self._finished = False
         #: Rows copied, known once the COPY is over.
@@ -87,21 +91,28 @@ class Copy:
     def write(self, data: bytes | bytearray | memoryview | str) -> None:
         """Send raw data in the COPY's format (buffered; sent in large messages)."""
         self._need("in")
+        if self._lines:
+            self._flush()  # rows written before keep their place
         self._buffer += data.encode() if isinstance(data, str) else data
         if len(self._buffer) >= _FLUSH_AT:
             self._flush()
 
     def write_row(self, row: Sequence[Any]) -> None:
         """Send one row (text format); each value goes through the connection's dumpers."""
-        self._need("in")
-        writer = self._writer
-        if writer is None:
-            writer = self._writer = CopyRowWriter(self._client.registry)
-        self._buffer += writer.format_row(row)
-        if len(self._buffer) >= _FLUSH_AT:
+        lines = self._lines
+        if lines is None:
+            self._need("in")
+            self._writer = CopyRowWriter(self._client.registry)
+            lines = self._lines = []
+        lines.append(self._writer.format_line(row))  # type: ignore[union-attr]
+        if len(lines) >= _LINES_PER_FLUSH:
             self._flush()
 
     def _flush(self) -> None:
+        lines = self._lines
+        if lines:
+            self._buffer += "".join(lines).encode()
+            lines.clear()
         if not self._buffer:
             return
         client = self._client
@@ -110,13 +121,14 @@ class Copy:
         data = client.session.copy_in_data(self._buffer)
         self._buffer = bytearray()
         try:
-            transport.sock.sendall(data)
+            transport.send(data, client.session.conn)
         except OSError as exc:
             transport.close()
             raise ConnectionClosed(f"the connection was lost during COPY: {exc}") from exc
 
     def _finish_in(self, failure: str | None) -> None:
         self._finished = True
+        self._lines = None  # a later write_row checks the state again
         result = self._client._run(self._client.session.copy_in_finish(failure))
         self.rowcount = result.row_count if result.row_count is not None else -1
 
@@ -154,9 +166,24 @@ class Copy:
             self._reader = CopyRowReader(self._client.registry, self._client.info.encoding)
         return self._reader
 
+    def read_row(self) -> tuple[Any, ...] | None:
+        """The next row (as ``rows()`` gives them), or None once the COPY is over."""
+        pending = self._pending_rows
+        while not pending:
+            data = self.read()
+            reader = self._row_reader()
+            if not data:
+                reader.finish()
+                return None
+            pending.extend(reader.feed(data))
+        return pending.popleft()
+
     def rows(self) -> Iterator[tuple[Any, ...]]:
         """The rows as tuples (text format): str values, or loaded after ``set_types``."""
         reader = self._row_reader()
+        pending = self._pending_rows
+        while pending:
+            yield pending.popleft()
         for data in self:
             yield from reader.feed(data)
         reader.finish()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as _dt
+import enum
+import re
 import time as _time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -23,10 +26,12 @@ from neon_proto.errors import (
     ProgrammingError,
     Warning,
 )
-from neon_proto.pyformat import convert_pyformat
+from neon_proto.pyformat import convert_pyformat, format_query
 from neon_proto.results import Result
-from neon_proto.session import Query
+from neon_proto.rows import RowFactory, RowMaker, tuple_row
+from neon_proto.session import ConnectionInfo, NoticeHandler, PortalStream, Query
 from neon_sync.client import Client
+from neon_sync.copy import Copy
 
 __all__ = [
     "apilevel",
@@ -35,6 +40,9 @@ __all__ = [
     "connect",
     "Connection",
     "Cursor",
+    "ServerCursor",
+    "IsolationLevel",
+    "Xid",
     "Column",
     "Date",
     "Time",
@@ -131,6 +139,7 @@ def connect(
     dsn: str | None = None,
     *,
     autocommit: bool = False,
+    row_factory: RowFactory | None = None,
     array_mode: bool = False,
     prepared_statement_cache_size: int = 0,
     registry: Any = None,
@@ -151,17 +160,97 @@ def connect(
         max_message_size=max_message_size,
         **options,
     ).connect(wait=True)
-    return Connection(client, autocommit=autocommit)
+    return Connection(client, autocommit=autocommit, row_factory=row_factory)
+
+
+class IsolationLevel(enum.IntEnum):
+    """Transaction isolation levels (psycopg's values)."""
+
+    READ_UNCOMMITTED = 1
+    READ_COMMITTED = 2
+    REPEATABLE_READ = 3
+    SERIALIZABLE = 4
+
+
+class Xid(NamedTuple):
+    """A two-phase commit transaction id: ``(format_id, gtrid, bqual)`` as in XA.
+
+    ``format_id`` None means a plain Postgres transaction name in ``gtrid`` (one prepared by
+    something else); otherwise the three parts are encoded into the name as psycopg does, so
+    that either driver recovers the other's transactions.
+    """
+
+    format_id: int | None
+    gtrid: str
+    bqual: str | None
+
+    def as_gid(self) -> str:
+        """The name given to PREPARE TRANSACTION."""
+        if self.format_id is None:
+            return self.gtrid
+        gtrid = base64.b64encode(self.gtrid.encode()).decode()
+        bqual = base64.b64encode((self.bqual or "").encode()).decode()
+        return f"{self.format_id}_{gtrid}_{bqual}"
+
+    @classmethod
+    def from_gid(cls, gid: str) -> "Xid":
+        """The Xid a prepared transaction's name stands for."""
+        m = _GID.match(gid)
+        if m is not None:
+            try:
+                gtrid = base64.b64decode(m.group(2), validate=True).decode()
+                bqual = base64.b64decode(m.group(3), validate=True).decode()
+            except (ValueError, UnicodeDecodeError):
+                pass
+            else:
+                return cls(int(m.group(1)), gtrid, bqual)
+        return cls(None, gid, None)
+
+
+_GID = re.compile(r"^(\d+)_([A-Za-z0-9+/=]*)_([A-Za-z0-9+/=]*)$")
+_ISOLATION_SQL = {
+    IsolationLevel.READ_UNCOMMITTED: "READ UNCOMMITTED",
+    IsolationLevel.READ_COMMITTED: "READ COMMITTED",
+    IsolationLevel.REPEATABLE_READ: "REPEATABLE READ",
+    IsolationLevel.SERIALIZABLE: "SERIALIZABLE",
+}
+
+
+def _isolation_level(value: Any) -> IsolationLevel | None:
+    if value is None or isinstance(value, IsolationLevel):
+        return value
+    if isinstance(value, str):
+        key = value.strip().upper().replace(" ", "_").replace("-", "_")
+        try:
+            return IsolationLevel[key]
+        except KeyError:
+            pass
+    elif isinstance(value, int):
+        try:
+            return IsolationLevel(value)
+        except ValueError:
+            pass
+    raise ProgrammingError(
+        f"unknown isolation level {value!r}: use one of {', '.join(level.name for level in IsolationLevel)} or None"
+    )
 
 
 class Connection(DBAPIExceptions):
     """A PEP 249 connection. Outside autocommit, the first statement opens a transaction."""
 
-    def __init__(self, client: Client, *, autocommit: bool = False) -> None:
+    def __init__(self, client: Client, *, autocommit: bool = False, row_factory: RowFactory | None = None) -> None:
         self.client = client
         self._autocommit = autocommit
         self._savepoints = 0
         self._closed = False
+        #: The row factory of cursors created from now on (``neon_proto.rows``); tuples by default.
+        self.row_factory: RowFactory = row_factory if row_factory is not None else tuple_row
+        self._isolation_level: IsolationLevel | None = None
+        self._read_only: bool | None = None
+        self._deferrable: bool | None = None
+        self._tpc: Xid | None = None
+        self._tpc_prepared = False
+        self._cursor_names = 0
 
     def __repr__(self) -> str:
         return f"<neon_sync.Connection {self.client!r} autocommit={self._autocommit}>"
@@ -186,10 +275,87 @@ class Connection(DBAPIExceptions):
         if self.closed:
             raise InterfaceError("the connection is closed")
 
-    def cursor(self) -> "Cursor":
-        """A new cursor."""
+    # ------------------------------------------------------------------ transaction settings
+
+    def _check_settable(self, what: str) -> None:
         self._check_open()
-        return Cursor(self)
+        if self.client.transaction_status != "I":
+            raise ProgrammingError(f"cannot change {what} inside a transaction: commit or roll back first")
+
+    @property
+    def isolation_level(self) -> IsolationLevel | None:
+        """The isolation level of the transactions this connection opens (None: the server's default)."""
+        return self._isolation_level
+
+    @isolation_level.setter
+    def isolation_level(self, value: IsolationLevel | str | int | None) -> None:
+        level = _isolation_level(value)
+        self._check_settable("isolation_level")
+        self._isolation_level = level
+
+    @property
+    def read_only(self) -> bool | None:
+        """Whether the transactions this connection opens are READ ONLY (None: the server's default)."""
+        return self._read_only
+
+    @read_only.setter
+    def read_only(self, value: bool | None) -> None:
+        self._check_settable("read_only")
+        self._read_only = None if value is None else bool(value)
+
+    @property
+    def deferrable(self) -> bool | None:
+        """Whether the transactions this connection opens are DEFERRABLE (None: the server's default)."""
+        return self._deferrable
+
+    @deferrable.setter
+    def deferrable(self, value: bool | None) -> None:
+        self._check_settable("deferrable")
+        self._deferrable = None if value is None else bool(value)
+
+    def _begin_sql(self) -> str:
+        parts = ["BEGIN"]
+        if self._isolation_level is not None:
+            parts.append("ISOLATION LEVEL " + _ISOLATION_SQL[self._isolation_level])
+        if self._read_only is not None:
+            parts.append("READ ONLY" if self._read_only else "READ WRITE")
+        if self._deferrable is not None:
+            parts.append("DEFERRABLE" if self._deferrable else "NOT DEFERRABLE")
+        return " ".join(parts)
+
+    # ------------------------------------------------------------------ facts and notices
+
+    @property
+    def info(self) -> ConnectionInfo:
+        """Server version, backend pid, transaction status, parameter statuses, encoding."""
+        return self.client.info
+
+    def add_notice_handler(self, handler: NoticeHandler) -> None:
+        """Call ``handler(diagnostic)`` for each notice or warning the server sends."""
+        self.client.add_notice_handler(handler)
+
+    def remove_notice_handler(self, handler: NoticeHandler) -> None:
+        """Stop calling a notice handler."""
+        self.client.remove_notice_handler(handler)
+
+    # ------------------------------------------------------------------ cursors
+
+    def cursor(
+        self,
+        name: str | None = None,
+        *,
+        row_factory: RowFactory | None = None,
+        scrollable: bool | None = None,
+        withhold: bool = False,
+    ) -> "Cursor":
+        """A new cursor; with a ``name``, a server-side cursor (DECLARE/FETCH, see ServerCursor)."""
+        self._check_open()
+        factory = row_factory if row_factory is not None else self.row_factory
+        if name is not None:
+            return ServerCursor(self, name, row_factory=factory, scrollable=scrollable, withhold=withhold)
+        if scrollable is not None or withhold:
+            raise ProgrammingError("scrollable and withhold are options of named (server-side) cursors")
+        return Cursor(self, row_factory=factory)
 
     def execute(self, operation: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> "Cursor":
         """Create a cursor, execute, and return it (a psycopg-style shortcut)."""
@@ -200,19 +366,101 @@ class Connection(DBAPIExceptions):
     def commit(self) -> None:
         """Commit the current transaction (nothing to do outside one)."""
         self._check_open()
+        if self._tpc is not None:
+            raise ProgrammingError("commit() inside a two-phase transaction: use tpc_commit()")
         if self.client.transaction_status != "I":
             self.client.query("COMMIT")
 
     def rollback(self) -> None:
         """Roll back the current transaction (nothing to do outside one)."""
         self._check_open()
+        if self._tpc is not None:
+            raise ProgrammingError("rollback() inside a two-phase transaction: use tpc_rollback()")
         if self.client.transaction_status != "I":
             self.client.query("ROLLBACK")
 
     def close(self) -> None:
-        """Close the connection; an open transaction is discarded by the server."""
+        """Close the connection; an open transaction is discarded by the server.
+
+        Closing a connection already closed raises InterfaceError, as PEP 249 asks.
+        """
+        if self._closed:
+            raise InterfaceError("the connection is already closed")
         self._closed = True
         self.client.close()
+
+    # ------------------------------------------------------------------ two-phase commit
+
+    def xid(self, format_id: int | None, gtrid: str, bqual: str | None) -> Xid:
+        """A transaction id for the tpc_* methods (PEP 249): a 3-tuple, format_id 0..2**31-1."""
+        if format_id is not None and not (0 <= format_id < 2**31):
+            raise ProgrammingError("format_id must be a non-negative 32-bit integer")
+        for part, value in (("gtrid", gtrid), ("bqual", bqual)):
+            if value is not None and len(value.encode()) > 64:
+                raise ProgrammingError(f"{part} must be at most 64 bytes")
+        if format_id is not None and bqual is None:
+            raise ProgrammingError("bqual is needed when format_id is given")
+        return Xid(format_id, gtrid, bqual)
+
+    def tpc_begin(self, xid: Xid | str) -> None:
+        """Begin a two-phase transaction; only outside a transaction."""
+        self._check_open()
+        if self._tpc is not None:
+            raise ProgrammingError("tpc_begin() inside a two-phase transaction")
+        if self.client.transaction_status != "I":
+            raise ProgrammingError("tpc_begin() inside a transaction: commit or roll back first")
+        if isinstance(xid, str):
+            xid = Xid.from_gid(xid)
+        self.client.query(self._begin_sql())
+        self._tpc = xid
+        self._tpc_prepared = False
+
+    def tpc_prepare(self) -> None:
+        """First phase: PREPARE TRANSACTION; after it only tpc_commit() or tpc_rollback()."""
+        self._check_open()
+        if self._tpc is None:
+            raise ProgrammingError("tpc_prepare() outside a two-phase transaction")
+        if self._tpc_prepared:
+            raise ProgrammingError("the two-phase transaction is already prepared")
+        self.client.query("PREPARE TRANSACTION " + _quote_literal(self._tpc.as_gid()))
+        self._tpc_prepared = True
+
+    def tpc_commit(self, xid: Xid | str | None = None) -> None:
+        """Commit the two-phase transaction (one phase when not prepared), or a recovered ``xid``."""
+        self._tpc_finish("COMMIT", xid)
+
+    def tpc_rollback(self, xid: Xid | str | None = None) -> None:
+        """Roll back the two-phase transaction, or a recovered ``xid``."""
+        self._tpc_finish("ROLLBACK", xid)
+
+    def _tpc_finish(self, verb: str, xid: Xid | str | None) -> None:
+        self._check_open()
+        name = f"tpc_{verb.lower()}()"
+        if xid is None:
+            if self._tpc is None:
+                raise ProgrammingError(f"{name} without an xid outside a two-phase transaction")
+            if self._tpc_prepared:
+                self.client.query(f"{verb} PREPARED " + _quote_literal(self._tpc.as_gid()))
+            else:
+                self.client.query(verb)
+            self._tpc = None
+            self._tpc_prepared = False
+            return
+        if self._tpc is not None or self.client.transaction_status != "I":
+            raise ProgrammingError(f"{name} with an xid must be called outside a transaction")
+        if isinstance(xid, str):
+            xid = Xid.from_gid(xid)
+        self.client.query(f"{verb} PREPARED " + _quote_literal(xid.as_gid()))
+
+    def tpc_recover(self) -> list[Xid]:
+        """The transactions prepared in this database and not yet committed or rolled back."""
+        self._check_open()
+        result = self.client.query(
+            "SELECT gid FROM pg_catalog.pg_prepared_xacts WHERE database = pg_catalog.current_database()"
+            " ORDER BY prepared",
+            array_mode=True,
+        )
+        return [Xid.from_gid(row[0]) for row in result.rows]
 
     def cancel(self) -> None:
         """Cancel the query running on this connection (callable from another thread)."""
@@ -223,13 +471,14 @@ class Connection(DBAPIExceptions):
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            if not self.closed:
+            if not self.closed and self._tpc is None:
                 if exc_type is None:
                     self.commit()
                 else:
                     self.rollback()
         finally:
-            self.close()
+            if not self._closed:
+                self.close()
 
     @contextmanager
     def transaction(self) -> Iterator["Connection"]:
@@ -237,7 +486,7 @@ class Connection(DBAPIExceptions):
         self._check_open()
         client = self.client
         if client.transaction_status == "I":
-            client.query("BEGIN")
+            client.query(self._begin_sql())
             savepoint = None
         else:
             self._savepoints += 1
@@ -262,8 +511,20 @@ class Connection(DBAPIExceptions):
             if savepoint is not None:
                 self._savepoints -= 1
 
-    def _needs_begin(self) -> bool:
-        return not self._autocommit and self.client.transaction_status == "I"
+    def _begin_needed(self) -> str | None:
+        """The BEGIN to send before the next statement, if one is due."""
+        if self._tpc_prepared:
+            raise ProgrammingError("the two-phase transaction is prepared: call tpc_commit() or tpc_rollback()")
+        if self._autocommit or self.client.transaction_status != "I":
+            return None
+        return self._begin_sql()
+
+
+_NO_ROW = object()
+
+
+def _quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _column(field: Any) -> Column:
@@ -280,9 +541,9 @@ def _column(field: Any) -> Column:
 
 
 class Cursor:
-    """A PEP 249 cursor: rows are tuples."""
+    """A PEP 249 cursor: rows are tuples unless a row factory says otherwise."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, *, row_factory: RowFactory | None = None) -> None:
         self.connection = connection
         self.arraysize = 1
         self._results: list[Result] = []
@@ -293,9 +554,28 @@ class Cursor:
         self.rowcount = -1
         self.statusmessage: str | None = None
         self._description: list[Column] | None = None
+        self._row_factory: RowFactory = row_factory if row_factory is not None else connection.row_factory
+        self._make_row: RowMaker | None = None  # None: rows as they are (tuples)
 
     def __repr__(self) -> str:
         return f"<neon_sync.Cursor rowcount={self.rowcount} closed={self._closed}>"
+
+    @property
+    def row_factory(self) -> RowFactory:
+        """How rows are shaped (``neon_proto.rows``: tuple_row, dict_row, namedtuple_row, class_row...)."""
+        return self._row_factory
+
+    @row_factory.setter
+    def row_factory(self, factory: RowFactory) -> None:
+        self._row_factory = factory
+        self._update_row_maker()
+
+    def _update_row_maker(self) -> None:
+        factory = self._row_factory
+        if factory is tuple_row or self._description is None:
+            self._make_row = None
+        else:
+            self._make_row = factory(self)
 
     @property
     def description(self) -> list[Column] | None:
@@ -306,6 +586,11 @@ class Cursor:
     def lastrowid(self) -> None:
         """Not supported by Postgres (use RETURNING)."""
         return None
+
+    @property
+    def rownumber(self) -> int | None:
+        """The index of the next row to fetch in the current result, or None without one."""
+        return self._pos if self._description is not None else None
 
     @property
     def closed(self) -> bool:
@@ -329,13 +614,13 @@ class Cursor:
         client = self._check()
         session = client.session
         sql, args = convert_pyformat(operation, parameters)
-        begin = self.connection._needs_begin()
+        begin = self.connection._begin_needed()
         if parameters is None:
-            results: list[Result] = client._run(session.simple_query(sql, mode="tuple", begin=begin))
+            results: list[Result] = client._run(session.simple_query(sql, mode="tuple", begin=begin or False))
         else:
             queries = [Query(sql, args, "tuple")]
             if begin:
-                queries.insert(0, Query("BEGIN", None, "tuple"))
+                queries.insert(0, Query(begin, None, "tuple"))
             done = client._run(session.pipeline(queries, sync_each=False))
             results = [q.outcome() for q in done]
             if begin:
@@ -356,7 +641,7 @@ class Cursor:
             self._set_results([])
             self.rowcount = 0
             return
-        total = client.execute_many(sql, rows, begin=self.connection._needs_begin())
+        total = client.execute_many(sql, rows, begin=self.connection._begin_needed() or False)
         self._set_results([])
         self.rowcount = total
 
@@ -366,6 +651,61 @@ class Cursor:
         placeholders = ", ".join(["%s"] * len(parameters))
         self.execute(f"SELECT * FROM {name}({placeholders})", list(parameters))
         return parameters
+
+    def mogrify(self, operation: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> str:
+        """The statement with its parameters as literals, for logging (never executed so)."""
+        client = self._check()
+        sql, args = convert_pyformat(operation, parameters)
+        return format_query(sql, args, client.registry)
+
+    def copy(self, statement: str) -> Copy:
+        """A COPY as a context manager (``write``/``write_row``, or ``read``/``rows``/iteration).
+
+        Outside autocommit, the COPY runs in the connection's transaction, opened first if needed.
+        """
+        client = self._check()
+        begin = self.connection._begin_needed()
+        if begin:
+            client.query(begin)
+        return client.copy(statement)
+
+    def stream(
+        self, operation: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None, *, size: int = 2000
+    ) -> Iterator[Any]:
+        """Iterate over a statement's rows, read ``size`` at a time from the server: memory stays
+        at one batch. The connection runs nothing else until the iteration ends or is closed."""
+        client = self._check()
+        sql, args = convert_pyformat(operation, parameters)
+        begin = self.connection._begin_needed()
+
+        def started(portal: PortalStream) -> None:
+            self._rows = []
+            self._pos = 0
+            self._description = [_column(f) for f in portal.fields] if portal.fields else None
+            self._update_row_maker()
+
+        rows = client._stream(
+            sql, args if parameters is not None else None, batch_rows=size, mode="tuple", begin=begin, on_start=started
+        )
+        return self._shaped(rows)
+
+    def _shaped(self, rows: Iterator[Any]) -> Iterator[Any]:
+        first: Any = next(rows, _NO_ROW)  # opens the stream: the row maker is known after it
+        if first is _NO_ROW:
+            return
+        make = self._make_row
+        if make is None:
+            yield first
+            yield from rows  # closing this generator closes the stream too
+            return
+        try:
+            yield make(first)
+            for row in rows:
+                yield make(row)
+        finally:
+            close = getattr(rows, "close", None)
+            if close is not None:
+                close()
 
     def _set_results(self, results: list[Result]) -> None:
         self._results = results
@@ -389,9 +729,12 @@ class Cursor:
             self._description = None
             self.rowcount = -1
             self.statusmessage = None
+        self._update_row_maker()
 
     def nextset(self) -> bool | None:
         """Move to the next result of a multi-statement execute; None when there is none."""
+        if self._closed:
+            raise InterfaceError("the cursor is closed")
         if self._index + 1 < len(self._results):
             self._index += 1
             self._load_current()
@@ -404,31 +747,44 @@ class Cursor:
         if self._description is None:
             raise ProgrammingError("the last operation produced no result rows")
 
-    def fetchone(self) -> tuple[Any, ...] | None:
+    def fetchone(self) -> Any:
         """The next row, or None."""
         self._check_rows()
         if self._pos >= len(self._rows):
             return None
         row = self._rows[self._pos]
         self._pos += 1
-        return row  # type: ignore[no-any-return]
+        make = self._make_row
+        return row if make is None else make(row)
 
-    def fetchmany(self, size: int | None = None) -> list[tuple[Any, ...]]:
+    def fetchmany(self, size: int | None = None) -> list[Any]:
         """Up to ``size`` rows (default ``arraysize``)."""
         self._check_rows()
         n = self.arraysize if size is None else size
         rows = self._rows[self._pos : self._pos + n]
         self._pos += len(rows)
-        return rows
+        make = self._make_row
+        return rows if make is None else [make(r) for r in rows]
 
-    def fetchall(self) -> list[tuple[Any, ...]]:
+    def fetchall(self) -> list[Any]:
         """Every remaining row."""
         self._check_rows()
         rows = self._rows[self._pos :]
         self._pos = len(self._rows)
-        return rows
+        make = self._make_row
+        return rows if make is None else [make(r) for r in rows]
 
-    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+    def scroll(self, value: int, mode: str = "relative") -> None:
+        """Move in the current result: ``relative`` to the current row or ``absolute``."""
+        self._check_rows()
+        if mode not in ("relative", "absolute"):
+            raise ProgrammingError(f"scroll mode must be 'relative' or 'absolute', not {mode!r}")
+        target = self._pos + value if mode == "relative" else value
+        if not 0 <= target <= len(self._rows):
+            raise IndexError(f"scroll target {target} is out of the result (0..{len(self._rows)})")
+        self._pos = target
+
+    def __iter__(self) -> Iterator[Any]:
         while True:
             row = self.fetchone()
             if row is None:
@@ -446,6 +802,175 @@ class Cursor:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class ServerCursor(Cursor):
+    """A named, server-side cursor: ``execute`` DECLAREs it, fetches read it ``itersize`` rows
+    at a time (FETCH), so a large result never sits whole in memory.
+
+    Without ``withhold`` it lives in a transaction (opened by execute outside autocommit);
+    ``scrollable`` True/False declares SCROLL / NO SCROLL. ``close()`` CLOSEs it on the server.
+    """
+
+    def __init__(
+        self,
+        connection: Connection,
+        name: str,
+        *,
+        row_factory: RowFactory | None = None,
+        scrollable: bool | None = None,
+        withhold: bool = False,
+    ) -> None:
+        super().__init__(connection, row_factory=row_factory)
+        if not name:
+            raise ProgrammingError("a server-side cursor needs a non-empty name")
+        self.name = name
+        self.scrollable = scrollable
+        self.withhold = withhold
+        #: Rows each FETCH asks for while iterating.
+        self.itersize = 2000
+        self._declared = False
+        self._at_end = False
+        self._server_pos = 0  # rows the server cursor has moved past
+        self._buffer_start = 0  # row number of self._rows[0]
+
+    def __repr__(self) -> str:
+        return f"<neon_sync.ServerCursor {self.name!r} declared={self._declared} closed={self._closed}>"
+
+    def _quoted_name(self) -> str:
+        return '"' + self.name.replace('"', '""') + '"'
+
+    def execute(self, operation: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> "ServerCursor":
+        """DECLARE the cursor for a query and read its first ``itersize`` rows in the same round trip."""
+        client = self._check()
+        if self._declared:
+            self._close_on_server(client)
+        if not self.withhold and self.connection.autocommit and client.transaction_status == "I":
+            raise ProgrammingError(
+                f"server-side cursor {self.name!r} needs a transaction: turn autocommit off, open one with"
+                " transaction(), or declare it with withhold=True"
+            )
+        sql, args = convert_pyformat(operation, parameters)
+        scroll = "" if self.scrollable is None else ("SCROLL " if self.scrollable else "NO SCROLL ")
+        hold = "WITH HOLD " if self.withhold else ""
+        declare = f"DECLARE {self._quoted_name()} {scroll}CURSOR {hold}FOR {sql}"
+        queries = [Query(declare, args, "tuple"), Query(f"FETCH FORWARD {int(self.itersize)} FROM {self._quoted_name()}", None, "tuple")]
+        begin = self.connection._begin_needed()
+        if begin:
+            queries.insert(0, Query(begin, None, "tuple"))
+        done = client._run(client.session.pipeline(queries, sync_each=False))
+        results = [q.outcome() for q in done]
+        self._declared = True
+        self._server_pos = 0
+        fetched = results[-1]
+        self._take(fetched, start=0)
+        self.statusmessage = results[-2].tag
+        self.rowcount = -1
+        return self
+
+    def _take(self, result: Result, *, start: int) -> None:
+        self._rows = result.rows
+        self._pos = 0
+        self._buffer_start = start
+        self._server_pos = start + len(result.rows)
+        self._at_end = len(result.rows) < self.itersize
+        if result.fields or self._description is None:
+            self._description = [_column(f) for f in result.fields] if result.fields else None
+        self._update_row_maker()
+
+    def executemany(self, operation: str, seq_of_parameters: Sequence[Sequence[Any] | Mapping[str, Any]]) -> None:
+        """Not for server-side cursors."""
+        raise NotSupportedError("executemany() is not available on a server-side cursor")
+
+    def _fetch(self, count: int | None) -> list[Any]:
+        """Up to ``count`` rows (None: all the rest), from the buffer, then from the server."""
+        self._check_rows()
+        client = self._check()
+        out: list[Any] = []
+        while count is None or len(out) < count:
+            if self._pos < len(self._rows):
+                want = len(self._rows) - self._pos if count is None else count - len(out)
+                chunk = self._rows[self._pos : self._pos + want]
+                self._pos += len(chunk)
+                out.extend(chunk)
+                continue
+            if self._at_end:
+                break
+            size = "ALL" if count is None else str(max(self.itersize, count - len(out)))
+            result: Result = client.execute(f"FETCH FORWARD {size} FROM {self._quoted_name()}", mode="tuple")
+            self._take(result, start=self._server_pos)
+            if size == "ALL":
+                self._at_end = True
+            if not result.rows:
+                self._at_end = True
+                break
+        self.rowcount = self._buffer_start + self._pos
+        make = self._make_row
+        return out if make is None else [make(r) for r in out]
+
+    def fetchone(self) -> Any:
+        """The next row, or None."""
+        rows = self._fetch(1)
+        return rows[0] if rows else None
+
+    def fetchmany(self, size: int | None = None) -> list[Any]:
+        """Up to ``size`` rows (default ``arraysize``)."""
+        return self._fetch(self.arraysize if size is None else size)
+
+    def fetchall(self) -> list[Any]:
+        """Every remaining row."""
+        return self._fetch(None)
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            rows = self._fetch(self.itersize)
+            if not rows:
+                return
+            yield from rows
+
+    @property
+    def rownumber(self) -> int | None:
+        """The index of the next row to fetch, or None before execute."""
+        return self._buffer_start + self._pos if self._declared else None
+
+    def scroll(self, value: int, mode: str = "relative") -> None:
+        """Move the cursor (MOVE on the server); backwards needs ``scrollable=True``."""
+        self._check_rows()
+        client = self._check()
+        if mode not in ("relative", "absolute"):
+            raise ProgrammingError(f"scroll mode must be 'relative' or 'absolute', not {mode!r}")
+        here = self._buffer_start + self._pos
+        target = here + value if mode == "relative" else value
+        if target < 0:
+            raise IndexError("cannot scroll before the first row")
+        if self._buffer_start <= target <= self._buffer_start + len(self._rows):
+            self._pos = target - self._buffer_start  # inside the rows at hand
+            return
+        client.execute(f"MOVE ABSOLUTE {int(target)} FROM {self._quoted_name()}")
+        self._rows = []
+        self._pos = 0
+        self._buffer_start = target
+        self._server_pos = target
+        self._at_end = False
+
+    def _close_on_server(self, client: Client) -> None:
+        status = client.transaction_status
+        if status == "E" or (status == "I" and not self.withhold):
+            return  # gone with its transaction, or unreachable until the rollback
+        found = client.execute("SELECT 1 FROM pg_catalog.pg_cursors WHERE name = $1", [self.name])
+        if found.rows:
+            client.query(f"CLOSE {self._quoted_name()}")
+        self._declared = False
+
+    def close(self) -> None:
+        """CLOSE the cursor on the server (when it still exists) and drop its rows."""
+        if self._closed:
+            return
+        try:
+            if self._declared and not self.connection.closed:
+                self._close_on_server(self.connection.client)
+        finally:
+            super().close()
 
 
 # PEP 249 asks for the exceptions at module level too.

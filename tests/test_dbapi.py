@@ -526,7 +526,21 @@ def test_closed_connection_refuses_work(pg: EmbeddedPostgres) -> None:
         c.commit()
     with pytest.raises(dbapi.InterfaceError):
         c.rollback()
-    c.close()  # twice is fine
+
+
+def test_closing_a_connection_twice_is_an_error(pg: EmbeddedPostgres) -> None:
+    # PEP 249: "An Error (or subclass) exception will be raised if any operation is attempted
+    # with the connection" once closed; the compliance suite checks close() too.
+    c = dbapi.connect(pg.dsn(), sslmode="disable")
+    c.close()
+    with pytest.raises(dbapi.Error, match="already closed"):
+        c.close()
+
+
+def test_context_manager_after_an_explicit_close_does_not_raise(pg: EmbeddedPostgres) -> None:
+    with dbapi.connect(pg.dsn(), sslmode="disable") as c:
+        c.close()
+    assert c.closed
 
 
 def test_every_error_is_a_dbapi_error(conn: dbapi.Connection) -> None:

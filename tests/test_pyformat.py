@@ -346,3 +346,22 @@ def test_arbitrary_queries_convert_or_raise_programming_error(query: str) -> Non
             assert sql == query
         assert values == []
         assert not re.search(r"\$\d", sql) or re.search(r"\$\d", query)
+
+
+# --- format_query (for logs) ---------------------------------------------------------------
+
+
+def test_format_query_quotes_each_value() -> None:
+    from neon_proto.pyformat import format_query
+
+    sql = "SELECT $1, $2, $3, $4, $5, $6, $7"
+    params = [None, True, 3, -4, 1.5, float("nan"), "it's"]
+    assert format_query(sql, params) == "SELECT NULL, true, 3, (-4), 1.5, 'NaN'::float8, 'it''s'"
+
+
+def test_format_query_leaves_quotes_comments_and_unknown_numbers_alone() -> None:
+    from neon_proto.pyformat import format_query
+
+    sql = "SELECT $1 -- $1\n, '$1', $$ $1 $$, /* $1 */ $2, 10 %($1)"
+    assert format_query(sql, ["a"]) == "SELECT 'a' -- $1\n, '$1', $$ $1 $$, /* $1 */ $2, 10 %('a')"
+    assert format_query("SELECT $1", None) == "SELECT $1"
