@@ -999,7 +999,7 @@ class Session:
                 elif cls in (ev.ParseComplete, ev.BindComplete, ev.NoData, ev.CommandComplete):
                     continue
                 else:
-                    error = yield from self._unusual_event(event, error)
+                    error = yield from self._unusual_event(event, error, None)
 
     # ------------------------------------------------------------------ COPY
 
