@@ -897,6 +897,8 @@ class Session:
         conn = self.conn
         reg = registry if registry is not None else self.registry
         oids, formats, values = self._dump_params(params, reg) if params else ([], [], [])
+        # The stream's messages are counted by hand (no Sync yet): let a pipelined login end first.
+        yield from self.finish_startup()
         fmt = self.result_format
         out: list[bytes] = []
         if begin is not None:
