@@ -359,3 +359,27 @@ def test_the_readme_websocket_section_runs(pg: EmbeddedPostgres, proxy: Any) -> 
         done = subprocess.run([sys.executable, "-c", block], env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip()
+
+
+# ---------------------------------------------------------------- wss
+
+
+@pytest.fixture(scope="module")
+def tls_proxy(pg: EmbeddedPostgres) -> Iterator[Any]:
+    from neon_proxy.config import ProxyConfig
+    from neon_proxy.testing import DevStack
+
+    config = ProxyConfig(listen_port=0, shutdown_timeout=5.0, tls_cert=pg.server_cert_path, tls_key=pg.server_key_path)
+    with DevStack(postgres=pg, config=config) as stack:
+        yield stack
+
+
+def test_wss_checks_the_proxy_certificate(tls_proxy: Any, pg: EmbeddedPostgres) -> None:
+    wss = {"transport": "websocket", "ws_proxy": f"127.0.0.1:{tls_proxy.port}/v2"}
+    with Client(tls_proxy.database_url(), sslrootcert=pg.ca_cert_path, **wss) as c:  # use_secure_websocket: default
+        assert c.connect_pipeline == "password"  # encrypted: the password may leave at once
+        assert c.query("SELECT 'over wss' AS t").rows == [{"t": "over wss"}]
+    untrusted = Client(tls_proxy.database_url(), **wss)  # the system's CAs do not know the test CA
+    with pytest.raises(OperationalError, match="certificate verification failed"):
+        untrusted.connect()
+    assert untrusted.closed
