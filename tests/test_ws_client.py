@@ -272,16 +272,28 @@ def test_tls_inside_the_tunnel_through_a_relay(relay: Any, pg: EmbeddedPostgres)
         assert c.query("SELECT $1::text AS t", ["through TLS in a WebSocket"]).rows == [{"t": "through TLS in a WebSocket"}]
 
 
-def test_a_relay_to_a_scram_server_teaches_the_next_connect(relay: Any, pg: EmbeddedPostgres) -> None:
+def test_a_relay_to_a_scram_server_costs_one_reconnect_and_teaches_the_next_connect(
+    relay: Any, pg: EmbeddedPostgres, caplog: pytest.LogCaptureFixture
+) -> None:
     """Cleartext pipelining guessed wrong (Postgres itself asks SCRAM through a relay): the first
-    query says so clearly, and the next connect pipelines SCRAM instead."""
+    query() connects again with what the server asks and runs, the log says why once, and the
+    next connect pipelines SCRAM at once."""
+    caplog.set_level("INFO", logger="neon_proto.startup")
     first = relay_client(relay, pg).connect()
     assert first.connect_pipeline == "password"
-    with pytest.raises(AuthPipelineMismatch, match="SCRAM"):
-        first.query("SELECT 1")
+    assert first.query("SELECT current_user AS u").rows == [{"u": "scram_user"}]
+    assert first.connect_pipeline == "scram"
+    first.close()
+    assert sum("SCRAM" in r.getMessage() for r in caplog.records) == 1
     with relay_client(relay, pg) as second:
         assert second.connect_pipeline == "scram"
-        assert second.query("SELECT current_user AS u").rows == [{"u": "scram_user"}]
+        assert second.query("SELECT 1 AS one").rows == [{"one": 1}]
+    third = relay_client(relay, pg).connect()  # the lower-level API reports it instead
+    auth_method_memory.clear()
+    fourth = relay_client(relay, pg).connect()
+    with pytest.raises(AuthPipelineMismatch, match="SCRAM"):
+        fourth.execute("SELECT 1", [])
+    third.close()
 
 
 def test_pipeline_tls_against_postgres_is_a_clear_error(relay: Any, pg: EmbeddedPostgres) -> None:
