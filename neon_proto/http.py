@@ -719,6 +719,8 @@ def _result(payload: Any, shape: ResultShape) -> Any:
                 rows = [{n0: None if r[0] is None else d0(r[0])} for r in raw]
             else:
                 rows = [dict(zip(names, [None if v is None else d(v) for d, v in zip(decoders, r)])) for r in raw]
+    except Error:
+        raise  # a loader's own DataError, as over TCP
     except Exception as exc:  # the rows are well formed: a cell is not text of its type
         raise DataError(f"a value received from the server could not be decoded: {exc}") from None
     if not shape.full_results:

@@ -339,13 +339,15 @@ def run_concurrently(calls: list[Any]) -> list[Any]:
 def test_one_user_with_many_pool_keys_is_bounded_and_others_still_connect(pg: EmbeddedPostgres) -> None:
     proxy = limited_proxy(pg, pool_max_per_user=4)
     base = f"postgresql://md5_user:{pg.role('md5_user').password}@localhost:{pg.port}/postgres"
-    peak = [0]
+    peak = [0, 0]
     stop = threading.Event()
+    server = f"{pg.host}:{pg.port}"
 
     def watch() -> None:
         while not stop.is_set():
             peak[0] = max(peak[0], backends_of(pg, "md5_user"))
-            time.sleep(0.05)
+            peak[1] = max(peak[1], proxy.server.pool.user_size(server, "md5_user"))
+            time.sleep(0.02)
 
     def one(i: int) -> Any:
         url = f"{base}?options=-c%20application_name%3Dkey{i}"
@@ -363,7 +365,9 @@ def test_one_user_with_many_pool_keys_is_bounded_and_others_still_connect(pg: Em
         watcher.join()
         proxy.stop()
     assert statuses == [200] * 17
-    assert 1 <= peak[0] <= 4
+    assert 1 <= peak[1] <= 4, "the pool opened more than the user's bound"
+    # A backend told to exit (an idle connection closed to make room) may linger an instant.
+    assert 1 <= peak[0] <= 5
 
 
 def test_the_pool_stays_below_the_servers_max_connections(pg: EmbeddedPostgres) -> None:
@@ -464,7 +468,10 @@ def test_a_request_on_a_connection_the_server_already_ended_is_sent_again_on_a_n
     url = f"postgresql://trust_user:x@localhost:{pg.port}/postgres"
     try:
         fill_pool(proxy.port, url, 1)
-        assert proxy.server.pool.idle_count == 1
+        deadline = time.monotonic() + 5
+        while proxy.server.pool.idle_count != 1:  # released just after the response went out
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         assert terminate_backends_of(pg, "trust_user") == 1
         time.sleep(0.2)  # the server's goodbye is in the socket, unread
         response = request(proxy.port, {"query": "SELECT 41 + 1"}, headers={"Neon-Connection-String": url, "Neon-Array-Mode": "true"})
