@@ -513,3 +513,21 @@ def test_an_endpoint_table_still_refuses_an_ip_address_as_host(pg: EmbeddedPostg
         url = f"postgresql://trust_user:x@127.0.0.1:{pg.port}/postgres"
         response = request(routed.port, {"query": "SELECT 1"}, headers={"Neon-Connection-String": url})
     assert response.status == 400 and response.json["message"] == "missing hostname"
+
+
+# ---------------------------------------------------------------------- the shared limits, alone
+
+
+def test_connection_slots_refuse_past_the_limit_and_free_on_give_back() -> None:
+    from neon_proxy.limits import REFUSAL, ConnectionSlots, RequestDeadlines
+
+    slots = ConnectionSlots(2)
+    assert slots.try_take() and slots.try_take()
+    assert not slots.try_take() and slots.refused == 1
+    slots.give_back()
+    assert slots.try_take() and slots.open == 2
+    assert REFUSAL.startswith(b"HTTP/1.1 503 ") and b"connection: close" in REFUSAL
+    deadlines = RequestDeadlines(head_timeout=10, body_timeout=30)
+    assert (deadlines.head_deadline(100.0), deadlines.body_deadline(200.0)) == (110.0, 230.0)
+    with pytest.raises(ValueError):
+        ConnectionSlots(0)
