@@ -117,11 +117,15 @@ _BUSY_USES = 4.0
 count half after a quarter of ``idle_timeout``, a quarter after half of it, and so on."""
 
 
-def _has_input(conn: PooledConnection) -> bool:
-    """Whether an idle connection's socket has anything to read: the server's goodbye, or EOF.
+_HANGUP = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
 
-    An idle session has nothing to say (notifications are unlistened by the reset), so any
-    input means it is ending or out of step: it is not lent.
+
+def _has_input(conn: PooledConnection) -> bool:
+    """Whether an idle connection shows the server's goodbye: its end shut, or (plain) bytes waiting.
+
+    An idle session has nothing to say (notifications are unlistened by the reset), so on a
+    plain connection any input means it is ending or out of step. Under TLS the server
+    may send records that carry no data (session tickets), so there only a hang-up counts.
     """
     sock = conn.client.socket
     if sock is None:
@@ -130,10 +134,11 @@ def _has_input(conn: PooledConnection) -> bool:
         fd = sock.fileno()
         if fd < 0:
             return True
-        readable, _, _ = select.select([fd], [], [], 0)
+        poller = select.poll()
+        poller.register(fd, _HANGUP if getattr(conn.client, "is_tls", True) else _HANGUP | select.POLLIN)
+        return bool(poller.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)
 
 
 class UpstreamPool:
@@ -453,9 +458,10 @@ class UpstreamPool:
         if conn.watch_scope is not None:
             conn.watch_scope.cancel()  # the watching task, seeing it not taken, closes it
             return
-        self._uncount(conn)
         if self._nursery is not None:
             self._nursery.start_soon(self._discard, conn)
+        else:
+            self._uncount(conn)
 
     def _forget_if_unused(self, key: PoolKey, bucket: _Bucket) -> None:
         if bucket.unused and self._buckets.get(key) is bucket:
@@ -578,11 +584,14 @@ class UpstreamPool:
             self._notify()
 
     async def _discard(self, conn: PooledConnection) -> None:
+        """Close a connection; it counts against the limits until it is closed (its server slot is busy until then)."""
         self._unwatch(conn)
-        self._uncount(conn)
-        with trio.move_on_after(2.0) as scope:
-            scope.shield = True
-            await conn.client.close()
+        try:
+            with trio.move_on_after(2.0) as scope:
+                scope.shield = True
+                await conn.client.close()
+        finally:
+            self._uncount(conn)
 
     async def close(self) -> None:
         """Close every idle connection (those lent out are closed when released)."""

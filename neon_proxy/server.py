@@ -272,7 +272,7 @@ class ProxyServer:
         )
         self.port: int | None = None
         self.in_flight = 0
-        self.slots = ConnectionSlots(config.max_client_connections)
+        self.listener_slots: list[ConnectionSlots] = []  # one per listener, made when it starts
         self.deadlines = RequestDeadlines(config.head_timeout, config.body_timeout)
         self._refusing = 0
         self._stopping = False
@@ -288,8 +288,8 @@ class ProxyServer:
 
     @property
     def open_connections(self) -> int:
-        """Client connections open now (each holds one of ``slots``)."""
-        return self.slots.open
+        """Client connections open now, on every listener (each holds a slot of its listener)."""
+        return sum(slots.open for slots in self.listener_slots)
 
     @property
     def url(self) -> str:
@@ -366,6 +366,8 @@ class ProxyServer:
     async def _accept_loop(
         self, listener: trio.SocketListener, nursery: trio.Nursery, ssl_context: ssl.SSLContext | None
     ) -> None:
+        slots = ConnectionSlots(self.config.max_client_connections)
+        self.listener_slots.append(slots)
         while True:
             try:
                 stream: trio.abc.Stream = await listener.accept()
@@ -373,21 +375,23 @@ class ProxyServer:
                 logger.error("accept failed: %s", exc)
                 await trio.sleep(0.1)
                 continue
-            if not self.slots.try_take():
+            if not slots.try_take():
                 if self._refusing < 64:
                     self._refusing += 1
-                    nursery.start_soon(self._refuse_connection, stream, ssl_context)
+                    nursery.start_soon(self._refuse_connection, stream, ssl_context, slots)
                 else:
                     await trio.aclose_forcefully(stream)
                 continue
             if ssl_context is not None:
                 stream = trio.SSLStream(stream, ssl_context, server_side=True, https_compatible=True)
-            nursery.start_soon(self._serve_connection, stream)
+            nursery.start_soon(self._serve_connection, stream, slots)
 
-    async def _refuse_connection(self, stream: trio.abc.Stream, ssl_context: ssl.SSLContext | None) -> None:
+    async def _refuse_connection(
+        self, stream: trio.abc.Stream, ssl_context: ssl.SSLContext | None, slots: ConnectionSlots
+    ) -> None:
         """Every slot is taken: answer 503 and close (within a second, whatever the client does)."""
-        if self.slots.refused % 1000 == 1:
-            logger.warning("refusing connections: %d are open (the limit); %d refused so far", self.slots.open, self.slots.refused)
+        if slots.refused % 1000 == 1:
+            logger.warning("refusing connections: %d are open (the limit); %d refused so far", slots.open, slots.refused)
         try:
             with trio.move_on_after(1.0):
                 if ssl_context is not None:
@@ -405,7 +409,8 @@ class ProxyServer:
 
     # ------------------------------------------------------------------ one connection
 
-    async def _serve_connection(self, stream: trio.abc.Stream) -> None:
+    async def _serve_connection(self, stream: trio.abc.Stream, slots: ConnectionSlots) -> None:
+        """Serve one client connection until it ends; then its listener slot is free again."""
         http = _HttpConnection(stream)
         sock = stream_socket(stream)
         if sock is not None and self._hangups.watch(sock, http.hung_up):
@@ -434,7 +439,7 @@ class ProxyServer:
             logger.error("unexpected %s while serving an HTTP connection", type(exc).__name__)
             logger.debug("the unexpected error", exc_info=True)
         finally:
-            self.slots.give_back()
+            slots.give_back()
             if http.watched is not None:
                 self._hangups.unwatch(http.watched)
             await trio.aclose_forcefully(stream)

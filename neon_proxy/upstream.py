@@ -104,6 +104,12 @@ class UpstreamClient(Client):
         self.needs_reset = True
         self._cell_registries: dict[bool, TextCellRegistry] = {}
 
+    @property
+    def is_tls(self) -> bool:
+        """Whether the connection to the upstream is encrypted."""
+        transport = self._transport
+        return transport is not None and transport.is_tls
+
     def cell_registry(self, raw: bool) -> TextCellRegistry:
         """This connection's registry for raw (all strings) or typed JSON cells."""
         registry = self._cell_registries.get(raw)
