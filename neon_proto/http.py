@@ -70,6 +70,9 @@ __all__ = [
     "error_from_response",
     "diagnostic_from_json",
     "TRANSACTION_ARGUMENT_ERROR",
+    "transaction_queries",
+    "query_params",
+    "FetchTarget",
 ]
 
 ISOLATION_LEVELS = ("ReadUncommitted", "ReadCommitted", "RepeatableRead", "Serializable")
@@ -164,6 +167,80 @@ def default_fetch_endpoint(host: str, port: int, *, jwt_auth: bool = False) -> s
     return f"https://{host}/sql"
 
 
+class FetchTarget:
+    """Where a ``neon()`` object sends each request and with which bearer token.
+
+    ``fetch_endpoint`` is a URL, a function ``(host, port) -> URL``, or None for Neon's rule
+    (``default_fetch_endpoint``); ``auth_token`` a string or a zero-argument function. Every
+    binding resolves them here, the same way.
+    """
+
+    def __init__(self, params: ConnectionParams, fetch_endpoint: Any = None, auth_token: Any = None) -> None:
+        self.params = params
+        self.fetch_endpoint = fetch_endpoint
+        self.auth_token = auth_token
+        self._endpoints: dict[str, Endpoint] = {}
+        if isinstance(fetch_endpoint, str):
+            self._static: Endpoint | None = parse_endpoint(fetch_endpoint)
+        elif fetch_endpoint is None or callable(fetch_endpoint):
+            self._static = None
+        else:
+            raise ProgrammingError("fetch_endpoint must be a URL string or a function (host, port) -> URL")
+
+    def endpoint(self) -> Endpoint:
+        """The endpoint for the connection string's host and port (URLs parsed once)."""
+        if self._static is not None:
+            return self._static
+        host, port = self.params.host, self.params.port
+        if self.fetch_endpoint is None:
+            url = default_fetch_endpoint(host, port, jwt_auth=self.auth_token is not None)
+        else:
+            url = self.fetch_endpoint(host, port)
+        endpoint = self._endpoints.get(url)
+        if endpoint is None:
+            endpoint = parse_endpoint(url)
+            if len(self._endpoints) < 64:
+                self._endpoints[url] = endpoint
+        return endpoint
+
+    def token(self, override: Any = None) -> str | None:
+        """The bearer token for one request: the request's own, else the ``neon()``-level one."""
+        token = override if override is not None else self.auth_token
+        if token is None:
+            return None
+        value = token() if callable(token) else token
+        if not isinstance(value, str):
+            raise ProgrammingError(f"auth_token must give a str, not {type(value).__name__}")
+        return value
+
+
+def transaction_queries(queries: Any, sql: Any) -> list[HTTPQuery]:
+    """The queries of ``transaction(queries)``: a list or tuple of query objects (anything with
+    an ``http_query``), or a function of ``sql`` returning one; TypeError for anything else."""
+    if callable(queries):
+        queries = queries(sql)
+    if not isinstance(queries, (list, tuple)):
+        raise TypeError(TRANSACTION_ARGUMENT_ERROR)
+    out: list[HTTPQuery] = []
+    for query in queries:
+        if isinstance(query, HTTPQuery):
+            out.append(query)
+        elif isinstance(getattr(query, "http_query", None), HTTPQuery):
+            out.append(query.http_query)
+        else:
+            raise TypeError(TRANSACTION_ARGUMENT_ERROR)
+    return out
+
+
+def query_params(params: Sequence[Any] | None) -> tuple[Any, ...]:
+    """A query's parameters as a tuple (a str, bytes or mapping is a mistake, not a sequence)."""
+    if params is None:
+        return ()
+    if isinstance(params, (str, bytes, Mapping)):
+        raise ProgrammingError("params must be a list or tuple of values")
+    return tuple(params)
+
+
 def neon_connection_string(dsn: str | ConnectionParams) -> tuple[ConnectionParams, str]:
     """The parsed parameters and the ``Neon-Connection-String`` header value.
 
@@ -172,6 +249,8 @@ def neon_connection_string(dsn: str | ConnectionParams) -> tuple[ConnectionParam
     password: it must never be logged.
     """
     params = dsn if isinstance(dsn, ConnectionParams) else parse_connection_string(dsn)
+    if len(params.hosts) > 1:
+        raise ProgrammingError("SQL over HTTP goes to one endpoint: give one host in the connection string")
     if params.application_name is None:
         params = params.with_(application_name=DEFAULT_APPLICATION_NAME)
     return params, params.to_url()

@@ -107,8 +107,8 @@ class UpstreamClient(Client):
     @property
     def is_tls(self) -> bool:
         """Whether the connection to the upstream is encrypted."""
-        transport = self._transport
-        return transport is not None and transport.is_tls
+        stream = self._stream
+        return stream is not None and stream.is_tls
 
     def cell_registry(self, raw: bool) -> TextCellRegistry:
         """This connection's registry for raw (all strings) or typed JSON cells."""
