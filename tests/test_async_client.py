@@ -434,7 +434,9 @@ def test_a_cancelled_copy_from_is_rolled_back_and_the_connection_stays_usable(
     loop.run(main)
 
 
-def test_a_cancelled_copy_to_is_drained_and_the_connection_stays_usable(loop: Loop, pg: EmbeddedPostgres) -> None:
+def test_a_cancelled_copy_to_is_drained_and_the_connection_stays_usable(
+    loop: Loop, pg: EmbeddedPostgres, admin: SyncClient
+) -> None:
     async def main() -> None:
         async with loop.mod.Client(dsn(pg)) as client:
             async with loop.timeout(0.2) as scope:
@@ -442,6 +444,7 @@ def test_a_cancelled_copy_to_is_drained_and_the_connection_stays_usable(loop: Lo
                     async for _chunk in chunks:
                         await loop.sleep(0.05)
             assert scope.expired
+            assert backend_activity(admin, client.backend_pid)[0] == "idle"  # type: ignore[index]
             assert (await client.query("SELECT 1 AS one")).rows == [{"one": 1}]
 
     loop.run(main)
@@ -604,3 +607,32 @@ def test_stream_reads_a_large_result_in_batches_and_can_stop_early(loop: Loop, p
             assert (await client.query("SELECT 2 AS two")).rows == [{"two": 2}]  # closes the portal first
 
     loop.run(main)
+
+
+def test_trio_every_call_is_a_checkpoint(pg: EmbeddedPostgres) -> None:
+    import neon_trio
+    from trio.testing import assert_checkpoints
+
+    async def main() -> None:
+        async with neon_trio.Pool(dsn(pg), max_size=1) as pool:
+            with assert_checkpoints():
+                client = await pool.acquire()
+            with assert_checkpoints():
+                await client.connect()  # already connected
+            with assert_checkpoints():
+                await client.query("SELECT 1")
+            await client.listen("self_note")
+            await client.notify("self_note", "x")
+            with assert_checkpoints():
+                await client.wait_notification(1)  # already queued
+            with assert_checkpoints():
+                await pool.release(client)
+        conn = await neon_trio.connect(dsn(pg))
+        cur = await conn.execute("SELECT 1")
+        with assert_checkpoints():
+            await cur.fetchone()
+        await conn.close()
+        with assert_checkpoints():
+            await conn.close()  # twice
+
+    trio.run(main)
