@@ -636,3 +636,18 @@ def test_trio_every_call_is_a_checkpoint(pg: EmbeddedPostgres) -> None:
             await conn.close()  # twice
 
     trio.run(main)
+
+
+def test_connects_over_a_unix_socket(loop: Loop, pg: EmbeddedPostgres) -> None:
+    if pg.socket_dir is None:
+        pytest.skip("the server has no Unix socket here")
+    socket_dir = pg.socket_dir
+
+    async def main() -> None:
+        async with loop.mod.Client(host=socket_dir, port=pg.port, user="postgres", dbname="postgres") as client:
+            assert (await client.query("SELECT 1 AS one")).rows == [{"one": 1}]
+            async with loop.timeout(0.1):
+                await client.query("SELECT pg_sleep(10)")  # the cancel request goes over the socket too
+            assert (await client.query("SELECT 2 AS two")).rows == [{"two": 2}]
+
+    loop.run(main)
