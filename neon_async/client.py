@@ -303,14 +303,13 @@ class Client(SessionFacts):
                 await stream.aclose()
             await self.backend.checkpoint()
             return
-        if not stream.closed:
-            data = self._session.terminate()
-            async with self.backend.shielded(1.0):
-                try:
-                    if data:
-                        await stream.send(data)
-                except Error:
-                    pass
+        data = self._session.terminate()
+        async with self.backend.shielded(1.0):
+            try:
+                if data:
+                    await stream.send(data)
+            except Error:
+                pass
         await stream.aclose()
 
     aclose = close
