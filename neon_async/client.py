@@ -14,7 +14,20 @@ from __future__ import annotations
 import logging
 import os
 import select
-from typing import Any, AsyncIterable, AsyncIterator, ClassVar, Iterable, Mapping, Self, Sequence, TypeVar, Unpack
+from typing import (
+    Any,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    ClassVar,
+    Iterable,
+    Mapping,
+    Self,
+    Sequence,
+    TypeVar,
+    Unpack,
+)
 
 import attrs
 
@@ -35,12 +48,12 @@ from neon_proto.errors import (
 from neon_proto.frontend import State
 from neon_proto.messages import cancel_request
 from neon_proto.results import Result, RowMode
-from neon_proto.session import Op, Query, Session, SessionFacts
+from neon_proto.session import Op, PortalStream, Query, Session, SessionFacts
 from neon_proto.startup import AuthPipelineMismatch, StartupPipeline
 from neon_proto.types import TypeRegistry, default_registry
 from neon_proto.tls import make_ssl_context
 
-__all__ = ["Client", "ClientKeywords", "Notification", "Pipeline", "CopyOut", "CopyData", "connect_options"]
+__all__ = ["Client", "ClientKeywords", "Notification", "Pipeline", "CopyOut", "CopyData", "RowStream", "connect_options"]
 
 logger = logging.getLogger("neon_async")
 
@@ -180,7 +193,7 @@ class Client(SessionFacts):
         self._lock = self.backend.lock()
         self._connected = False
         self._drained: _Drained | None = None
-        self._copy_out: CopyOut | None = None
+        self._unfinished: CopyOut | RowStream | None = None  # a COPY or stream the caller left open
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else ("connected" if self._connected else "new")
@@ -191,9 +204,10 @@ class Client(SessionFacts):
 
     async def connect(self) -> Self:
         """Open the connection: TCP, TLS per sslmode, startup and authentication."""
-        await self.backend.checkpoint_if_cancelled()
         if self._connected:
+            await self.backend.checkpoint()
             return self
+        await self.backend.checkpoint_if_cancelled()
         if self._stream is not None:
             self._fresh_session()  # an earlier attempt failed: start clean
         params = self.params
@@ -284,16 +298,18 @@ class Client(SessionFacts):
     async def close(self) -> None:
         """Say goodbye and close the connection; safe to call twice."""
         stream = self._stream
-        if stream is None:
+        if stream is None or stream.closed:
+            if stream is not None:
+                await stream.aclose()
+            await self.backend.checkpoint()
             return
-        if not stream.closed:
-            data = self._session.terminate()
-            async with self.backend.shielded(1.0):
-                try:
-                    if data:
-                        await stream.send(data)
-                except Error:
-                    pass
+        data = self._session.terminate()
+        async with self.backend.shielded(1.0):
+            try:
+                if data:
+                    await stream.send(data)
+            except Error:
+                pass
         await stream.aclose()
 
     aclose = close
@@ -349,8 +365,8 @@ class Client(SessionFacts):
             lock = self._lock
             await lock.acquire()
             try:
-                if self._copy_out is not None:
-                    await self._copy_out._finish_locked()
+                if self._unfinished is not None:
+                    await self._unfinished._finish_locked()
                 return await self._run_locked(op, timeout)
             finally:
                 lock.release()
@@ -519,13 +535,12 @@ class Client(SessionFacts):
         self._usable_stream()
         await self._lock.acquire()
         try:
-            if self._copy_out is not None:
-                await self._copy_out._finish_locked()
+            if self._unfinished is not None:
+                await self._unfinished._finish_locked()
             start = await self._run_locked(session.copy_start(sql))
             stream = self._usable_stream()
             if isinstance(start, ev.CopyOutResponse):
-                self._copy_out = CopyOut(self, None)
-                await self._copy_out._finish_locked()
+                await CopyOut(self, None)._finish_locked()
             if not isinstance(start, ev.CopyInResponse):
                 raise ProgrammingError("copy_from() needs a COPY ... FROM STDIN statement")
             try:
@@ -567,6 +582,14 @@ class Client(SessionFacts):
         operation on the client does it too), so the connection is usable again.
         """
         return CopyOut(self, sql)
+
+    def stream(
+        self, text: str, params: Sequence[Any] | None = None, *, max_rows: int = 2000, mode: RowMode = "tuple"
+    ) -> RowStream:
+        """Rows of a large result ``max_rows`` at a time from a suspended portal, in bounded memory:
+        ``async with client.stream(sql, params) as rows: async for row in rows``. Leaving early
+        closes the portal (the next operation on the client does it too)."""
+        return RowStream(self, text, params, max_rows, mode)
 
     # ------------------------------------------------------------------ LISTEN / NOTIFY
 
@@ -673,7 +696,52 @@ class Pipeline:
             await self.run()
 
 
-class CopyOut:
+class _ReadInSteps:
+    """An operation the caller reads step by step (a COPY out, a stream of rows). Each step
+    holds the client's lock; one left unfinished is finished by the client's next operation."""
+
+    _client: Client
+
+    async def _locked(self, step: Callable[[], Awaitable[T]]) -> T:
+        client = self._client
+        await client.backend.checkpoint_if_cancelled()
+        client._usable_stream()
+        await client._lock.acquire()
+        try:
+            return await step()
+        finally:
+            client._lock.release()
+
+    async def _begin_locked(self) -> None:
+        """Before the first step: finish whatever another reader left open."""
+        unfinished = self._client._unfinished
+        if unfinished is not None:
+            await unfinished._finish_locked()
+
+    @property
+    def finished(self) -> bool:
+        """Whether nothing is left to read (or to discard)."""
+        raise NotImplementedError
+
+    async def _finish_locked(self) -> None:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Stop early: what is left is discarded and the connection is ready again."""
+        if not self.finished and not self._client.closed:
+            await self._locked(self._finish_locked)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> Self:
+        return self
+
+
+class CopyOut(_ReadInSteps):
     """The chunks of a COPY ... TO STDOUT, as an async iterator (and context manager)."""
 
     def __init__(self, client: Client, sql: str | None) -> None:
@@ -682,34 +750,21 @@ class CopyOut:
         self._started = sql is None
         self._done = False
 
-    async def __aenter__(self) -> CopyOut:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._finish()
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self
+    @property
+    def finished(self) -> bool:
+        return not self._started or self._done
 
     async def __anext__(self) -> bytes:
-        client = self._client
         if self._done:
             raise StopAsyncIteration
-        await client.backend.checkpoint_if_cancelled()
-        client._usable_stream()
-        await client._lock.acquire()
-        try:
-            return await self._next_locked()
-        finally:
-            client._lock.release()
+        return await self._locked(self._next_locked)
 
     async def _next_locked(self) -> bytes:
         client = self._client
         session = client.session
         if not self._started:
             assert self._sql is not None
-            if client._copy_out is not None:
-                await client._copy_out._finish_locked()
+            await self._begin_locked()
             start = await client._run_locked(session.copy_start(self._sql))
             self._started = True
             if not isinstance(start, ev.CopyOutResponse):
@@ -719,36 +774,79 @@ class CopyOut:
                 except Error:
                     pass  # the server's answer to our CopyFail
                 raise ProgrammingError("copy_to() needs a COPY ... TO STDOUT statement")
-            client._copy_out = self
+            client._unfinished = self
         chunk = await client._run_locked(session.copy_out_chunk())
         if chunk is None:
             self._done = True
-            client._copy_out = None
+            client._unfinished = None
             raise StopAsyncIteration
         return chunk
 
-    async def _finish(self) -> None:
-        """Read and discard what is left, so the connection can run queries again."""
-        if not self._started or self._done or self._client.closed:
-            self._done = True
-            return
-        client = self._client
-        await client._lock.acquire()
-        try:
-            await self._finish_locked()
-        finally:
-            client._lock.release()
-
     async def _finish_locked(self) -> None:
+        """Read and discard what is left, so the connection can run queries again."""
         client = self._client
         self._done = True
-        client._copy_out = None
+        client._unfinished = None
         if client.closed:
             return
         stream = client._usable_stream()
         session = client.session
         while session.conn.state is State.COPY_OUT or not session.idle:
             await client._drive(Progress(session.copy_out_chunk()), stream)
+
+
+class RowStream(_ReadInSteps):
+    """The rows of ``Client.stream()``, as an async iterator (and context manager)."""
+
+    def __init__(self, client: Client, sql: str, params: Sequence[Any] | None, max_rows: int, mode: RowMode) -> None:
+        self._client = client
+        self._sql = sql
+        self._params = params
+        self._max_rows = max_rows
+        self._mode: RowMode = mode
+        self._portal: PortalStream | None = None
+        self._rows: list[Any] = []
+        self._at = 0
+
+    @property
+    def fields(self) -> list[ev.FieldDescription]:
+        """The result's columns (known once the first batch arrived)."""
+        return self._portal.fields if self._portal is not None else []
+
+    @property
+    def finished(self) -> bool:
+        return self._portal is None or self._portal.done
+
+    async def __anext__(self) -> Any:
+        while self._at >= len(self._rows):
+            if self._portal is not None and self._portal.done:
+                raise StopAsyncIteration
+            await self._locked(self._next_batch_locked)
+        row = self._rows[self._at]
+        self._at += 1
+        return row
+
+    async def _next_batch_locked(self) -> None:
+        client = self._client
+        session = client.session
+        portal = self._portal
+        if portal is None:
+            await self._begin_locked()
+            portal = self._portal = await client._run_locked(
+                session.stream_open(self._sql, self._params, max_rows=self._max_rows, mode=self._mode)
+            )
+        else:
+            await client._run_locked(session.stream_fetch(portal))
+        client._unfinished = None if portal.done else self
+        self._rows, portal.rows, self._at = portal.rows, [], 0
+
+    async def _finish_locked(self) -> None:
+        client = self._client
+        client._unfinished = None
+        self._rows = []
+        portal = self._portal
+        if portal is not None and not portal.done and not client.closed:
+            await client._run_locked(client.session.stream_close(portal))
 
 
 class Notifications:

@@ -16,14 +16,16 @@ from neon_proto.errors import DBAPIExceptions, InterfaceError, ProgrammingError
 from neon_proto.options import ConnectKeywords
 from neon_proto.pyformat import convert_pyformat
 from neon_proto.results import Result
-from neon_proto.session import Query
+from neon_proto.rows import RowFactory, tuple_row
+from neon_proto.session import ConnectionInfo, Query
 from neon_sync.dbapi import Column, _column
 
 __all__ = ["Connection", "Cursor", "Row"]
 
 C = TypeVar("C", bound=Client)
 
-Row = tuple[Any, ...]
+Row = Any
+"""A row as the cursor's row factory makes it (a tuple by default)."""
 Parameters = Sequence[Any] | Mapping[str, Any]
 
 
@@ -32,8 +34,10 @@ class Connection(DBAPIExceptions, Generic[C]):
 
     client_class: type[C]
 
-    def __init__(self, client: C, *, autocommit: bool = False) -> None:
+    def __init__(self, client: C, *, autocommit: bool = False, row_factory: RowFactory = tuple_row) -> None:
         self.client = client
+        self.row_factory = row_factory
+        """How cursors shape rows (``neon_proto.rows``: tuple_row, dict_row, namedtuple_row, class_row...)."""
         self._autocommit = autocommit
         self._savepoints = 0
         self._closed = False
@@ -44,6 +48,7 @@ class Connection(DBAPIExceptions, Generic[C]):
         dsn: str | None = None,
         *,
         autocommit: bool = False,
+        row_factory: RowFactory = tuple_row,
         array_mode: bool = False,
         prepared_statement_cache_size: int = 0,
         registry: Any = None,
@@ -64,7 +69,7 @@ class Connection(DBAPIExceptions, Generic[C]):
             **options,
         )
         await client.connect()
-        return cls(client, autocommit=autocommit)
+        return cls(client, autocommit=autocommit, row_factory=row_factory)
 
     def __repr__(self) -> str:
         return f"<{type(self).__module__.split('.')[0]}.Connection {self.client!r} autocommit={self._autocommit}>"
@@ -73,6 +78,11 @@ class Connection(DBAPIExceptions, Generic[C]):
     def closed(self) -> bool:
         """Whether the connection is closed."""
         return self._closed or self.client.closed
+
+    @property
+    def info(self) -> ConnectionInfo:
+        """Server version, backend pid, transaction status, parameters, encoding."""
+        return self.client.info
 
     @property
     def autocommit(self) -> bool:
@@ -93,10 +103,10 @@ class Connection(DBAPIExceptions, Generic[C]):
         if self.closed:
             raise InterfaceError("the connection is closed")
 
-    def cursor(self) -> Cursor[C]:
-        """A new cursor."""
+    def cursor(self, *, row_factory: RowFactory | None = None) -> Cursor[C]:
+        """A new cursor (rows shaped by ``row_factory``, by default the connection's)."""
         self._check_open()
-        return Cursor(self)
+        return Cursor(self, row_factory=row_factory)
 
     async def execute(self, operation: str, parameters: Parameters | None = None) -> Cursor[C]:
         """Create a cursor, execute, and return it."""
@@ -174,12 +184,13 @@ class Connection(DBAPIExceptions, Generic[C]):
 class Cursor(Generic[C]):
     """An async PEP 249 cursor: rows are tuples; ``fetch*`` are coroutines, as in psycopg."""
 
-    def __init__(self, connection: Connection[C]) -> None:
+    def __init__(self, connection: Connection[C], *, row_factory: RowFactory | None = None) -> None:
         self.connection = connection
+        self.row_factory: RowFactory = row_factory or connection.row_factory
         self.arraysize = 1
         self._results: list[Result] = []
         self._index = 0
-        self._rows: list[Row] = []
+        self._rows: list[Any] = []
         self._pos = 0
         self._closed = False
         self.rowcount = -1
@@ -252,8 +263,13 @@ class Cursor(Generic[C]):
         if result is None:
             self._rows, self.description, self.rowcount, self.statusmessage = [], None, -1, None
             return
-        self._rows = result.rows
         self.description = [_column(f) for f in result.fields] if result.fields else None
+        factory = self.row_factory
+        if factory is tuple_row or self.description is None:
+            self._rows = result.rows
+        else:
+            make = factory(self)
+            self._rows = [make(values) for values in result.rows]
         self.statusmessage = result.tag
         if result.row_count is not None:
             self.rowcount = result.row_count

@@ -3,7 +3,7 @@
 Each binding does ``from neon_async.exports import *`` so that the list is kept once.
 """
 
-from neon_async.client import CopyOut, Notification, Notifications, Pipeline
+from neon_async.client import CopyOut, Notification, Notifications, Pipeline, RowStream
 from neon_async.http import NeonQuery
 from neon_async.pool import PoolStats, PoolTimeout, check_connection, reset_session
 from neon_proto.errors import (
@@ -29,6 +29,7 @@ __all__ = [
     "Notification",
     "Notifications",
     "Pipeline",
+    "RowStream",
     "NeonQuery",
     "PoolTimeout",
     "PoolStats",

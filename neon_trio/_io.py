@@ -164,16 +164,23 @@ class TrioTransport:
 
     async def _send_while_reading(self, data: bytes | memoryview, conn: Sink) -> None:
         async def read() -> None:
-            while True:
-                chunk = await self.stream.receive_some(self._recv_size)
-                conn.receive_data(bytes(chunk))
-                if not chunk:
-                    return
+            try:
+                while True:
+                    chunk = await self.stream.receive_some(self._recv_size)
+                    conn.receive_data(bytes(chunk))
+                    if not chunk:
+                        return
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                return  # the send reports the broken stream
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(read)
-            await self.stream.send_all(data)
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(read)
+                await self.stream.send_all(data)
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # One task failed (the send, when the peer stopped reading): raise its error as is.
+            raise group.exceptions[0] from None
 
     async def aclose(self) -> None:
         """Close the stream without waiting for the peer; safe to call twice."""

@@ -27,6 +27,7 @@ def test_execute_and_fetch_with_both_placeholder_styles(loop: Loop, pg: Embedded
         assert await cur.fetchall() == [(42, "100%")]
         await cur.execute("SELECT 1; SELECT 2")
         assert await cur.fetchall() == [(1,)] and cur.nextset() and await cur.fetchall() == [(2,)]
+        assert conn.info.backend_pid == conn.client.backend_pid and conn.info.transaction_status == "I"
         await conn.close()
         assert conn.closed
 
@@ -112,5 +113,21 @@ def test_connection_context_commits_or_rolls_back(loop: Loop, pg: EmbeddedPostgr
             assert await cur.fetchone() == (0,)
             with pytest.raises(loop.mod.ProgrammingError):
                 conn.autocommit = True  # inside the transaction the SELECT opened
+
+    loop.run(main)
+
+
+def test_row_factories_shape_rows(loop: Loop, pg: EmbeddedPostgres, fresh_db: str) -> None:
+    from neon_proto.rows import dict_row, namedtuple_row
+
+    async def main() -> None:
+        conn = await loop.mod.connect(url(pg, fresh_db), autocommit=True, row_factory=dict_row)
+        cur = await conn.execute("SELECT 1 AS a, 'x' AS b")
+        assert await cur.fetchall() == [{"a": 1, "b": "x"}]
+        cur = conn.cursor(row_factory=namedtuple_row)
+        await cur.execute("SELECT 2 AS a")
+        row = await cur.fetchone()
+        assert row.a == 2 and row == (2,)
+        await conn.close()
 
     loop.run(main)

@@ -18,7 +18,7 @@ from neon_proto.http import HTTPStatusError
 from neon_proto.results import Result
 from neon_sync import Client as SyncClient
 from neon_sync.embedded import EmbeddedPostgres
-from test_http_client import Forwarder, tls_proxy  # noqa: F401  (fixture)
+from test_http_client import Forwarder, small_proxy, tls_proxy  # noqa: F401  (fixtures)
 
 
 @pytest.fixture
@@ -156,3 +156,18 @@ def test_a_timeout_or_cancelled_request_cancels_the_query_on_the_server(
 
     loop.run(main)
     wait_until(lambda: running() == 0)
+
+
+def test_oversized_requests_and_responses_get_the_proxy_answer(loop: Loop, small_proxy: Any) -> None:  # noqa: F811
+    async def main() -> None:
+        async with loop.mod.neon(small_proxy.database_url(), fetch_endpoint=small_proxy.url, timeout=20) as sql:
+            for size in (200_000, 8_000_000):  # the second is refused while we are still sending
+                with pytest.raises(HTTPStatusError) as info:
+                    await sql("SELECT length($1) AS n", ["x" * size])
+                assert info.value.status == 413
+            with pytest.raises(HTTPStatusError) as info:
+                await sql("SELECT repeat('x', 1000) FROM generate_series(1, 200)")
+            assert info.value.status == 507
+            assert await sql("SELECT 1 AS n") == [{"n": 1}]
+
+    loop.run(main)

@@ -53,7 +53,7 @@ def test_mypy_sees_result_types_and_rejects_a_misspelt_keyword(tmp_path: os.Path
         "neon_asyncio.Client",
         "neon_proto.results.Result",
         "neon_asyncio.Connection",
-        "tuple[Any, ...] | None",
+        "Any | None",
         "neon_proto.results.Result",
     ], out + err
     assert 'Unexpected keyword argument "pasword"' in out, out
