@@ -245,14 +245,19 @@ def _tls_in_tunnel(session: Session, link: Link, params: ConnectionParams, pipel
             yield SendBytes(link.send(out))
         if done:
             break
-        data = yield from _receive(link)
+        hint = (
+            " (pipeline_tls: PostgreSQL drops a ClientHello sent before its 'S' and waits for another;"
+            " use pipeline_tls=False)"
+            if pipeline_tls
+            else ""
+        )
+        try:
+            data = yield from _receive(link)
+        except OperationalError as exc:
+            if not hint:
+                raise
+            raise OperationalError(f"{exc}{hint}") from exc
         if not data:
-            hint = (
-                " (pipeline_tls: PostgreSQL refuses a ClientHello sent before its 'S', as a guard against"
-                " injected plaintext; use pipeline_tls=False)"
-                if pipeline_tls
-                else ""
-            )
             raise ConnectionClosed(f"the server closed the connection during the TLS handshake{hint}")
         tunnel.receive_data(data)
     link.tls = tunnel

@@ -212,15 +212,7 @@ class Session:
             event = conn.next_event()
             if event is NEED_DATA:
                 return
-            cls = type(event)
-            if cls is ev.NotificationResponse:
-                self._on_notification(event)
-            elif cls is ev.NoticeResponse:
-                self._on_notice(event)
-            elif cls is ev.ErrorResponse:
-                raise event.to_exception()
-            elif cls is ev.EndOfStream:
-                raise ConnectionClosed("the server closed the connection")
+            self._on_idle_event(event)
 
     def _closed_error(self, error: Error | None) -> Error:
         if error is not None:
@@ -324,10 +316,12 @@ class Session:
                     break  # the last startup message was in the bytes just parsed
                 conn.receive_data((yield None) or b"")
                 continue
-            self._put_back_idle_event(event)
+            self._on_idle_event(event)
         self.process_idle_events()
 
-    def _put_back_idle_event(self, event: Any) -> None:
+    def _on_idle_event(self, event: Any) -> None:
+        """One event that arrived between queries: notifications and notices are handed on,
+        an error (a FATAL: the backend was terminated) or EOF is raised."""
         cls = type(event)
         if cls is ev.NotificationResponse:
             self._on_notification(event)

@@ -327,6 +327,11 @@ def establish(
                 return sock, result
             value = None
             error = None
+            if isinstance(step, CloseStream):  # never refused, even past the deadline
+                if sock is not None:
+                    sock.close()
+                    sock = None
+                continue
             try:
                 remaining = None
                 if deadline is not None:
@@ -350,10 +355,6 @@ def establish(
                     transport.start_tls(step.context, step.server_hostname)
                     sock = transport.sock
                     value = transport.server_certificate
-                elif isinstance(step, CloseStream):
-                    if sock is not None:
-                        sock.close()
-                        sock = None
             except socket.timeout:
                 error = OperationalError(f"connection to {where} timed out")
             except Error as exc:

@@ -11,6 +11,7 @@ from typing import Any, Iterator, Sequence, Unpack
 
 from neon_proto.errors import InterfaceError, OperationalError
 from neon_proto.results import Result
+from neon_sync.http import NeonHTTP
 from neon_sync.client import CLIENT_KEYWORDS, Client, ClientKeywords, connect_options
 
 __all__ = ["Pool", "PoolTimeout"]
@@ -53,6 +54,7 @@ class Pool:
         self._size = 0  # connections lent or idle, plus those being opened
         self._cond = threading.Condition()
         self._closed = False
+        self._fetch: NeonHTTP | None = None
 
     def __repr__(self) -> str:
         return f"<neon_sync.Pool size={self._size} idle={len(self._idle)} max={self.max_size}>"
@@ -135,13 +137,29 @@ class Pool:
             self.release(client)
 
     def query(self, text: str, params: Sequence[Any] | None = None, **options: Any) -> Result:
-        """Run one query on a pooled connection."""
+        """Run one query on a pooled connection (over HTTP with ``pool_query_via_fetch``)."""
+        if self.options.transport.pool_query_via_fetch:
+            return self._http()(text, params, full_results=True, **options)
         with self.connection() as client:
             return client.query(text, params, **options)
+
+    def _http(self) -> NeonHTTP:
+        """The HTTP query function Pool.query uses with ``pool_query_via_fetch`` (made once)."""
+        with self._cond:
+            if self._fetch is None:
+                transport = self.options.transport
+                self._fetch = NeonHTTP(
+                    self.options.params,
+                    fetch_endpoint=transport.fetch_endpoint,
+                    array_mode=bool(self._options.get("array_mode", False)),
+                )
+            return self._fetch
 
     def close(self) -> None:
         """Close every idle connection; lent ones are closed when given back."""
         with self._cond:
+            if self._fetch is not None:
+                self._fetch.close()
             self._closed = True
             while self._idle:
                 client, _ = self._idle.pop()

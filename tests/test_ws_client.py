@@ -272,27 +272,40 @@ def test_tls_inside_the_tunnel_through_a_relay(relay: Any, pg: EmbeddedPostgres)
         assert c.query("SELECT $1::text AS t", ["through TLS in a WebSocket"]).rows == [{"t": "through TLS in a WebSocket"}]
 
 
-def test_a_relay_to_a_scram_server_teaches_the_next_connect(relay: Any, pg: EmbeddedPostgres) -> None:
+def test_a_relay_to_a_scram_server_costs_one_reconnect_and_teaches_the_next_connect(
+    relay: Any, pg: EmbeddedPostgres, caplog: pytest.LogCaptureFixture
+) -> None:
     """Cleartext pipelining guessed wrong (Postgres itself asks SCRAM through a relay): the first
-    query says so clearly, and the next connect pipelines SCRAM instead."""
+    query() connects again with what the server asks and runs, the log says why once, and the
+    next connect pipelines SCRAM at once."""
+    caplog.set_level("INFO", logger="neon_proto.startup")
     first = relay_client(relay, pg).connect()
     assert first.connect_pipeline == "password"
-    with pytest.raises(AuthPipelineMismatch, match="SCRAM"):
-        first.query("SELECT 1")
+    assert first.query("SELECT current_user AS u").rows == [{"u": "scram_user"}]
+    assert first.connect_pipeline == "scram"
+    first.close()
+    assert sum("SCRAM" in r.getMessage() for r in caplog.records) == 1
     with relay_client(relay, pg) as second:
         assert second.connect_pipeline == "scram"
-        assert second.query("SELECT current_user AS u").rows == [{"u": "scram_user"}]
+        assert second.query("SELECT 1 AS one").rows == [{"one": 1}]
+    third = relay_client(relay, pg).connect()  # the lower-level API reports it instead
+    auth_method_memory.clear()
+    fourth = relay_client(relay, pg).connect()
+    with pytest.raises(AuthPipelineMismatch, match="SCRAM"):
+        fourth.execute("SELECT 1", [])
+    third.close()
 
 
 def test_pipeline_tls_against_postgres_is_a_clear_error(relay: Any, pg: EmbeddedPostgres) -> None:
-    """PostgreSQL (since 14.1) refuses bytes sent before its 'S': pipeline_tls is for relays
-    and servers that accept it, and against Postgres itself the error says what to change."""
+    """PostgreSQL drops bytes sent before its 'S' (a guard against injected plaintext) and
+    waits: pipeline_tls is for servers that accept it; against Postgres the timeout says what
+    to change."""
     assert pg.ca_cert_path is not None
     client = relay_client(
         relay, pg, force_disable_pg_ssl=False, pipeline_tls=True, sslmode="verify-full",
         sslrootcert=pg.ca_cert_path, connect_timeout=3,
     )  # fmt: skip
-    with pytest.raises(OperationalError, match="pipeline_tls=False|timed out"):
+    with pytest.raises(OperationalError, match="timed out .*use pipeline_tls=False"):
         client.connect()
     assert client.closed
 
@@ -307,3 +320,78 @@ def test_an_address_outside_the_relay_allowlist_is_refused(relay: Any) -> None:
         client.connect()
     assert info.value.status_code == 400
     assert "refused the upgrade with HTTP 400" in str(info.value)
+
+
+# ---------------------------------------------------------------- Pool.query over HTTP
+
+
+def test_pool_query_via_fetch_goes_over_http(proxy: Any) -> None:
+    with Pool(proxy.database_url(), pool_query_via_fetch=True, fetch_endpoint=proxy.url) as pool:
+        result = pool.query("SELECT $1::int AS n, 'x' AS s", [7])
+        assert result.rows == [{"n": 7, "s": "x"}]
+        assert pool.size == 0  # no Postgres connection was opened for it
+        with pool.connection() as client:  # sessions still get a connection
+            assert client.query("SELECT 1 AS one").rows == [{"one": 1}]
+
+
+def test_pool_query_via_fetch_from_neon_config(proxy: Any) -> None:
+    neon_config.pool_query_via_fetch = True
+    neon_config.fetch_endpoint = proxy.url
+    with Pool(proxy.database_url()) as pool:
+        assert pool.query("SELECT 2 AS n", array_mode=True).rows == [[2]]
+        assert pool.size == 0
+
+
+# ---------------------------------------------------------------- README
+
+
+def test_the_readme_websocket_section_runs(pg: EmbeddedPostgres, proxy: Any) -> None:
+    """Every ```python block of README's "## WebSockets" section, as a script (the README runner's
+    environment: DATABASE_URL, NEON_FETCH_ENDPOINT, NEON_WS_PROXY)."""
+    import os
+    import pathlib
+    import re
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    text = (root / "README.md").read_text(encoding="utf-8")
+    start = text.index("## WebSockets")
+    section = text[start : text.index("\n## ", start + 1)]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) >= 3
+    env = dict(
+        os.environ,
+        DATABASE_URL=pg.dsn(),
+        NEON_FETCH_ENDPOINT=proxy.url,
+        NEON_WS_PROXY=proxy.server.ws_proxy,
+        PYTHONPATH=str(root),
+    )
+    for block in blocks:
+        done = subprocess.run([sys.executable, "-c", block], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip()
+
+
+# ---------------------------------------------------------------- wss
+
+
+@pytest.fixture(scope="module")
+def tls_proxy(pg: EmbeddedPostgres) -> Iterator[Any]:
+    from neon_proxy.config import ProxyConfig
+    from neon_proxy.testing import DevStack
+
+    config = ProxyConfig(listen_port=0, shutdown_timeout=5.0, tls_cert=pg.server_cert_path, tls_key=pg.server_key_path)
+    with DevStack(postgres=pg, config=config) as stack:
+        yield stack
+
+
+def test_wss_checks_the_proxy_certificate(tls_proxy: Any, pg: EmbeddedPostgres) -> None:
+    wss = {"transport": "websocket", "ws_proxy": f"127.0.0.1:{tls_proxy.port}/v2"}
+    with Client(tls_proxy.database_url(), sslrootcert=pg.ca_cert_path, **wss) as c:  # use_secure_websocket: default
+        assert c.connect_pipeline == "password"  # encrypted: the password may leave at once
+        assert c.query("SELECT 'over wss' AS t").rows == [{"t": "over wss"}]
+    untrusted = Client(tls_proxy.database_url(), **wss)  # the system's CAs do not know the test CA
+    with pytest.raises(OperationalError, match="certificate verification failed"):
+        untrusted.connect()
+    assert untrusted.closed

@@ -1,6 +1,7 @@
 // The JS driver's Client over WebSocket through neon_proxy, for bench/bench_ws_proxy.py.
 //   node ws_bench.mjs latency N        -> {"us": [per-query wall µs, ...]}
-//   node ws_bench.mjs load CLIENTS SECONDS START_AT_MS -> {"queries": n, "latencies_ms": [...]}
+//   node ws_bench.mjs load CLIENTS SECONDS -> "ready", then reads the start time (ms) on stdin,
+//                                             then {"queries": n, "latencies_ms": [...]}
 //   node ws_bench.mjs connect N        -> {"ms": [connect + first query, fresh Client each]}
 // Env: NEON_SERVERLESS_MODULE, NEON_WS_MODULE (file: URLs), DATABASE_URL, NEON_WS_PROXY.
 const { Client, neonConfig } = await import(process.env.NEON_SERVERLESS_MODULE);
@@ -9,7 +10,7 @@ neonConfig.webSocketConstructor = ws;
 neonConfig.wsProxy = process.env.NEON_WS_PROXY;
 neonConfig.useSecureWebSocket = false;
 const url = process.env.DATABASE_URL;
-const [mode, a, b, c] = process.argv.slice(2);
+const [mode, a, b] = process.argv.slice(2);
 const QUERY = 'SELECT $1::int';
 
 async function connected() {
@@ -32,7 +33,18 @@ if (mode === 'latency') {
   console.log(JSON.stringify({ us }));
 } else if (mode === 'load') {
   const clients = await Promise.all(Array.from({ length: Number(a) }, connected));
-  const wait = Number(c) - Date.now();
+  for (const client of clients) await client.query(QUERY, [0]);
+  // Tell the bench we are ready; it answers with the start time (ms since the epoch).
+  console.log('ready');
+  const startAt = await new Promise((resolve) => {
+    let text = '';
+    process.stdin.on('data', (chunk) => {
+      text += chunk;
+      if (text.includes('\n')) resolve(Number(text.trim()));
+    });
+  });
+  process.stdin.pause();
+  const wait = startAt - Date.now();
   if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   const end = Date.now() + Number(b) * 1000;
   const latencies = [];
