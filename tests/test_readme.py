@@ -21,8 +21,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
-# Languages a fenced block may carry: python blocks run; the others are shell commands or output.
-KNOWN_LANGUAGES = {"python", "bash", "console", "text"}
+# Languages a fenced block may carry: python blocks run; the others are shell commands, output or JS.
+KNOWN_LANGUAGES = {"python", "bash", "console", "text", "js"}  # js: the JS driver against our proxy (not run here)
 BLOCK_TIMEOUT = 60
 
 
