@@ -204,9 +204,10 @@ class Client(SessionFacts):
 
     async def connect(self) -> Self:
         """Open the connection: TCP, TLS per sslmode, startup and authentication."""
-        await self.backend.checkpoint_if_cancelled()
         if self._connected:
+            await self.backend.checkpoint()
             return self
+        await self.backend.checkpoint_if_cancelled()
         if self._stream is not None:
             self._fresh_session()  # an earlier attempt failed: start clean
         params = self.params
@@ -297,16 +298,18 @@ class Client(SessionFacts):
     async def close(self) -> None:
         """Say goodbye and close the connection; safe to call twice."""
         stream = self._stream
-        if stream is None:
+        if stream is None or stream.closed:
+            if stream is not None:
+                await stream.aclose()
+            await self.backend.checkpoint()
             return
-        if not stream.closed:
-            data = self._session.terminate()
-            async with self.backend.shielded(1.0):
-                try:
-                    if data:
-                        await stream.send(data)
-                except Error:
-                    pass
+        data = self._session.terminate()
+        async with self.backend.shielded(1.0):
+            try:
+                if data:
+                    await stream.send(data)
+            except Error:
+                pass
         await stream.aclose()
 
     aclose = close

@@ -894,6 +894,8 @@ class Session:
         self._check_usable()
         if max_rows < 1:
             raise ProgrammingError("a stream needs a batch size of at least one row")
+        if self.conn.startup_in_background:
+            yield from self.finish_startup()  # a portal (no Sync) cannot follow a pipelined connect's last flight
         conn = self.conn
         reg = registry if registry is not None else self.registry
         oids, formats, values = self._dump_params(params, reg) if params else ([], [], [])

@@ -114,9 +114,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.output:
         tmp = args.output + ".tmp"
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, args.output)
+        try:
+            with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+            os.replace(tmp, args.output)
+        except OSError as e:
+            sys.stderr.write(f"neon_query codegen: cannot write {args.output}: {e.strerror}\n")
+            return 2
     else:
         sys.stdout.write(text)
     return 0

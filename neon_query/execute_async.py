@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
@@ -19,7 +19,7 @@ from neon_query.execute import (
     finish_pipelined,
     pipelined_statements,
 )
-from neon_query.query import Query, Raw, Select, Statement
+from neon_query.query import Query, Statement
 from neon_query.typevars import T1, T2, T3, T4, T5, T6, T7, T8, T9, T10
 from neon_query.transaction import ReadCommitted, Serializable, begin_statement, delay_before_retry
 
@@ -34,23 +34,6 @@ __all__ = ["AsyncExecutor", "AsyncDatabase", "AsyncHTTPDatabase", "AsyncTx", "ru
 R = TypeVar("R")
 I = TypeVar("I", bound=ReadCommitted)  # noqa: E741
 I_co = TypeVar("I_co", bound=ReadCommitted, covariant=True)
-
-_cursor_number = 0
-
-
-def _cursor_name() -> str:
-    global _cursor_number
-    _cursor_number += 1
-    return f"neon_query_cursor_{_cursor_number}"
-
-
-def _streams_with_cursor(query: Statement) -> bool:
-    if isinstance(query, Select):
-        return True
-    if isinstance(query, Raw):
-        return query._text.lstrip()[:6].lower() in ("select", "values")
-    return False
-
 
 class AsyncExecutor(Protocol):
     """What runs queries from async code, whatever the transport and the loop."""
@@ -194,43 +177,26 @@ class AsyncDatabase(_AsyncRows, _AsyncBatch):
             result = await client.execute(compiled.sql, list(compiled.params), mode=statement.row_mode)
         return result.row_count if result.row_count is not None else len(result.rows)
 
-    async def stream(self, query: Query[R], *, chunk_size: int = 500) -> AsyncIterator[R]:
-        """The rows as they are fetched, ``chunk_size`` at a time, through a server-side cursor
-        (in the current transaction, or one of its own). Close it early with ``aclose()``."""
+    async def stream(self, query: Query[R], *, chunk_size: int = 500) -> AsyncGenerator[R, None]:
+        """The rows as they arrive, read ``chunk_size`` at a time from a suspended portal: memory
+        holds one chunk whatever the result's size. Close it early with ``aclose()``."""
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
-        if not _streams_with_cursor(query):
-            for row in await self._rows(query):
-                yield row
-            return
-        compiled = query.compile()
+        sql, params = query.compile()
         async with self._lease() as client:
-            own_transaction = client.transaction_status == "I"
-            name = _cursor_name()
-            if own_transaction:
-                await client.query("BEGIN")
-            done = False
-            try:
-                await client.execute(f"DECLARE {name} NO SCROLL CURSOR FOR {compiled.sql}", list(compiled.params))
-                checked = False
-                while True:
-                    result = await client.execute(f"FETCH {chunk_size} FROM {name}", [], mode=query.row_mode)
-                    if not checked:
-                        query._check_fields(result.fields)
-                        checked = True
-                    rows: list[R] = query._convert(result.rows)
-                    for row in rows:
-                        yield row
-                    if len(result.rows) < chunk_size:
-                        break
-                await client.execute(f"CLOSE {name}", [])
-                done = True
-            finally:
-                if not client.closed and client.transaction_status != "I":
-                    if own_transaction:
-                        await client.query("COMMIT" if done else "ROLLBACK")
-                    elif not done and client.transaction_status == "T":
-                        await client.execute(f"CLOSE {name}", [])
+            async with client.stream(sql, list(params), max_rows=chunk_size, mode=query.row_mode) as rows:
+                pending: list[Any] = []
+                async for row in rows:
+                    pending.append(row)
+                    if len(pending) >= chunk_size:
+                        converted: list[R] = query._convert(pending)
+                        pending = []
+                        for item in converted:
+                            yield item
+                if pending:
+                    rest: list[R] = query._convert(pending)
+                    for item in rest:
+                        yield item
 
     async def _batch(self, queries: tuple[Query[Any], ...], transaction: TransactionOptions) -> tuple[list[Any], ...]:
         statements = pipelined_statements(queries, transaction)
@@ -266,7 +232,7 @@ class AsyncHTTPDatabase(_AsyncRows, _AsyncBatch):
         result = await self.sql(sql, list(params), array_mode=query.row_mode == "tuple", full_results=True)
         return HTTPDatabase._finish(query, result)
 
-    async def stream(self, query: Query[R]) -> AsyncIterator[R]:
+    async def stream(self, query: Query[R]) -> AsyncGenerator[R, None]:
         """The rows one at a time (over HTTP the response arrives whole)."""
         rows: list[R] = await self._rows(query)
         for row in rows:

@@ -98,6 +98,7 @@ def test_query_before_connect_is_an_interface_error(loop: Loop, pg: EmbeddedPost
     loop.run(main)
 
 
+@pytest.mark.parametrize("loop", [Loop("trio"), Loop("asyncio")], ids=["trio", "asyncio"])
 def test_connect_timeout_against_a_silent_server(loop: Loop) -> None:
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
@@ -311,7 +312,7 @@ def test_copy_to_streams_chunks_and_leaving_early_keeps_the_connection(loop: Loo
             async with client.copy_to("COPY (SELECT g FROM generate_series(1, 3) g) TO STDOUT") as chunks:
                 data = b"".join([chunk async for chunk in chunks])
             assert data == b"1\n2\n3\n"
-            async with client.copy_to("COPY (SELECT g FROM generate_series(1, 200000) g) TO STDOUT") as chunks:
+            async with client.copy_to("COPY (SELECT g FROM generate_series(1, 50000) g) TO STDOUT") as chunks:
                 async for _chunk in chunks:
                     break
             assert (await client.query("SELECT 1 AS one")).rows == [{"one": 1}]
@@ -434,7 +435,9 @@ def test_a_cancelled_copy_from_is_rolled_back_and_the_connection_stays_usable(
     loop.run(main)
 
 
-def test_a_cancelled_copy_to_is_drained_and_the_connection_stays_usable(loop: Loop, pg: EmbeddedPostgres) -> None:
+def test_a_cancelled_copy_to_is_drained_and_the_connection_stays_usable(
+    loop: Loop, pg: EmbeddedPostgres, admin: SyncClient
+) -> None:
     async def main() -> None:
         async with loop.mod.Client(dsn(pg)) as client:
             async with loop.timeout(0.2) as scope:
@@ -442,6 +445,7 @@ def test_a_cancelled_copy_to_is_drained_and_the_connection_stays_usable(loop: Lo
                     async for _chunk in chunks:
                         await loop.sleep(0.05)
             assert scope.expired
+            assert backend_activity(admin, client.backend_pid)[0] == "idle"  # type: ignore[index]
             assert (await client.query("SELECT 1 AS one")).rows == [{"one": 1}]
 
     loop.run(main)
@@ -602,5 +606,49 @@ def test_stream_reads_a_large_result_in_batches_and_can_stop_early(loop: Loop, p
             left_open = client.stream("SELECT g FROM generate_series(1, 1000) g", max_rows=10)
             assert await left_open.__anext__() == (1,)
             assert (await client.query("SELECT 2 AS two")).rows == [{"two": 2}]  # closes the portal first
+
+    loop.run(main)
+
+
+def test_trio_every_call_is_a_checkpoint(pg: EmbeddedPostgres) -> None:
+    import neon_trio
+    from trio.testing import assert_checkpoints
+
+    async def main() -> None:
+        async with neon_trio.Pool(dsn(pg), max_size=1) as pool:
+            with assert_checkpoints():
+                client = await pool.acquire()
+            with assert_checkpoints():
+                await client.connect()  # already connected
+            with assert_checkpoints():
+                await client.query("SELECT 1")
+            await client.listen("self_note")
+            await client.notify("self_note", "x")
+            with assert_checkpoints():
+                await client.wait_notification(1)  # already queued
+            with assert_checkpoints():
+                await pool.release(client)
+        conn = await neon_trio.connect(dsn(pg))
+        cur = await conn.execute("SELECT 1")
+        with assert_checkpoints():
+            await cur.fetchone()
+        await conn.close()
+        with assert_checkpoints():
+            await conn.close()  # twice
+
+    trio.run(main)
+
+
+def test_connects_over_a_unix_socket(loop: Loop, pg: EmbeddedPostgres) -> None:
+    if pg.socket_dir is None:
+        pytest.skip("the server has no Unix socket here")
+    socket_dir = pg.socket_dir
+
+    async def main() -> None:
+        async with loop.mod.Client(host=socket_dir, port=pg.port, user="postgres", dbname="postgres") as client:
+            assert (await client.query("SELECT 1 AS one")).rows == [{"one": 1}]
+            async with loop.timeout(0.1):
+                await client.query("SELECT pg_sleep(10)")  # the cancel request goes over the socket too
+            assert (await client.query("SELECT 2 AS two")).rows == [{"two": 2}]
 
     loop.run(main)

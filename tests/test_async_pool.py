@@ -88,9 +88,11 @@ def test_pool_timeout_when_every_connection_is_lent(loop: Loop, pg: EmbeddedPost
     loop.run(main)
 
 
-def test_a_cancelled_waiter_loses_no_connection(loop: Loop, pg: EmbeddedPostgres) -> None:
+def test_a_cancelled_waiter_loses_no_connection(loop: Loop, pg: EmbeddedPostgres, admin: SyncClient) -> None:
+    app = f"pool_wait_{uuid.uuid4().hex[:8]}"
+
     async def main() -> None:
-        async with make_pool(loop, pg, max_size=1) as pool:
+        async with make_pool(loop, pg, max_size=1, application_name=app) as pool:
             held = await pool.acquire()
             async with loop.timeout(0.1) as scope:
                 await pool.acquire()
@@ -98,9 +100,10 @@ def test_a_cancelled_waiter_loses_no_connection(loop: Loop, pg: EmbeddedPostgres
             await pool.release(held)
             async with pool.connection(timeout=1) as c:
                 assert c is held
-            assert pool.size == 1
+            assert pool.size == 1 and backends_of(admin, app) == 1
 
     loop.run(main)
+    wait_until(lambda: backends_of(admin, app) == 0)
 
 
 def test_options_are_checked_when_the_pool_is_made(loop: Loop, pg: EmbeddedPostgres) -> None:

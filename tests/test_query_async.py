@@ -1,5 +1,5 @@
 """neon_query from async code: AsyncDatabase over neon_trio and neon_asyncio (Client, Pool, DB-API
-connection), streaming through a cursor, and run_in_transaction_async on a real serialization failure."""
+connection), streaming from a portal, and run_in_transaction_async on a real serialization failure."""
 
 from __future__ import annotations
 
@@ -66,6 +66,12 @@ def test_stream_pool_and_dbapi(loop: Loop, pg: EmbeddedPostgres, query_db: str, 
             got = [h async for h in db.stream(select(counters.hits).order_by(counters.hits).scalars(), chunk_size=50)]
             assert got == list(range(1, 121))
             assert await db.one(counters.count()) == 120
+        async with loop.mod.Client(pg.dsn(database=query_db)) as c:
+            cdb = AsyncDatabase(c)
+            rows = cdb.stream(select(counters.hits).order_by(counters.hits).scalars(), chunk_size=10)
+            assert await rows.__anext__() == 1
+            await rows.aclose()  # leaving early closes the portal: the connection is usable at once
+            assert await cdb.one(counters.count()) == 120
         conn = await loop.mod.connect(pg.dsn(database=query_db))
         try:
             ddb = AsyncDatabase(conn)

@@ -114,6 +114,12 @@ def test_the_command_line_runs_as_a_module(pg: EmbeddedPostgres, query_db: str, 
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_an_unwritable_output_is_one_line(pg: EmbeddedPostgres, query_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert codegen(pg.dsn(database=query_db), "-o", str(tmp_path / "missing" / "m.py")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("neon_query codegen: cannot write ") and len(err.strip().splitlines()) == 1
+
+
 def test_globs_and_several_schemas(pg: EmbeddedPostgres, query_db: str, tmp_path: Path) -> None:
     out = tmp_path / "m.py"
     dsn = pg.dsn(database=query_db)

@@ -323,6 +323,12 @@ def test_stream_reads_a_portal_in_chunks(client: Client) -> None:
     assert db.one(counters.count()) == 1050
 
 
+def test_stream_as_the_first_operation_of_a_new_connection(pg: EmbeddedPostgres, query_db: str, client: Client) -> None:
+    Database(client).execute(insert(counters).values([{"name": "a"}, {"name": "b"}]))
+    with Client(pg.dsn(database=query_db), sslmode="disable") as fresh:  # a pipelined connect
+        assert list(Database(fresh).stream(select(counters.name).order_by(counters.name).scalars())) == ["a", "b"]
+
+
 def test_raw_queries_typed_by_codecs(db: Any) -> None:
     seed(db)
     rows = db.all(raw("SELECT id, name FROM users WHERE mood = $1 ORDER BY id", ("sad",), returns=(INT8, TEXT.null)))
