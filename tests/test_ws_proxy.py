@@ -760,3 +760,61 @@ def test_relay_allowlist_matching() -> None:
     for bad in ("db.internal", "db.internal:0", "db.internal:99999", ":5432", "user@db:5432", "db/x:5432"):
         with pytest.raises(ValueError):
             parse_address(bad)
+
+
+# ---------------------------------------------------------------- neon_sync over WebSocket (branch ws-client)
+
+
+def _neon_sync_ws(stack: DevStack, *, secure: bool = False, user: str = "scram_user", **kw: Any) -> Any:
+    from neon_sync import Client
+
+    return Client(
+        stack.database_url(user), transport="websocket", ws_proxy=stack.server.ws_proxy, use_secure_websocket=secure, **kw
+    )
+
+
+def test_neon_sync_over_wss(pg: EmbeddedPostgres) -> None:
+    assert pg.server_cert_path and pg.server_key_path and pg.ca_cert_path
+    config = ProxyConfig(listen_port=0, shutdown_timeout=5.0, tls_cert=pg.server_cert_path, tls_key=pg.server_key_path)
+    with DevStack(postgres=pg, config=config) as stack:
+        with _neon_sync_ws(stack, secure=True, sslrootcert=pg.ca_cert_path) as client:
+            assert client.query("SELECT current_user AS u").rows == [{"u": "scram_user"}]
+
+
+def test_neon_sync_session_state_is_its_own_upstream_connection(proxy: DevStack) -> None:
+    """Each WebSocket is one upstream session: SET, temp tables and prepared state stay with it."""
+    with _neon_sync_ws(proxy) as a, _neon_sync_ws(proxy) as b:
+        a.query("SET application_name = 'ws-a'")
+        a.query("CREATE TEMP TABLE only_a (n int)")
+        assert a.query("SHOW application_name").rows == [{"application_name": "ws-a"}]
+        assert b.query("SHOW application_name").rows != [{"application_name": "ws-a"}]
+        assert a.query("SELECT to_regclass('only_a') IS NOT NULL AS seen").rows == [{"seen": True}]
+        assert b.query("SELECT to_regclass('only_a') IS NOT NULL AS seen").rows == [{"seen": False}]
+        pids = {a.query("SELECT pg_backend_pid() AS p").rows[0]["p"], b.query("SELECT pg_backend_pid() AS p").rows[0]["p"]}
+        assert len(pids) == 2
+
+
+def test_neon_sync_sees_the_idle_timeout_as_a_closed_connection(tight_proxy: DevStack) -> None:
+    from neon_proto.errors import ConnectionClosed
+
+    with _neon_sync_ws(tight_proxy) as client:
+        assert client.query("SELECT 1 AS one").rows == [{"one": 1}]
+        time.sleep(1.6)  # past the 1 s idle timeout: the proxy closed the WebSocket (1001)
+        with pytest.raises((ConnectionClosed, OperationalError)):
+            client.query("SELECT 2")
+    with _neon_sync_ws(tight_proxy) as client:  # and serves the next one
+        assert client.query("SELECT 3 AS three").rows == [{"three": 3}]
+
+
+def test_neon_sync_vanishing_mid_query_leaks_no_backend(proxy: DevStack) -> None:
+    name = f"ws-sync-vanish-{uuid.uuid4().hex[:8]}"
+    client = _neon_sync_ws(proxy, application_name=name)
+    client.connect()
+    assert client.query("SELECT 1 AS one").rows == [{"one": 1}]
+    runner = threading.Thread(target=lambda: pytest.raises(Exception, client.query, "SELECT pg_sleep(60)"))
+    runner.start()
+    assert _wait_until(lambda: _active_query(proxy.pg, name))
+    client._transport.sock.shutdown(socket.SHUT_RDWR)  # the process "dies": its socket goes away
+    runner.join(10)
+    assert _wait_until(lambda: not _backend_pids(proxy.pg, name), timeout=10)
+    client.close()
