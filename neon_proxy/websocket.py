@@ -137,8 +137,55 @@ class ServerWebSocket:
         self._ws = Connection(ConnectionType.SERVER)
         self._peer_closed = False
         self.sent_close = False
-        if received:
-            self._ws.receive_data(received)
+        # The hot path: whole, masked, final binary frames (what clients send) are unmasked
+        # here; the first frame of any other kind hands this and every later byte to wsproto.
+        self._fast = True
+        self._pending = received
+
+    def _take_fast_frames(self) -> bytes:
+        """The payload of the complete binary frames at the front of ``_pending`` (b"" if none).
+
+        Leaves an incomplete one in ``_pending``; on anything else (another opcode, a fragment,
+        a large or unusual frame) gives up the fast path and passes what is left to wsproto.
+        """
+        buf = self._pending
+        pos, end = 0, len(buf)
+        chunks: list[bytes] = []
+        while end - pos >= 6:
+            length = buf[pos + 1] ^ 0x80  # the mask bit must be set
+            if buf[pos] != 0x82 or length > 127:
+                break
+            head = pos + 2
+            if length == 126:
+                if end - head < 2:
+                    break
+                length = int.from_bytes(buf[head : head + 2], "big")
+                head += 2
+                if length < 126:
+                    break  # not minimally encoded: wsproto says what is wrong
+            elif length == 127:
+                break  # frames of 64 KiB and more stream through wsproto
+            if end - head - 4 < length:
+                self._pending = buf[pos:]  # under 64 KiB: wait for the rest of the frame
+                return b"".join(chunks)
+            mask = buf[head : head + 4]
+            start = head + 4
+            payload = buf[start : start + length]
+            if length:
+                key = int.from_bytes((mask * (length // 4 + 1))[:length], "big")
+                payload = (int.from_bytes(payload, "big") ^ key).to_bytes(length, "big")
+            chunks.append(payload)
+            pos = start + length
+        if pos == end:
+            self._pending = b""
+            return b"".join(chunks)
+        if end - pos < 6 and buf[pos] == 0x82:
+            self._pending = buf[pos:]  # the start of a frame: wait for the rest
+            return b"".join(chunks)
+        self._fast = False
+        rest, self._pending = buf[pos:], b""
+        self._ws.receive_data(rest)
+        return b"".join(chunks)
 
     @property
     def open(self) -> bool:
@@ -150,6 +197,20 @@ class ServerWebSocket:
 
     async def receive(self) -> bytes:
         """The next payload bytes; b"" when the client has closed (or the connection dropped)."""
+        while self._fast:
+            if self._pending:
+                data = self._take_fast_frames()
+                if data:
+                    return data
+                if not self._fast:
+                    break
+            received = await self.stream.receive()
+            if not received:
+                self._fast = False
+                self._pending = b""
+                self._ws.receive_data(None)
+                break
+            self._pending = self._pending + received if self._pending else received
         while True:
             if self._peer_closed:
                 return b""
@@ -188,7 +249,17 @@ class ServerWebSocket:
         """Send ``data`` as one binary message."""
         if not data:
             return
-        await self._write(self._ws.send(BytesMessage(data=data)))
+        if self._ws.state is not ConnectionState.OPEN or self.sent_close:
+            raise trio.ClosedResourceError("the WebSocket is closing")
+        # A final, unmasked binary frame (servers do not mask): the header, then the payload.
+        n = len(data)
+        if n < 126:
+            head = bytes((0x82, n))
+        elif n < 65536:
+            head = b"\x82\x7e" + n.to_bytes(2, "big")
+        else:
+            head = b"\x82\x7f" + n.to_bytes(8, "big")
+        await self._write(head + data)
 
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         """Send a close frame (once) if the connection allows it; errors are ignored."""
