@@ -5,11 +5,12 @@ the JS driver into .cache/js (``./dev test tests/test_js_ws.py``). It starts its
 (SCRAM superuser) and neon_proxy in a subprocess, then measures:
 
 * warm latency of ``SELECT $1::int`` on one connection: the JS driver's ``Client.query``
-  over the proxy, ``neon_sync.Client`` over the proxy when this checkout's neon_sync has the
-  WebSocket transport, a minimal blocking client made of wsproto and neon_proto's Session
-  over the proxy (what the protocol costs a Python client, no binding around it), and
-  ``neon_sync.Client`` over direct TCP; interleaved round by round; with the proxy's CPU per
-  query;
+  over the proxy, ``neon_sync.Client`` over the proxy's WebSocket (when this checkout's
+  neon_sync has that transport) and over plain TCP to the proxy's port (the same relay
+  without WebSocket framing), a minimal blocking client made of wsproto and neon_proto's
+  Session over the proxy (what the protocol costs a Python client, no binding around it),
+  and ``neon_sync.Client`` over direct TCP; interleaved round by round; with the proxy's CPU
+  per query;
 * throughput: 32 JS driver sessions (two Node processes) querying back to back for a fixed
   time through the proxy: queries/s, p50/p99, and the proxy's CPU per relayed query, with
   where the machine's cores went (the machine is shared: the last column says how much);
@@ -199,6 +200,15 @@ def python_drivers(dsn: str, ws_proxy: str, user: str, password: str, proxy_pid:
         drivers.append(Driver("neon_sync.Client (WebSocket via proxy)", lambda i: ws_client.query(QUERY, [i]), ws_client.close))
     except Exception as exc:  # this checkout's neon_sync may not have the WebSocket transport yet
         notes.append(f"neon_sync.Client over WebSocket not measured: {type(exc).__name__}: {exc}")
+    try:
+        host_port = ws_proxy.partition("/")[0]
+        proxy_host, _, proxy_port = host_port.rpartition(":")
+        via_proxy = Client(host=proxy_host, port=int(proxy_port), user=user, password=password, dbname="postgres",
+                           sslmode="disable", transport="tcp")
+        via_proxy.connect()
+        drivers.append(Driver("neon_sync.Client (TCP via proxy)", lambda i: via_proxy.query(QUERY, [i]), via_proxy.close))
+    except Exception as exc:
+        notes.append(f"neon_sync.Client over TCP to the proxy not measured: {type(exc).__name__}: {exc}")
     harness = HarnessClient(ws_proxy, user, password, "postgres")
     drivers.append(Driver("Session + wsproto harness (WebSocket via proxy)", lambda i: harness.query(QUERY, [i]), harness.close))
     tcp = Client(dsn).connect()
@@ -339,8 +349,10 @@ def measure_round_trips(env: dict[str, str], ws_proxy: str, sizes: Sizes) -> tup
 def report(latency: dict[str, Latency], load: Throughput, rtt: tuple[float, float, float], notes: list[str],
            sizes: Sizes, quick: bool) -> str:
     lines = [SECTION_START, "## WebSocket proxy (bench/bench_ws_proxy.py)", ""]
+    load1, load5, _ = os.getloadavg()
     lines.append(f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}{' (--quick)' if quick else ''}; "
-                 f"{platform.python_version()}, {os.cpu_count()} cores, shared with other developers' work.")
+                 f"{platform.python_version()}, {os.cpu_count()} cores, shared with other developers' work "
+                 f"(load average {load1:.1f} / {load5:.1f} at the end of the run).")
     lines += ["", f"### Warm latency, `{QUERY}` on one connection ({sizes.rounds} rounds x {sizes.queries} queries, interleaved)",
               "", "| client | median µs | mean µs | vs TCP (median) | proxy CPU µs/query |", "|---|---|---|---|---|"]
     tcp = latency.get("neon_sync.Client (TCP, direct)")
