@@ -385,6 +385,31 @@ def test_truncated_upgrade_is_dropped_and_others_are_served(proxy: DevStack) -> 
     _still_serving(proxy)
 
 
+def test_frames_sent_with_the_upgrade_request_are_kept(proxy: DevStack) -> None:
+    """A client may write its first frames right behind the upgrade request, before the 101."""
+    from wsproto.connection import Connection, ConnectionType
+    from wsproto.events import BytesMessage
+
+    frames = Connection(ConnectionType.CLIENT)
+    conn = FrontendConnection()
+    startup = conn.send_startup({"user": "scram_user", "database": "postgres"})
+    request = (
+        b"GET /v2?address=localhost:5432 HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(request + frames.send(BytesMessage(data=startup)))
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+        head, _, rest = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 ") and b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
+        while len(rest) < 11:
+            rest += sock.recv(65536)
+        # One unmasked binary frame holding AuthenticationCleartextPassword.
+        assert rest[:2] == b"\x82\x09" and rest[2:11] == b"R\x00\x00\x00\x08\x00\x00\x00\x03"
+
+
 def test_upgrade_with_a_bad_key_is_refused(proxy: DevStack) -> None:
     sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
     sock.sendall(
