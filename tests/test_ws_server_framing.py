@@ -1,4 +1,4 @@
-"""neon_proxy.websocket.ServerWebSocket's framing over an in-memory trio stream, against wsproto's client.
+"""neon_proxy.client_channel.ServerWebSocket's framing over an in-memory trio stream, against wsproto's client.
 
 Binary messages of every size, split anywhere, with pings, fragments and a close mixed in: the
 payload comes out as one byte stream, exactly, whichever path (fast or wsproto) reads it.
@@ -14,7 +14,7 @@ import trio.testing
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong
 
-from neon_proxy.websocket import ServerWebSocket
+from neon_proxy.client_channel import ServerWebSocket
 
 
 def _client_bytes(rng: random.Random, *, pings: bool, fragments: bool) -> tuple[bytes, bytes, int]:
