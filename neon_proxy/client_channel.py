@@ -284,13 +284,21 @@ class ServerWebSocket:
 class ClientChannel(Protocol):
     """The client's byte stream: a WebSocket's binary payload, or a plain TCP connection."""
 
-    async def receive(self) -> bytes: ...
+    async def receive(self) -> bytes:
+        """The next bytes from the client; b"" once it is gone."""
+        ...
 
-    async def send(self, data: bytes) -> None: ...
+    async def send(self, data: bytes) -> None:
+        """Send bytes to the client (one WebSocket message)."""
+        ...
 
-    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None: ...
+    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Say goodbye where the transport has a way to (a WebSocket Close)."""
+        ...
 
-    async def linger(self) -> None: ...
+    async def linger(self) -> None:
+        """Read what the client still sends, briefly, so that closing is not a reset."""
+        ...
 
 
 class PlainChannel:
@@ -301,12 +309,14 @@ class PlainChannel:
         self._pending = received
 
     async def receive(self) -> bytes:
+        """The next bytes from the client (first those read before the session began); b"" at EOF."""
         if self._pending:
             data, self._pending = self._pending, b""
             return data
         return await self.stream.receive()
 
     async def send(self, data: bytes) -> None:
+        """Write everything to the client."""
         await self.stream.send_all(data)
 
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
