@@ -66,6 +66,7 @@ class TLSTunnel:
         self._outgoing = MemoryBIO()
         self._ssl: SSLObject = context.wrap_bio(self._incoming, self._outgoing, server_hostname=server_hostname)
         self.handshake_done = False
+        self._eof = False
 
     def handshake(self) -> tuple[bytes, bool]:
         """Advance the handshake: the bytes to send, and whether it has completed."""
@@ -90,6 +91,7 @@ class TLSTunnel:
         if data:
             self._incoming.write(data)
         else:
+            self._eof = True
             self._incoming.write_eof()
 
     def read(self) -> bytes:
@@ -101,6 +103,8 @@ class TLSTunnel:
             except SSLWantReadError:
                 break
             except SSLError as exc:
+                if self._eof:
+                    break  # the stream ended (with or without close_notify): what came before counts
                 raise OperationalError(f"TLS error: {exc}") from exc
             if not chunk:
                 break

@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 import time
-from typing import Any, BinaryIO, Generator, Iterable, Iterator, Mapping, Sequence, Unpack
+from typing import Any, Callable, BinaryIO, Generator, Iterable, Iterator, Mapping, Sequence, Unpack
 
 from neon_proto import events as ev
 from neon_proto.conninfo import ConnectionParams
@@ -19,7 +19,7 @@ from neon_proto.errors import (
     ProgrammingError,
 )
 from neon_proto.connect import cancel_plan, connect_plan
-from neon_proto.startup import StartupPipeline
+from neon_proto.startup import AuthPipelineMismatch, StartupPipeline
 from neon_proto.options import ConnectKeywords, ConnectOptions, TransportOptions, resolve_connect_options
 from neon_proto.results import Result, RowMode
 from neon_proto.types import TypeRegistry, default_registry
@@ -212,7 +212,21 @@ class Client(SessionFacts):
 
     # ------------------------------------------------------------------ running operations
 
-    def _run(self, op: Op[Any], timeout: float | None = None) -> Any:
+    def _run(self, op: Op[Any], timeout: float | None = None, again: Callable[[], Op[Any]] | None = None) -> Any:
+        """Run an operation. ``again`` rebuilds it: when a pipelined connect guessed the wrong
+        login (the server asked for another method), the client connects again, now knowing
+        what the server asks, and runs it once more (it never reached the server)."""
+        try:
+            return self._run_once(op, timeout)
+        except AuthPipelineMismatch:
+            if self._transport is not None:
+                self._transport.close()  # the server read our early message as its answer: done
+            if again is None:
+                raise
+            self.connect()
+            return self._run_once(again(), timeout)
+
+    def _run_once(self, op: Op[Any], timeout: float | None = None) -> Any:
         transport = self._transport
         if transport is None or not self._connected:
             op.close()
@@ -271,9 +285,17 @@ class Client(SessionFacts):
         """
         mode: RowMode = "list" if (self.array_mode if array_mode is None else array_mode) else "dict"
         if params is None:
-            results: list[Result] = self._run(self._session.simple_query(text, mode=mode, registry=types), timeout)
+            results: list[Result] = self._run(
+                self._session.simple_query(text, mode=mode, registry=types),
+                timeout,
+                again=lambda: self._session.simple_query(text, mode=mode, registry=types),
+            )
             return results[-1] if results else Result(())
-        result: Result = self._run(self._session.execute(text, params, mode=mode, registry=types), timeout)
+        result: Result = self._run(
+            self._session.execute(text, params, mode=mode, registry=types),
+            timeout,
+            again=lambda: self._session.execute(text, params, mode=mode, registry=types),
+        )
         return result
 
     def execute(self, text: str, params: Sequence[Any] | None = None, *, mode: RowMode = "tuple") -> Result:

@@ -272,16 +272,28 @@ def test_tls_inside_the_tunnel_through_a_relay(relay: Any, pg: EmbeddedPostgres)
         assert c.query("SELECT $1::text AS t", ["through TLS in a WebSocket"]).rows == [{"t": "through TLS in a WebSocket"}]
 
 
-def test_a_relay_to_a_scram_server_teaches_the_next_connect(relay: Any, pg: EmbeddedPostgres) -> None:
+def test_a_relay_to_a_scram_server_costs_one_reconnect_and_teaches_the_next_connect(
+    relay: Any, pg: EmbeddedPostgres, caplog: pytest.LogCaptureFixture
+) -> None:
     """Cleartext pipelining guessed wrong (Postgres itself asks SCRAM through a relay): the first
-    query says so clearly, and the next connect pipelines SCRAM instead."""
+    query() connects again with what the server asks and runs, the log says why once, and the
+    next connect pipelines SCRAM at once."""
+    caplog.set_level("INFO", logger="neon_proto.startup")
     first = relay_client(relay, pg).connect()
     assert first.connect_pipeline == "password"
-    with pytest.raises(AuthPipelineMismatch, match="SCRAM"):
-        first.query("SELECT 1")
+    assert first.query("SELECT current_user AS u").rows == [{"u": "scram_user"}]
+    assert first.connect_pipeline == "scram"
+    first.close()
+    assert sum("SCRAM" in r.getMessage() for r in caplog.records) == 1
     with relay_client(relay, pg) as second:
         assert second.connect_pipeline == "scram"
-        assert second.query("SELECT current_user AS u").rows == [{"u": "scram_user"}]
+        assert second.query("SELECT 1 AS one").rows == [{"one": 1}]
+    third = relay_client(relay, pg).connect()  # the lower-level API reports it instead
+    auth_method_memory.clear()
+    fourth = relay_client(relay, pg).connect()
+    with pytest.raises(AuthPipelineMismatch, match="SCRAM"):
+        fourth.execute("SELECT 1", [])
+    third.close()
 
 
 def test_pipeline_tls_against_postgres_is_a_clear_error(relay: Any, pg: EmbeddedPostgres) -> None:
@@ -359,3 +371,27 @@ def test_the_readme_websocket_section_runs(pg: EmbeddedPostgres, proxy: Any) -> 
         done = subprocess.run([sys.executable, "-c", block], env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip()
+
+
+# ---------------------------------------------------------------- wss
+
+
+@pytest.fixture(scope="module")
+def tls_proxy(pg: EmbeddedPostgres) -> Iterator[Any]:
+    from neon_proxy.config import ProxyConfig
+    from neon_proxy.testing import DevStack
+
+    config = ProxyConfig(listen_port=0, shutdown_timeout=5.0, tls_cert=pg.server_cert_path, tls_key=pg.server_key_path)
+    with DevStack(postgres=pg, config=config) as stack:
+        yield stack
+
+
+def test_wss_checks_the_proxy_certificate(tls_proxy: Any, pg: EmbeddedPostgres) -> None:
+    wss = {"transport": "websocket", "ws_proxy": f"127.0.0.1:{tls_proxy.port}/v2"}
+    with Client(tls_proxy.database_url(), sslrootcert=pg.ca_cert_path, **wss) as c:  # use_secure_websocket: default
+        assert c.connect_pipeline == "password"  # encrypted: the password may leave at once
+        assert c.query("SELECT 'over wss' AS t").rows == [{"t": "over wss"}]
+    untrusted = Client(tls_proxy.database_url(), **wss)  # the system's CAs do not know the test CA
+    with pytest.raises(OperationalError, match="certificate verification failed"):
+        untrusted.connect()
+    assert untrusted.closed

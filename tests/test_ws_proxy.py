@@ -723,7 +723,10 @@ class _TunnelClient:
             return stop.value
 
     def close(self) -> None:
-        self.sock.sendall(self.tunnel.close())
+        try:
+            self.sock.sendall(self.tunnel.close())
+        except OSError:
+            pass  # the proxy already closed its end (after a failed login, say)
         self.sock.close()
 
 
