@@ -42,7 +42,7 @@ for path in (ROOT, HERE):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from bench_http import _child_env, _read_line, machine_busy, process_cpu, start_relay, stop  # noqa: E402
+from bench_http import _child_env, _read_line, machine_busy, process_cpu, process_tree_cpu, start_relay, stop  # noqa: E402
 
 QUERY = "SELECT $1::int"
 JS_DIR = os.path.join(ROOT, ".cache", "js", "node_modules")
@@ -95,33 +95,6 @@ def run_node(env: dict[str, str], *args: str) -> Any:
     if out.returncode != 0:
         raise RuntimeError(f"node ws_bench.mjs {' '.join(args)} failed:\n{out.stderr}")
     return json.loads(out.stdout)
-
-
-def descendants_cpu(root: int | None) -> float:
-    """CPU seconds of ``root`` and every process below it (Postgres may run under a wrapper)."""
-    if root is None:
-        return 0.0
-    parents: dict[int, int] = {}
-    cpu: dict[int, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(name)] = int(fields[1])
-        cpu[int(name)] = (int(fields[11]) + int(fields[12])) / tick
-    total = 0.0
-    for pid in cpu:
-        p = pid
-        while p and p != root:
-            p = parents.get(p, 0)
-        if p == root:
-            total += cpu[pid]
-    return total
 
 
 # ---------------------------------------------------------------------------------- Python clients
@@ -300,11 +273,11 @@ def measure_throughput(env: dict[str, str], sizes: Sizes, proxy_pid: int, postgr
         proc.stdin.flush()
     time.sleep(max(0.0, start_at - time.time()))
     proxy0, busy0 = process_cpu(proxy_pid), machine_busy()
-    pg0 = descendants_cpu(postgres_pid)
+    pg0 = sum(process_tree_cpu(postgres_pid).values()) if postgres_pid else 0.0
     node0 = sum(process_cpu(p.pid) for p in procs)
     time.sleep(sizes.load_seconds)
     proxy1, busy1 = process_cpu(proxy_pid), machine_busy()
-    pg1 = descendants_cpu(postgres_pid)
+    pg1 = sum(process_tree_cpu(postgres_pid).values()) if postgres_pid else 0.0
     node1 = sum(process_cpu(p.pid) for p in procs)
     latencies: list[float] = []
     queries = 0
