@@ -30,7 +30,7 @@ import trio
 
 from neon_proto import backend as be
 from neon_proto.conninfo import CLIENT_ONLY_KEYWORDS, ConnectionParams
-from neon_proto.errors import Diagnostic, Error, ProgrammingError, RemoteProtocolError
+from neon_proto.errors import ConnectionClosed, Diagnostic, Error, ProgrammingError, RemoteProtocolError
 from neon_proto.frontend import NEED_DATA
 from neon_proxy.client_channel import (
     CLIENT_ERRORS,
@@ -62,6 +62,7 @@ logger = logging.getLogger("neon_proxy")
 
 _TERMINATE = b"X\x00\x00\x00\x04"
 _READY_PREFIX = b"Z\x00\x00\x00\x05"
+_LOGIN_WORDS = ("password", "SCRAM", "SASL", "channel binding", "authentication")
 _CHECKPOINT_EVERY = 15  # a relay loop yields to trio at least every 16 turns
 # Startup parameters that name the session, not a server setting: never passed on as GUCs.
 _STARTUP_OWN = frozenset({"user", "database", "options", "application_name", "replication"})
@@ -339,6 +340,8 @@ class WebSocketEndpoint:
         if params is None:
             logger.info("WebSocket session for endpoint %r refused: no upstream serves it", endpoint)
             return None, failed
+        if (startup.parameters.get("replication") or "false").lower() not in ("false", "off", "no", "0"):
+            return None, _fatal("replication connections are not supported through this proxy", "0A000")
         extra = {
             name: value
             for name, value in startup.parameters.items()
@@ -366,6 +369,12 @@ class WebSocketEndpoint:
             if exc.diag.code:
                 logger.info("WebSocket login to endpoint %r as %r refused upstream: %s", endpoint, user, exc)
                 return None, exc.diag
+            message = str(exc)
+            if not isinstance(exc, ConnectionClosed) and any(w in message for w in _LOGIN_WORDS):
+                # Refused by the proxy's own side of the login (no password for a server that
+                # asks, a SCRAM proof that fails): the client's credentials did not get it in.
+                logger.info("WebSocket login to endpoint %r as %r failed: %s", endpoint, user, exc)
+                return None, _fatal(message, "28000")
             logger.warning("WebSocket session could not reach the upstream of endpoint %r: %s", endpoint, exc)
             return None, _fatal("could not connect to the database server", "08001")
         except BaseException:

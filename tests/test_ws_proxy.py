@@ -141,6 +141,20 @@ def test_unknown_database_is_postgres_own_error(proxy: DevStack) -> None:
     assert 'database "no_such_db_here" does not exist' in str(info.value)
 
 
+def test_empty_password_and_replication_get_clear_errors(proxy: DevStack) -> None:
+    pg = proxy.pg
+    ws = WsClient(proxy.port, _address(pg))
+    with pytest.raises(OperationalError) as info:
+        drive(Session().startup({"user": "scram_user", "database": "postgres"}, ""), ws)
+    assert info.value.sqlstate == "28000" and "password" in str(info.value)
+    ws.close()
+    ws = WsClient(proxy.port, _address(pg))
+    with pytest.raises(Exception) as refused:
+        drive(Session().startup({"user": "scram_user", "database": "postgres", "replication": "database"}, "x"), ws)
+    assert getattr(refused.value, "sqlstate", None) == "0A000" and "replication" in str(refused.value)
+    ws.close()
+
+
 def test_pipelined_bad_password_fails_the_login_only(proxy: DevStack) -> None:
     ws = WsClient(proxy.port, _address(proxy.pg))
     _, seen = pipelined_login(ws, "md5_user", "wrong", "postgres", "SELECT 1")
