@@ -325,6 +325,20 @@ def test_old_protocol_version_is_refused(proxy: DevStack) -> None:
     ws.close()
 
 
+def test_newer_protocol_version_is_negotiated_down_to_3_0(proxy: DevStack) -> None:
+    pg = proxy.pg
+    ws = WsClient(proxy.port, _address(pg))
+    conn = FrontendConnection()
+    conn.send_startup({"user": "scram_user"})  # the machine's state only; the bytes below ask for 3.2
+    body = struct.pack("!i", (3 << 16) | 2) + b"user\x00scram_user\x00database\x00postgres\x00_pq_.something\x00on\x00\x00"
+    ws.send(struct.pack("!i", len(body) + 4) + body)
+    seen = events_until(conn, ws, ev.AuthenticationCleartextPassword)
+    assert seen == [ev.NegotiateProtocolVersion(0, ("_pq_.something",)), ev.AuthenticationCleartextPassword()]
+    ws.send(conn.send_password(pg.role("scram_user").password or ""))
+    assert events_until(conn, ws, ev.ReadyForQuery)[-1] == ev.ReadyForQuery("I")
+    ws.close()
+
+
 def test_ssl_request_is_answered_no(proxy: DevStack) -> None:
     ws = WsClient(proxy.port, _address(proxy.pg))
     session = Session()
