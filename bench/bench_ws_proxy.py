@@ -5,11 +5,12 @@ the JS driver into .cache/js (``./dev test tests/test_js_ws.py``). It starts its
 (SCRAM superuser) and neon_proxy in a subprocess, then measures:
 
 * warm latency of ``SELECT $1::int`` on one connection: the JS driver's ``Client.query``
-  over the proxy, ``neon_sync.Client`` over the proxy when this checkout's neon_sync has the
-  WebSocket transport, a minimal blocking client made of wsproto and neon_proto's Session
-  over the proxy (what the protocol costs a Python client, no binding around it), and
-  ``neon_sync.Client`` over direct TCP; interleaved round by round; with the proxy's CPU per
-  query;
+  over the proxy, ``neon_sync.Client`` over the proxy's WebSocket (when this checkout's
+  neon_sync has that transport) and over plain TCP to the proxy's port (the same relay
+  without WebSocket framing), a minimal blocking client made of wsproto and neon_proto's
+  Session over the proxy (what the protocol costs a Python client, no binding around it),
+  and ``neon_sync.Client`` over direct TCP; interleaved round by round; with the proxy's CPU
+  per query;
 * throughput: 32 JS driver sessions (two Node processes) querying back to back for a fixed
   time through the proxy: queries/s, p50/p99, and the proxy's CPU per relayed query, with
   where the machine's cores went (the machine is shared: the last column says how much);
@@ -41,7 +42,7 @@ for path in (ROOT, HERE):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from bench_http import _child_env, _read_line, machine_busy, process_cpu, start_relay, stop  # noqa: E402
+from bench_http import _child_env, _read_line, machine_busy, process_cpu, process_tree_cpu, start_relay, stop  # noqa: E402
 
 QUERY = "SELECT $1::int"
 JS_DIR = os.path.join(ROOT, ".cache", "js", "node_modules")
@@ -94,33 +95,6 @@ def run_node(env: dict[str, str], *args: str) -> Any:
     if out.returncode != 0:
         raise RuntimeError(f"node ws_bench.mjs {' '.join(args)} failed:\n{out.stderr}")
     return json.loads(out.stdout)
-
-
-def descendants_cpu(root: int | None) -> float:
-    """CPU seconds of ``root`` and every process below it (Postgres may run under a wrapper)."""
-    if root is None:
-        return 0.0
-    parents: dict[int, int] = {}
-    cpu: dict[int, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(name)] = int(fields[1])
-        cpu[int(name)] = (int(fields[11]) + int(fields[12])) / tick
-    total = 0.0
-    for pid in cpu:
-        p = pid
-        while p and p != root:
-            p = parents.get(p, 0)
-        if p == root:
-            total += cpu[pid]
-    return total
 
 
 # ---------------------------------------------------------------------------------- Python clients
@@ -199,6 +173,15 @@ def python_drivers(dsn: str, ws_proxy: str, user: str, password: str, proxy_pid:
         drivers.append(Driver("neon_sync.Client (WebSocket via proxy)", lambda i: ws_client.query(QUERY, [i]), ws_client.close))
     except Exception as exc:  # this checkout's neon_sync may not have the WebSocket transport yet
         notes.append(f"neon_sync.Client over WebSocket not measured: {type(exc).__name__}: {exc}")
+    try:
+        host_port = ws_proxy.partition("/")[0]
+        proxy_host, _, proxy_port = host_port.rpartition(":")
+        via_proxy = Client(host=proxy_host, port=int(proxy_port), user=user, password=password, dbname="postgres",
+                           sslmode="disable", transport="tcp")
+        via_proxy.connect()
+        drivers.append(Driver("neon_sync.Client (TCP via proxy)", lambda i: via_proxy.query(QUERY, [i]), via_proxy.close))
+    except Exception as exc:
+        notes.append(f"neon_sync.Client over TCP to the proxy not measured: {type(exc).__name__}: {exc}")
     harness = HarnessClient(ws_proxy, user, password, "postgres")
     drivers.append(Driver("Session + wsproto harness (WebSocket via proxy)", lambda i: harness.query(QUERY, [i]), harness.close))
     tcp = Client(dsn).connect()
@@ -290,11 +273,11 @@ def measure_throughput(env: dict[str, str], sizes: Sizes, proxy_pid: int, postgr
         proc.stdin.flush()
     time.sleep(max(0.0, start_at - time.time()))
     proxy0, busy0 = process_cpu(proxy_pid), machine_busy()
-    pg0 = descendants_cpu(postgres_pid)
+    pg0 = sum(process_tree_cpu(postgres_pid).values()) if postgres_pid else 0.0
     node0 = sum(process_cpu(p.pid) for p in procs)
     time.sleep(sizes.load_seconds)
     proxy1, busy1 = process_cpu(proxy_pid), machine_busy()
-    pg1 = descendants_cpu(postgres_pid)
+    pg1 = sum(process_tree_cpu(postgres_pid).values()) if postgres_pid else 0.0
     node1 = sum(process_cpu(p.pid) for p in procs)
     latencies: list[float] = []
     queries = 0
@@ -339,8 +322,10 @@ def measure_round_trips(env: dict[str, str], ws_proxy: str, sizes: Sizes) -> tup
 def report(latency: dict[str, Latency], load: Throughput, rtt: tuple[float, float, float], notes: list[str],
            sizes: Sizes, quick: bool) -> str:
     lines = [SECTION_START, "## WebSocket proxy (bench/bench_ws_proxy.py)", ""]
+    load1, load5, _ = os.getloadavg()
     lines.append(f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}{' (--quick)' if quick else ''}; "
-                 f"{platform.python_version()}, {os.cpu_count()} cores, shared with other developers' work.")
+                 f"{platform.python_version()}, {os.cpu_count()} cores, shared with other developers' work "
+                 f"(load average {load1:.1f} / {load5:.1f} at the end of the run).")
     lines += ["", f"### Warm latency, `{QUERY}` on one connection ({sizes.rounds} rounds x {sizes.queries} queries, interleaved)",
               "", "| client | median µs | mean µs | vs TCP (median) | proxy CPU µs/query |", "|---|---|---|---|---|"]
     tcp = latency.get("neon_sync.Client (TCP, direct)")

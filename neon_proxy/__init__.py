@@ -1,4 +1,5 @@
-"""neon_proxy: Neon's SQL-over-HTTP protocol (``POST /sql``), served with trio and h11 in front of any Postgres.
+"""neon_proxy: Neon's SQL-over-HTTP protocol (``POST /sql``) and its WebSocket endpoint (``/v2``), served with
+trio, h11 and wsproto in front of any Postgres (``neon_proxy.websocket``: auth and relay modes).
 
 ``ProxyServer(config).run()`` serves; ``serve(config)`` does the same under a nursery;
 ``neon_proxy.testing.ProxyThread`` and ``DevStack`` run it from a background thread;

@@ -21,28 +21,34 @@ its upstream connection closed.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import logging
-import math
-import os
 import secrets
-from typing import Mapping, Protocol
+from typing import Mapping
 from urllib.parse import parse_qs, urlsplit
 
 import trio
-from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 
 from neon_proto import backend as be
 from neon_proto.conninfo import CLIENT_ONLY_KEYWORDS, ConnectionParams
-from neon_proto.errors import Diagnostic, Error, ProgrammingError, RemoteProtocolError
+from neon_proto.errors import ConnectionClosed, Diagnostic, Error, ProgrammingError, RemoteProtocolError
 from neon_proto.frontend import NEED_DATA
+from neon_proxy.client_channel import (
+    CLIENT_ERRORS,
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    ByteStream,
+    ClientChannel,
+    PlainChannel,
+    ServerWebSocket,
+    WebSocketClosed,
+    accept_upgrade,
+    check_upgrade,
+    send_quietly,
+)
 from neon_proxy.config import ProxyConfig
 from neon_proxy.request import RequestError
 from neon_trio import Client
-from neon_trio._io import TrioTransport, direct_fd
+from neon_trio._io import TrioTransport
 
 __all__ = [
     "WebSocketEndpoint",
@@ -55,252 +61,12 @@ __all__ = [
 
 logger = logging.getLogger("neon_proxy")
 
-_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-_RECEIVE_SIZE = 65536
-_CLIENT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 _TERMINATE = b"X\x00\x00\x00\x04"
 _READY_PREFIX = b"Z\x00\x00\x00\x05"
-_LINGER_SECONDS = 1.0  # how long a closing connection waits for the client's own close
-_LINGER_BYTES = 1024 * 1024
+_LOGIN_WORDS = ("password", "SCRAM", "SASL", "channel binding", "authentication")
 _CHECKPOINT_EVERY = 15  # a relay loop yields to trio at least every 16 turns
 # Startup parameters that name the session, not a server setting: never passed on as GUCs.
 _STARTUP_OWN = frozenset({"user", "database", "options", "application_name", "replication"})
-
-CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_PROTOCOL_ERROR = 1002
-CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_POLICY = 1008
-CLOSE_INTERNAL_ERROR = 1011
-
-
-class _ByteStream:
-    """A trio stream read and written with ``os.read``/``os.write`` while the kernel has room.
-
-    As the HTTP side does: on a plain socket, bytes that can move at once skip trio's extra
-    scheduler pass; only an empty or full buffer waits through trio. Sends are serialized.
-    """
-
-    __slots__ = ("stream", "_fd", "_lock")
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self._fd = direct_fd(stream)
-        self._lock = trio.Lock()
-
-    async def receive(self) -> bytes:
-        """Bytes from the peer; b"" at EOF (or when the connection broke)."""
-        fd = self._fd
-        try:
-            if fd is None:
-                return bytes(await self.stream.receive_some(_RECEIVE_SIZE))
-            while True:
-                try:
-                    return os.read(fd, _RECEIVE_SIZE)
-                except BlockingIOError:
-                    await trio.lowlevel.wait_readable(fd)
-        except _CLIENT_ERRORS:
-            return b""
-
-    async def send_all(self, data: bytes | memoryview) -> None:
-        """Write everything (trio.BrokenResourceError if the peer is gone)."""
-        fd = self._fd
-        if fd is not None and not self._lock.locked():
-            try:
-                written = os.write(fd, data)
-            except BlockingIOError:
-                written = 0
-            except OSError as exc:
-                raise trio.BrokenResourceError(str(exc)) from exc
-            if written == len(data):
-                return
-            data = memoryview(data)[written:]
-        async with self._lock:
-            await self.stream.send_all(data)
-
-
-class WebSocketClosed(Exception):
-    """The WebSocket ended on our side because the client broke its rules (a text frame...)."""
-
-
-class ServerWebSocket:
-    """The server end of an upgraded connection: binary messages in and out as a byte stream.
-
-    ``receive()`` returns payload bytes as they arrive (fragments and message boundaries
-    are not kept: the content is a byte stream) and b"" once the client closed; a text
-    frame or a framing error closes the connection and raises WebSocketClosed. ``send``
-    writes one binary message. Pings are answered.
-    """
-
-    def __init__(self, stream: trio.abc.Stream, received: bytes = b"") -> None:
-        self.stream = _ByteStream(stream)
-        self._ws = Connection(ConnectionType.SERVER)
-        self._peer_closed = False
-        self.sent_close = False
-        if received:
-            self._ws.receive_data(received)
-
-    @property
-    def open(self) -> bool:
-        """Whether messages can still be sent."""
-        return self._ws.state is ConnectionState.OPEN and not self.sent_close
-
-    async def _write(self, data: bytes) -> None:
-        await self.stream.send_all(data)
-
-    async def receive(self) -> bytes:
-        """The next payload bytes; b"" when the client has closed (or the connection dropped)."""
-        while True:
-            if self._peer_closed:
-                return b""
-            chunks: list[bytes] = []
-            for event in self._ws.events():
-                if isinstance(event, BytesMessage):
-                    chunks.append(bytes(event.data))
-                elif isinstance(event, Ping):
-                    if self.open:
-                        await self._write(self._ws.send(event.response()))
-                elif isinstance(event, TextMessage):
-                    await self.close(CLOSE_UNSUPPORTED_DATA, "text frames are not supported: send binary messages")
-                    raise WebSocketClosed("the client sent a text frame")
-                elif isinstance(event, CloseConnection):
-                    self._peer_closed = True
-                    code = event.code
-                    if code not in (CLOSE_NORMAL, CLOSE_GOING_AWAY, 1005, 1006):
-                        logger.debug("WebSocket closed by the client: %s %s", code, event.reason)
-                    if code == CLOSE_PROTOCOL_ERROR or code == 1007 or code == 1009:
-                        # wsproto reports a framing error as a close: answer it and stop.
-                        await self.close(code, event.reason or "invalid WebSocket framing")
-                        raise WebSocketClosed(f"invalid WebSocket framing: {event.reason}")
-                    await self.close(CLOSE_NORMAL, "")
-                    break
-            if chunks:
-                return b"".join(chunks) if len(chunks) > 1 else chunks[0]
-            if self._peer_closed:
-                return b""
-            data = await self.stream.receive()
-            if self._ws.state is ConnectionState.CLOSED:
-                self._peer_closed = True
-                return b""
-            self._ws.receive_data(bytes(data) if data else None)
-
-    async def send(self, data: bytes) -> None:
-        """Send ``data`` as one binary message."""
-        if not data:
-            return
-        await self._write(self._ws.send(BytesMessage(data=data)))
-
-    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
-        """Send a close frame (once) if the connection allows it; errors are ignored."""
-        if self.sent_close:
-            return
-        self.sent_close = True
-        state = self._ws.state
-        if state is ConnectionState.OPEN or state is ConnectionState.REMOTE_CLOSING:
-            try:
-                data = self._ws.send(CloseConnection(code=code, reason=reason))
-                with trio.move_on_after(1.0) as scope:
-                    scope.shield = True
-                    await self._write(data)
-            except (*_CLIENT_ERRORS, trio.BusyResourceError):
-                pass
-            except Exception:  # wsproto refused (state changed meanwhile)
-                pass
-
-    async def linger(self) -> None:
-        """After our close: discard what the client still sends until its Close (or EOF), briefly.
-
-        Closing a socket with unread bytes in it resets the connection, and a reset can make
-        the client lose our last message (an ErrorResponse behind its pipelined query).
-        """
-        if self._peer_closed:
-            return
-        budget = _LINGER_BYTES
-        with trio.move_on_after(_LINGER_SECONDS):
-            while budget > 0 and self._ws.state is not ConnectionState.CLOSED:
-                data = await self.stream.receive()
-                if not data:
-                    return
-                budget -= len(data)
-                try:
-                    self._ws.receive_data(data)
-                    for _event in self._ws.events():
-                        pass
-                except Exception:  # wsproto refused more input: the close is done either way
-                    return
-
-
-class _ClientChannel(Protocol):
-    """The client's byte stream: a WebSocket's binary payload, or a plain TCP connection."""
-
-    async def receive(self) -> bytes: ...
-
-    async def send(self, data: bytes) -> None: ...
-
-    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None: ...
-
-    async def linger(self) -> None: ...
-
-
-class _PlainChannel:
-    """A client speaking Postgres over plain TCP to the proxy's port (its first byte is NUL, never HTTP)."""
-
-    def __init__(self, stream: trio.abc.Stream, received: bytes) -> None:
-        self.stream = _ByteStream(stream)
-        self._pending = received
-
-    async def receive(self) -> bytes:
-        if self._pending:
-            data, self._pending = self._pending, b""
-            return data
-        return await self.stream.receive()
-
-    async def send(self, data: bytes) -> None:
-        await self.stream.send_all(data)
-
-    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
-        """Nothing to say: the server closes the stream."""
-
-    async def linger(self) -> None:
-        """Half-close, then discard what the client still sends until its EOF, briefly (see ServerWebSocket)."""
-        stream = self.stream.stream
-        if not isinstance(stream, trio.SocketStream):
-            return
-        try:
-            await stream.send_eof()
-        except _CLIENT_ERRORS:
-            return
-        budget = _LINGER_BYTES
-        with trio.move_on_after(_LINGER_SECONDS):
-            while budget > 0:
-                data = await self.stream.receive()
-                if not data:
-                    return
-                budget -= len(data)
-
-
-def accept_token(key: str) -> str:
-    """The Sec-WebSocket-Accept value for a Sec-WebSocket-Key."""
-    return base64.b64encode(hashlib.sha1(key.encode("ascii") + _ACCEPT_GUID).digest()).decode("ascii")
-
-
-def _check_upgrade(method: bytes, headers: Mapping[str, str | None]) -> str:
-    """The client's Sec-WebSocket-Key; RequestError for an upgrade we cannot accept."""
-    if method != b"GET":
-        raise RequestError(400, "a WebSocket upgrade must be a GET request")
-    connection = [t.strip() for t in (headers.get("connection") or "").lower().split(",")]
-    if "upgrade" not in connection:
-        raise RequestError(400, "a WebSocket upgrade needs `Connection: Upgrade`")
-    version = headers.get("sec-websocket-version")
-    if version != "13":
-        raise RequestError(426, "unsupported WebSocket version: only 13 is supported")
-    key = headers.get("sec-websocket-key") or ""
-    try:
-        if len(base64.b64decode(key, validate=True)) != 16:
-            raise ValueError
-    except (binascii.Error, ValueError):
-        raise RequestError(400, "invalid Sec-WebSocket-Key") from None
-    return key
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -434,14 +200,14 @@ class WebSocketEndpoint:
 
         Raises RequestError (to be answered as HTTP) when the upgrade is refused.
         """
-        key = _check_upgrade(method, headers)
+        key = check_upgrade(method, headers)
         if self.active >= self.config.ws_max_connections:
             raise RequestError(503, "too many WebSocket connections; try again later")
         self.active += 1
         try:
             if self.config.ws_relay:
                 return await self._serve_relay(stream, key, target, received)
-            await _accept(stream, key)
+            await accept_upgrade(stream, key)
             ws = ServerWebSocket(stream, received)
             try:
                 await self._serve_auth(ws, target, headers)
@@ -460,19 +226,19 @@ class WebSocketEndpoint:
         Relay mode has no use for it (the client can reach the address itself): refused.
         """
         if self.config.ws_relay:
-            await _send_quietly(
-                _PlainChannel(stream, b""),
+            await send_quietly(
+                PlainChannel(stream, b""),
                 be.error_response(_fatal("this proxy relays WebSocket connections only", "08004")),
             )
             return
         if self.active >= self.config.ws_max_connections:
-            await _send_quietly(
-                _PlainChannel(stream, b""), be.error_response(_fatal("sorry, too many clients already", "53300"))
+            await send_quietly(
+                PlainChannel(stream, b""), be.error_response(_fatal("sorry, too many clients already", "53300"))
             )
             return
         self.active += 1
         try:
-            channel = _PlainChannel(stream, received)
+            channel = PlainChannel(stream, received)
             await self._serve_auth(channel, b"", {})
             await channel.linger()
         finally:
@@ -498,7 +264,7 @@ class WebSocketEndpoint:
             logger.info("WebSocket relay could not connect to %s:%d: %s", host, port, exc)
             raise RequestError(502, f"could not connect to {address}") from None
         try:
-            await _accept(stream, key)
+            await accept_upgrade(stream, key)
             ws = ServerWebSocket(stream, received)
             try:
                 relay = _Relay(ws, upstream, self.config.ws_idle_timeout, sees_postgres=False)
@@ -516,7 +282,7 @@ class WebSocketEndpoint:
 
     # ------------------------------------------------------------------ auth mode
 
-    async def _serve_auth(self, ws: _ClientChannel, target: bytes, headers: Mapping[str, str | None]) -> None:
+    async def _serve_auth(self, ws: ClientChannel, target: bytes, headers: Mapping[str, str | None]) -> None:
         conn = be.BackendConnection()
         startup: be.StartupMessage | None = None
         password: str | None = None
@@ -544,11 +310,11 @@ class WebSocketEndpoint:
                         return
             except RemoteProtocolError as exc:
                 logger.info("WebSocket client broke the startup protocol: %s", exc)
-                await _send_quietly(ws, conn.send_error(exc.diag))
+                await send_quietly(ws, conn.send_error(exc.diag))
                 return
         if handshake.cancelled_caught:
             logger.info("WebSocket client took too long to start up")
-            await _send_quietly(
+            await send_quietly(
                 ws, conn.send_error(_fatal("timed out waiting for the startup message and password", "08006"))
             )
             return
@@ -556,7 +322,7 @@ class WebSocketEndpoint:
         upstream, error = await self._connect_upstream(startup, password, target, headers)
         if upstream is None:
             assert error is not None
-            await _send_quietly(ws, conn.send_error(error))
+            await send_quietly(ws, conn.send_error(error))
             return
         try:
             await self._run_session(ws, conn, upstream)
@@ -575,6 +341,8 @@ class WebSocketEndpoint:
         if params is None:
             logger.info("WebSocket session for endpoint %r refused: no upstream serves it", endpoint)
             return None, failed
+        if (startup.parameters.get("replication") or "false").lower() not in ("false", "off", "no", "0"):
+            return None, _fatal("replication connections are not supported through this proxy", "0A000")
         extra = {
             name: value
             for name, value in startup.parameters.items()
@@ -602,6 +370,12 @@ class WebSocketEndpoint:
             if exc.diag.code:
                 logger.info("WebSocket login to endpoint %r as %r refused upstream: %s", endpoint, user, exc)
                 return None, exc.diag
+            message = str(exc)
+            if not isinstance(exc, ConnectionClosed) and any(w in message for w in _LOGIN_WORDS):
+                # Refused by the proxy's own side of the login (no password for a server that
+                # asks, a SCRAM proof that fails): the client's credentials did not get it in.
+                logger.info("WebSocket login to endpoint %r as %r failed: %s", endpoint, user, exc)
+                return None, _fatal(message, "28000")
             logger.warning("WebSocket session could not reach the upstream of endpoint %r: %s", endpoint, exc)
             return None, _fatal("could not connect to the database server", "08001")
         except BaseException:
@@ -609,7 +383,7 @@ class WebSocketEndpoint:
             raise
         return client, None
 
-    async def _run_session(self, ws: _ClientChannel, conn: be.BackendConnection, upstream: _UpstreamSession) -> None:
+    async def _run_session(self, ws: ClientChannel, conn: be.BackendConnection, upstream: _UpstreamSession) -> None:
         facts = upstream.session.conn
         pid = self._new_process_id()
         secret = secrets.randbits(32) - (1 << 31)
@@ -644,7 +418,7 @@ class WebSocketEndpoint:
                 await ws.close(CLOSE_GOING_AWAY, "idle timeout")
             elif why == "shutdown":
                 await ws.close(CLOSE_GOING_AWAY, "server shutting down")
-        except _CLIENT_ERRORS as exc:
+        except CLIENT_ERRORS as exc:
             logger.debug("WebSocket session ended: %s", exc)
         finally:
             del self._sessions[pid]
@@ -678,9 +452,9 @@ class _Relay:
     which is when the idle timeout counts and a departing client needs no cancel.
     """
 
-    def __init__(self, ws: _ClientChannel, upstream: trio.abc.Stream, idle_timeout: float, *, sees_postgres: bool) -> None:
+    def __init__(self, ws: ClientChannel, upstream: trio.abc.Stream, idle_timeout: float, *, sees_postgres: bool) -> None:
         self.ws = ws
-        self.upstream = _ByteStream(upstream)
+        self.upstream = ByteStream(upstream)
         self.idle_timeout = idle_timeout
         self.sees_postgres = sees_postgres
         self.upstream_idle = True
@@ -688,6 +462,7 @@ class _Relay:
         self._scope = trio.CancelScope()
         self._why = ""
         self._stop_when_idle = False
+        self._last_activity = 0.0
 
     @property
     def client_said_goodbye(self) -> bool:
@@ -695,10 +470,23 @@ class _Relay:
         return self.last_client_bytes.endswith(_TERMINATE)
 
     def _touch(self) -> None:
-        if self.sees_postgres and not self.upstream_idle:
-            self._scope.deadline = math.inf
-        else:
-            self._scope.deadline = trio.current_time() + self.idle_timeout
+        # Only a timestamp: moving a cancel scope's deadline on every chunk costs trio a heap update.
+        self._last_activity = trio.current_time()
+
+    @property
+    def _quiet(self) -> bool:
+        """Whether silence now counts as idleness (no query known to be running)."""
+        return self.upstream_idle or not self.sees_postgres
+
+    async def _watch_idle(self) -> None:
+        """End the relay once it has been idle for ``idle_timeout`` (wakes about once per period)."""
+        while True:
+            await trio.sleep_until(self._last_activity + self.idle_timeout)
+            if not self._quiet:
+                self._last_activity = trio.current_time()  # a query runs: idleness starts after it
+            elif trio.current_time() >= self._last_activity + self.idle_timeout:
+                self._end("idle")
+                return
 
     def stop_when_idle(self) -> None:
         """End with ``shutdown`` now if no query runs, else when the running one is answered."""
@@ -718,9 +506,8 @@ class _Relay:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._client_to_upstream)
                 nursery.start_soon(self._upstream_to_client)
-        if not self._why:
-            self._why = "idle"
-        return self._why
+                nursery.start_soon(self._watch_idle)
+        return self._why or "idle"
 
     async def _client_to_upstream(self) -> None:
         ws, upstream = self.ws, self.upstream
@@ -743,7 +530,7 @@ class _Relay:
             self._touch()
             try:
                 await upstream.send_all(data)
-            except _CLIENT_ERRORS:
+            except CLIENT_ERRORS:
                 self._end("upstream")
                 return
 
@@ -763,33 +550,16 @@ class _Relay:
                 if self._stop_when_idle:
                     try:
                         await ws.send(data)
-                    except _CLIENT_ERRORS:
+                    except CLIENT_ERRORS:
                         pass
                     self._end("shutdown")
                     return
             self._touch()
             try:
                 await ws.send(data)
-            except _CLIENT_ERRORS:
+            except CLIENT_ERRORS:
                 self._end("client")
                 return
-
-
-async def _accept(stream: trio.abc.Stream, key: str) -> None:
-    """The 101 response that turns the connection into a WebSocket (no subprotocol, no extension)."""
-    response = (
-        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
-        b"sec-websocket-accept: " + accept_token(key).encode("ascii") + b"\r\n\r\n"
-    )
-    await stream.send_all(response)
-
-
-async def _send_quietly(ws: _ClientChannel, data: bytes) -> None:
-    """Send a last message to a client that may already be gone."""
-    try:
-        await ws.send(data)
-    except (*_CLIENT_ERRORS, trio.BusyResourceError):
-        pass
 
 
 def _configured_upstreams(config: ProxyConfig) -> tuple[str, ...]:

@@ -141,6 +141,20 @@ def test_unknown_database_is_postgres_own_error(proxy: DevStack) -> None:
     assert 'database "no_such_db_here" does not exist' in str(info.value)
 
 
+def test_empty_password_and_replication_get_clear_errors(proxy: DevStack) -> None:
+    pg = proxy.pg
+    ws = WsClient(proxy.port, _address(pg))
+    with pytest.raises(OperationalError) as info:
+        drive(Session().startup({"user": "scram_user", "database": "postgres"}, ""), ws)
+    assert info.value.sqlstate == "28000" and "password" in str(info.value)
+    ws.close()
+    ws = WsClient(proxy.port, _address(pg))
+    with pytest.raises(Exception) as refused:
+        drive(Session().startup({"user": "scram_user", "database": "postgres", "replication": "database"}, "x"), ws)
+    assert getattr(refused.value, "sqlstate", None) == "0A000" and "replication" in str(refused.value)
+    ws.close()
+
+
 def test_pipelined_bad_password_fails_the_login_only(proxy: DevStack) -> None:
     ws = WsClient(proxy.port, _address(proxy.pg))
     _, seen = pipelined_login(ws, "md5_user", "wrong", "postgres", "SELECT 1")
@@ -311,6 +325,20 @@ def test_old_protocol_version_is_refused(proxy: DevStack) -> None:
     ws.close()
 
 
+def test_newer_protocol_version_is_negotiated_down_to_3_0(proxy: DevStack) -> None:
+    pg = proxy.pg
+    ws = WsClient(proxy.port, _address(pg))
+    conn = FrontendConnection()
+    conn.send_startup({"user": "scram_user"})  # the machine's state only; the bytes below ask for 3.2
+    body = struct.pack("!i", (3 << 16) | 2) + b"user\x00scram_user\x00database\x00postgres\x00_pq_.something\x00on\x00\x00"
+    ws.send(struct.pack("!i", len(body) + 4) + body)
+    seen = events_until(conn, ws, ev.AuthenticationCleartextPassword)
+    assert seen == [ev.NegotiateProtocolVersion(0, ("_pq_.something",)), ev.AuthenticationCleartextPassword()]
+    ws.send(conn.send_password(pg.role("scram_user").password or ""))
+    assert events_until(conn, ws, ev.ReadyForQuery)[-1] == ev.ReadyForQuery("I")
+    ws.close()
+
+
 def test_ssl_request_is_answered_no(proxy: DevStack) -> None:
     ws = WsClient(proxy.port, _address(proxy.pg))
     session = Session()
@@ -383,6 +411,31 @@ def test_truncated_upgrade_is_dropped_and_others_are_served(proxy: DevStack) -> 
     assert answer.startswith(b"HTTP/1.1 426 ") or answer.startswith(b"HTTP/1.1 400 ")
     sock.close()
     _still_serving(proxy)
+
+
+def test_frames_sent_with_the_upgrade_request_are_kept(proxy: DevStack) -> None:
+    """A client may write its first frames right behind the upgrade request, before the 101."""
+    from wsproto.connection import Connection, ConnectionType
+    from wsproto.events import BytesMessage
+
+    frames = Connection(ConnectionType.CLIENT)
+    conn = FrontendConnection()
+    startup = conn.send_startup({"user": "scram_user", "database": "postgres"})
+    request = (
+        b"GET /v2?address=localhost:5432 HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(request + frames.send(BytesMessage(data=startup)))
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+        head, _, rest = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 ") and b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
+        while len(rest) < 11:
+            rest += sock.recv(65536)
+        # One unmasked binary frame holding AuthenticationCleartextPassword.
+        assert rest[:2] == b"\x82\x09" and rest[2:11] == b"R\x00\x00\x00\x08\x00\x00\x00\x03"
 
 
 def test_upgrade_with_a_bad_key_is_refused(proxy: DevStack) -> None:
@@ -763,3 +816,61 @@ def test_relay_allowlist_matching() -> None:
     for bad in ("db.internal", "db.internal:0", "db.internal:99999", ":5432", "user@db:5432", "db/x:5432"):
         with pytest.raises(ValueError):
             parse_address(bad)
+
+
+# ---------------------------------------------------------------- neon_sync over WebSocket (branch ws-client)
+
+
+def _neon_sync_ws(stack: DevStack, *, secure: bool = False, user: str = "scram_user", **kw: Any) -> Any:
+    from neon_sync import Client
+
+    return Client(
+        stack.database_url(user), transport="websocket", ws_proxy=stack.server.ws_proxy, use_secure_websocket=secure, **kw
+    )
+
+
+def test_neon_sync_over_wss(pg: EmbeddedPostgres) -> None:
+    assert pg.server_cert_path and pg.server_key_path and pg.ca_cert_path
+    config = ProxyConfig(listen_port=0, shutdown_timeout=5.0, tls_cert=pg.server_cert_path, tls_key=pg.server_key_path)
+    with DevStack(postgres=pg, config=config) as stack:
+        with _neon_sync_ws(stack, secure=True, sslrootcert=pg.ca_cert_path) as client:
+            assert client.query("SELECT current_user AS u").rows == [{"u": "scram_user"}]
+
+
+def test_neon_sync_session_state_is_its_own_upstream_connection(proxy: DevStack) -> None:
+    """Each WebSocket is one upstream session: SET, temp tables and prepared state stay with it."""
+    with _neon_sync_ws(proxy) as a, _neon_sync_ws(proxy) as b:
+        a.query("SET application_name = 'ws-a'")
+        a.query("CREATE TEMP TABLE only_a (n int)")
+        assert a.query("SHOW application_name").rows == [{"application_name": "ws-a"}]
+        assert b.query("SHOW application_name").rows != [{"application_name": "ws-a"}]
+        assert a.query("SELECT to_regclass('only_a') IS NOT NULL AS seen").rows == [{"seen": True}]
+        assert b.query("SELECT to_regclass('only_a') IS NOT NULL AS seen").rows == [{"seen": False}]
+        pids = {a.query("SELECT pg_backend_pid() AS p").rows[0]["p"], b.query("SELECT pg_backend_pid() AS p").rows[0]["p"]}
+        assert len(pids) == 2
+
+
+def test_neon_sync_sees_the_idle_timeout_as_a_closed_connection(tight_proxy: DevStack) -> None:
+    from neon_proto.errors import ConnectionClosed
+
+    with _neon_sync_ws(tight_proxy) as client:
+        assert client.query("SELECT 1 AS one").rows == [{"one": 1}]
+        time.sleep(1.6)  # past the 1 s idle timeout: the proxy closed the WebSocket (1001)
+        with pytest.raises((ConnectionClosed, OperationalError)):
+            client.query("SELECT 2")
+    with _neon_sync_ws(tight_proxy) as client:  # and serves the next one
+        assert client.query("SELECT 3 AS three").rows == [{"three": 3}]
+
+
+def test_neon_sync_vanishing_mid_query_leaks_no_backend(proxy: DevStack) -> None:
+    name = f"ws-sync-vanish-{uuid.uuid4().hex[:8]}"
+    client = _neon_sync_ws(proxy, application_name=name)
+    client.connect()
+    assert client.query("SELECT 1 AS one").rows == [{"one": 1}]
+    runner = threading.Thread(target=lambda: pytest.raises(Exception, client.query, "SELECT pg_sleep(60)"))
+    runner.start()
+    assert _wait_until(lambda: _active_query(proxy.pg, name))
+    client._transport.sock.shutdown(socket.SHUT_RDWR)  # the process "dies": its socket goes away
+    runner.join(10)
+    assert _wait_until(lambda: not _backend_pids(proxy.pg, name), timeout=10)
+    client.close()

@@ -7,7 +7,7 @@ const wsProxy = process.env.NEON_WS_PROXY;
 if (!wsProxy) throw new Error('NEON_WS_PROXY must be set');
 neonConfig.webSocketConstructor = ws;
 neonConfig.wsProxy = wsProxy;
-neonConfig.useSecureWebSocket = false;
+neonConfig.useSecureWebSocket = process.env.NEON_WS_SECURE === '1';  // wss: NODE_EXTRA_CA_CERTS trusts the test CA
 
 function withPassword(url, password) {
   const u = new URL(url);

@@ -1,0 +1,381 @@
+"""The client's side of a proxied Postgres session: a server-side WebSocket, or plain TCP.
+
+``ServerWebSocket`` turns an upgraded connection into a byte stream (binary messages in and
+out; message boundaries mean nothing), answering pings and refusing text frames;
+``PlainChannel`` is the same interface over plain TCP. ``check_upgrade`` and
+``accept_upgrade`` are the HTTP side of the handshake. The sessions that use them are in
+``neon_proxy.websocket``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import os
+from typing import Mapping, Protocol
+
+import trio
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+
+from neon_proxy.request import RequestError
+from neon_trio._io import direct_fd
+
+__all__ = [
+    "ByteStream",
+    "ServerWebSocket",
+    "PlainChannel",
+    "ClientChannel",
+    "WebSocketClosed",
+    "accept_token",
+    "check_upgrade",
+    "accept_upgrade",
+    "send_quietly",
+    "CLIENT_ERRORS",
+    "CLOSE_NORMAL",
+    "CLOSE_GOING_AWAY",
+    "CLOSE_PROTOCOL_ERROR",
+    "CLOSE_UNSUPPORTED_DATA",
+]
+
+logger = logging.getLogger("neon_proxy")
+
+_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+RECEIVE_SIZE = 65536
+CLIENT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+_LINGER_SECONDS = 1.0  # how long a closing connection waits for the client's own close
+_LINGER_BYTES = 1024 * 1024
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_UNSUPPORTED_DATA = 1003
+
+
+class ByteStream:
+    """A trio stream read and written with ``os.read``/``os.write`` while the kernel has room.
+
+    As the HTTP side does: on a plain socket, bytes that can move at once skip trio's extra
+    scheduler pass; only an empty or full buffer waits through trio. Sends are serialized.
+    """
+
+    __slots__ = ("stream", "_fd", "_lock")
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self._fd = direct_fd(stream)
+        self._lock = trio.Lock()
+
+    async def receive(self) -> bytes:
+        """Bytes from the peer; b"" at EOF (or when the connection broke)."""
+        fd = self._fd
+        try:
+            if fd is None:
+                return bytes(await self.stream.receive_some(RECEIVE_SIZE))
+            while True:
+                try:
+                    return os.read(fd, RECEIVE_SIZE)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_readable(fd)
+        except CLIENT_ERRORS:
+            return b""
+
+    async def send_all(self, data: bytes | memoryview) -> None:
+        """Write everything (trio.BrokenResourceError if the peer is gone)."""
+        fd = self._fd
+        if fd is not None and not self._lock.locked():
+            try:
+                written = os.write(fd, data)
+            except BlockingIOError:
+                written = 0
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
+            if written == len(data):
+                return
+            data = memoryview(data)[written:]
+        async with self._lock:
+            await self.stream.send_all(data)
+
+
+class WebSocketClosed(Exception):
+    """The WebSocket ended on our side because the client broke its rules (a text frame...)."""
+
+
+class ServerWebSocket:
+    """The server end of an upgraded connection: binary messages in and out as a byte stream.
+
+    ``receive()`` returns payload bytes as they arrive (fragments and message boundaries
+    are not kept: the content is a byte stream) and b"" once the client closed; a text
+    frame or a framing error closes the connection and raises WebSocketClosed. ``send``
+    writes one binary message. Pings are answered.
+    """
+
+    def __init__(self, stream: trio.abc.Stream, received: bytes = b"") -> None:
+        self.stream = ByteStream(stream)
+        self._ws = Connection(ConnectionType.SERVER)
+        self._peer_closed = False
+        self.sent_close = False
+        # The hot path: whole, masked, final binary frames (what clients send) are unmasked
+        # here; the first frame of any other kind hands this and every later byte to wsproto.
+        self._fast = True
+        self._pending = received
+
+    def _take_fast_frames(self) -> bytes:
+        """The payload of the complete binary frames at the front of ``_pending`` (b"" if none).
+
+        Leaves an incomplete one in ``_pending``; on anything else (another opcode, a fragment,
+        a large or unusual frame) gives up the fast path and passes what is left to wsproto.
+        """
+        buf = self._pending
+        pos, end = 0, len(buf)
+        chunks: list[bytes] = []
+        while end - pos >= 6:
+            length = buf[pos + 1] ^ 0x80  # the mask bit must be set
+            if buf[pos] != 0x82 or length > 127:
+                break
+            head = pos + 2
+            if length == 126:
+                if end - head < 2:
+                    break
+                length = int.from_bytes(buf[head : head + 2], "big")
+                head += 2
+                if length < 126:
+                    break  # not minimally encoded: wsproto says what is wrong
+            elif length == 127:
+                break  # frames of 64 KiB and more stream through wsproto
+            if end - head - 4 < length:
+                self._pending = buf[pos:]  # under 64 KiB: wait for the rest of the frame
+                return b"".join(chunks)
+            mask = buf[head : head + 4]
+            start = head + 4
+            payload = buf[start : start + length]
+            if length:
+                key = int.from_bytes((mask * (length // 4 + 1))[:length], "big")
+                payload = (int.from_bytes(payload, "big") ^ key).to_bytes(length, "big")
+            chunks.append(payload)
+            pos = start + length
+        if pos == end:
+            self._pending = b""
+            return b"".join(chunks)
+        if end - pos < 6 and buf[pos] == 0x82:
+            self._pending = buf[pos:]  # the start of a frame: wait for the rest
+            return b"".join(chunks)
+        self._fast = False
+        rest, self._pending = buf[pos:], b""
+        self._ws.receive_data(rest)
+        return b"".join(chunks)
+
+    @property
+    def open(self) -> bool:
+        """Whether messages can still be sent."""
+        return self._ws.state is ConnectionState.OPEN and not self.sent_close
+
+    async def _write(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def receive(self) -> bytes:
+        """The next payload bytes; b"" when the client has closed (or the connection dropped)."""
+        while self._fast:
+            if self._pending:
+                data = self._take_fast_frames()
+                if data:
+                    return data
+                if not self._fast:
+                    break
+            received = await self.stream.receive()
+            if not received:
+                self._fast = False
+                self._pending = b""
+                self._ws.receive_data(None)
+                break
+            self._pending = self._pending + received if self._pending else received
+        while True:
+            if self._peer_closed:
+                return b""
+            chunks: list[bytes] = []
+            for event in self._ws.events():
+                if isinstance(event, BytesMessage):
+                    chunks.append(bytes(event.data))
+                elif isinstance(event, Ping):
+                    if self.open:
+                        await self._write(self._ws.send(event.response()))
+                elif isinstance(event, TextMessage):
+                    await self.close(CLOSE_UNSUPPORTED_DATA, "text frames are not supported: send binary messages")
+                    raise WebSocketClosed("the client sent a text frame")
+                elif isinstance(event, CloseConnection):
+                    self._peer_closed = True
+                    code = event.code
+                    if code not in (CLOSE_NORMAL, CLOSE_GOING_AWAY, 1005, 1006):
+                        logger.debug("WebSocket closed by the client: %s %s", code, event.reason)
+                    if code == CLOSE_PROTOCOL_ERROR or code == 1007 or code == 1009:
+                        # wsproto reports a framing error as a close: answer it and stop.
+                        await self.close(code, event.reason or "invalid WebSocket framing")
+                        raise WebSocketClosed(f"invalid WebSocket framing: {event.reason}")
+                    await self.close(CLOSE_NORMAL, "")
+                    break
+            if chunks:
+                return b"".join(chunks) if len(chunks) > 1 else chunks[0]
+            if self._peer_closed:
+                return b""
+            data = await self.stream.receive()
+            if self._ws.state is ConnectionState.CLOSED:
+                self._peer_closed = True
+                return b""
+            self._ws.receive_data(bytes(data) if data else None)
+
+    async def send(self, data: bytes) -> None:
+        """Send ``data`` as one binary message."""
+        if not data:
+            return
+        if self._ws.state is not ConnectionState.OPEN or self.sent_close:
+            raise trio.ClosedResourceError("the WebSocket is closing")
+        # A final, unmasked binary frame (servers do not mask): the header, then the payload.
+        n = len(data)
+        if n < 126:
+            head = bytes((0x82, n))
+        elif n < 65536:
+            head = b"\x82\x7e" + n.to_bytes(2, "big")
+        else:
+            head = b"\x82\x7f" + n.to_bytes(8, "big")
+        await self._write(head + data)
+
+    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Send a close frame (once) if the connection allows it; errors are ignored."""
+        if self.sent_close:
+            return
+        self.sent_close = True
+        state = self._ws.state
+        if state is ConnectionState.OPEN or state is ConnectionState.REMOTE_CLOSING:
+            try:
+                data = self._ws.send(CloseConnection(code=code, reason=reason))
+                with trio.move_on_after(1.0) as scope:
+                    scope.shield = True
+                    await self._write(data)
+            except (*CLIENT_ERRORS, trio.BusyResourceError):
+                pass
+            except Exception:  # wsproto refused (state changed meanwhile)
+                pass
+
+    async def linger(self) -> None:
+        """After our close: discard what the client still sends until its Close (or EOF), briefly.
+
+        Closing a socket with unread bytes in it resets the connection, and a reset can make
+        the client lose our last message (an ErrorResponse behind its pipelined query).
+        """
+        if self._peer_closed:
+            return
+        budget = _LINGER_BYTES
+        with trio.move_on_after(_LINGER_SECONDS):
+            while budget > 0 and self._ws.state is not ConnectionState.CLOSED:
+                data = await self.stream.receive()
+                if not data:
+                    return
+                budget -= len(data)
+                try:
+                    self._ws.receive_data(data)
+                    for _event in self._ws.events():
+                        pass
+                except Exception:  # wsproto refused more input: the close is done either way
+                    return
+
+
+class ClientChannel(Protocol):
+    """The client's byte stream: a WebSocket's binary payload, or a plain TCP connection."""
+
+    async def receive(self) -> bytes:
+        """The next bytes from the client; b"" once it is gone."""
+        ...
+
+    async def send(self, data: bytes) -> None:
+        """Send bytes to the client (one WebSocket message)."""
+        ...
+
+    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Say goodbye where the transport has a way to (a WebSocket Close)."""
+        ...
+
+    async def linger(self) -> None:
+        """Read what the client still sends, briefly, so that closing is not a reset."""
+        ...
+
+
+class PlainChannel:
+    """A client speaking Postgres over plain TCP to the proxy's port (its first byte is NUL, never HTTP)."""
+
+    def __init__(self, stream: trio.abc.Stream, received: bytes) -> None:
+        self.stream = ByteStream(stream)
+        self._pending = received
+
+    async def receive(self) -> bytes:
+        """The next bytes from the client (first those read before the session began); b"" at EOF."""
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        return await self.stream.receive()
+
+    async def send(self, data: bytes) -> None:
+        """Write everything to the client."""
+        await self.stream.send_all(data)
+
+    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Nothing to say: the server closes the stream."""
+
+    async def linger(self) -> None:
+        """Half-close, then discard what the client still sends until its EOF, briefly (see ServerWebSocket)."""
+        stream = self.stream.stream
+        if not isinstance(stream, trio.SocketStream):
+            return
+        try:
+            await stream.send_eof()
+        except CLIENT_ERRORS:
+            return
+        budget = _LINGER_BYTES
+        with trio.move_on_after(_LINGER_SECONDS):
+            while budget > 0:
+                data = await self.stream.receive()
+                if not data:
+                    return
+                budget -= len(data)
+
+
+def accept_token(key: str) -> str:
+    """The Sec-WebSocket-Accept value for a Sec-WebSocket-Key."""
+    return base64.b64encode(hashlib.sha1(key.encode("ascii") + _ACCEPT_GUID).digest()).decode("ascii")
+
+
+def check_upgrade(method: bytes, headers: Mapping[str, str | None]) -> str:
+    """The client's Sec-WebSocket-Key; RequestError for an upgrade we cannot accept."""
+    if method != b"GET":
+        raise RequestError(400, "a WebSocket upgrade must be a GET request")
+    connection = [t.strip() for t in (headers.get("connection") or "").lower().split(",")]
+    if "upgrade" not in connection:
+        raise RequestError(400, "a WebSocket upgrade needs `Connection: Upgrade`")
+    version = headers.get("sec-websocket-version")
+    if version != "13":
+        raise RequestError(426, "unsupported WebSocket version: only 13 is supported")
+    key = headers.get("sec-websocket-key") or ""
+    try:
+        if len(base64.b64decode(key, validate=True)) != 16:
+            raise ValueError
+    except (binascii.Error, ValueError):
+        raise RequestError(400, "invalid Sec-WebSocket-Key") from None
+    return key
+
+
+async def accept_upgrade(stream: trio.abc.Stream, key: str) -> None:
+    """The 101 response that turns the connection into a WebSocket (no subprotocol, no extension)."""
+    response = (
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+        b"sec-websocket-accept: " + accept_token(key).encode("ascii") + b"\r\n\r\n"
+    )
+    await stream.send_all(response)
+
+
+async def send_quietly(ws: ClientChannel, data: bytes) -> None:
+    """Send a last message to a client that may already be gone."""
+    try:
+        await ws.send(data)
+    except (*CLIENT_ERRORS, trio.BusyResourceError):
+        pass
