@@ -21,8 +21,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
-# Languages a fenced block may carry: python blocks run; the others are shell commands or output.
-KNOWN_LANGUAGES = {"python", "bash", "console", "text"}
+# Languages a fenced block may carry: python blocks run; the others are shell commands, output,
+# or the JS driver's side (its tests drive neon_proxy with it: tests/test_js_driver.py).
+KNOWN_LANGUAGES = {"python", "bash", "console", "text", "js"}
 BLOCK_TIMEOUT = 60
 
 
