@@ -276,7 +276,8 @@ class Pool(Generic[C]):
 
     def _lend(self, entry: PoolEntry[C], started: float, queued: bool) -> C:
         self._lent[id(entry.connection)] = entry
-        self._book.record_request(self._backend.time() - started if queued else 0.0)
+        # A loop's clock may be coarse (uvloop's ticks in milliseconds): a wait counts even if it read 0.
+        self._book.record_request(max(self._backend.time() - started, 1e-9) if queued else 0.0)
         return entry.connection
 
     async def _vet(self, entry: PoolEntry[C]) -> C | None:

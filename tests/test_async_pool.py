@@ -44,32 +44,53 @@ def test_lends_and_takes_back_lazily(loop: Loop, pg: EmbeddedPostgres) -> None:
     loop.run(main)
 
 
-def test_max_size_is_honoured_and_waiters_are_served_in_order(loop: Loop, pg: EmbeddedPostgres) -> None:
+def test_max_size_is_honoured_under_many_tasks(loop: Loop, pg: EmbeddedPostgres) -> None:
     async def main() -> None:
         async with make_pool(loop, pg, max_size=2) as pool:
             busy = 0
             peak = 0
+
+            async def worker() -> None:
+                nonlocal busy, peak
+                async with pool.connection() as c:
+                    busy += 1
+                    peak = max(peak, busy)
+                    await c.query("SELECT pg_sleep(0.01)")
+                    busy -= 1
+
+            await loop.concurrently(*([worker] * 8))
+            assert peak == 2 and pool.size == 2
+            stats = pool.stats()
+            assert stats.requests == 8 and stats.requests_waited >= 5 and stats.wait_seconds > 0
+            assert stats.connections_opened == 2 and stats.max_size == 2 and stats.waiting == 0
+
+    loop.run(main)
+
+
+def test_waiters_are_served_first_come_first_served(loop: Loop, pg: EmbeddedPostgres) -> None:
+    async def main() -> None:
+        async with make_pool(loop, pg, max_size=1, min_size=1) as pool:
+            held = await pool.acquire()
             order: list[int] = []
 
             def worker(i: int) -> Any:
                 async def run() -> None:
-                    nonlocal busy, peak
-                    await loop.sleep(0.005 * i)  # arrive in order
+                    while pool.stats().waiting < i:  # queue up strictly in the order of i
+                        await loop.sleep(0.002)
                     async with pool.connection() as c:
                         order.append(i)
-                        busy += 1
-                        peak = max(peak, busy)
-                        await c.query("SELECT pg_sleep(0.03)")
-                        busy -= 1
+                        await c.query("SELECT 1")
 
                 return run
 
-            await loop.concurrently(*(worker(i) for i in range(8)))
-            assert peak == 2 and pool.size == 2
-            assert order[2:] == sorted(order[2:])  # the first two opened connections side by side
-            stats = pool.stats()
-            assert stats.requests == 8 and stats.requests_waited >= 5 and stats.wait_seconds > 0
-            assert stats.connections_opened == 2 and stats.max_size == 2 and stats.waiting == 0
+            async def release_when_all_wait() -> None:
+                while pool.stats().waiting < 5:
+                    await loop.sleep(0.002)
+                await pool.release(held)
+
+            await loop.concurrently(*(worker(i) for i in range(5)), release_when_all_wait)
+            assert order == list(range(5))
+            assert pool.stats().requests_waited == 5
 
     loop.run(main)
 
