@@ -231,7 +231,7 @@ class HostTarget:
 
     host: str
     port: int
-    password: str | None = attrs.field(default=None, repr=False)
+    password: str | None = attrs.field(default=None, repr=False, converter=_empty_to_none)
 
     def __attrs_post_init__(self) -> None:
         _check_text("host", self.host)
