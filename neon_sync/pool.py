@@ -317,22 +317,28 @@ class Pool:
     def _vet(self, entry: PoolEntry[Client]) -> Client | None:
         """The idle connection if it is alive and passes ``check``; else it is closed (None)."""
         client = entry.connection
-        ok = client.poll()  # no round trip: did the server end it while it sat idle?
-        if ok and self._check is not None:
-            try:
+        ok = False
+        try:
+            alive = client.poll()  # no round trip: did the server end it while it sat idle?
+            if alive and self._check is not None:
                 self._check(client)
-                ok = not client.closed and client.transaction_status == "I"
-            except Exception as exc:  # noqa: BLE001 - any failure means: do not lend it
-                logger.info("pool %s: a connection failed its check (%s); discarding it", self.name, exc)
-                ok = False
-        if ok:
-            return client
+                alive = not client.closed and client.transaction_status == "I"
+            ok = alive
+        except Exception as exc:  # noqa: BLE001 - any failure means: do not lend it
+            logger.info("pool %s: a connection failed its check (%s); discarding it", self.name, exc)
+            ok = False
+        finally:
+            if not ok:  # also when interrupted (KeyboardInterrupt): the slot is freed
+                self._forget(entry)
+        return client if ok else None
+
+    def _forget(self, entry: PoolEntry[Client], *, bad_return: bool = False) -> None:
+        """Close a lent connection that will not be lent again and free its slot."""
         with self._cond:
-            self._book.discard(entry)
+            self._book.discard(entry, bad_return=bad_return)
             self._cond.notify_all()
             self._wake_worker()
-        client.close()
-        return None
+        entry.connection.close()
 
     def _try_open(self, *, lend: bool, deadline: float | None = None) -> PoolEntry[Client] | None:
         """Fill a reserved slot. A server that is away backs off (None); other errors raise
@@ -371,6 +377,14 @@ class Pool:
             entry = self._entries.pop(id(client), None)
         if entry is None:
             raise InterfaceError("this connection was not lent by this pool (or was given back already)")
+        try:
+            self._take_back(entry)
+        except BaseException:
+            self._forget(entry, bad_return=True)  # interrupted while repairing it: never lend it
+            raise
+
+    def _take_back(self, entry: PoolEntry[Client]) -> None:
+        client = entry.connection
         usable = not client.closed
         repaired = False
         if usable and not client.session.idle:
