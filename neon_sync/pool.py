@@ -259,11 +259,14 @@ class Pool:
         deadline = time.monotonic() + timeout
         with self._cond:
             self._wake_worker()
-            while (s := self._book.stats()).idle + s.lent < s.min_size:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise PoolTimeout(self._timeout_message(f"{self._book.min_size} connections were not open", timeout))
-                self._cond.wait(min(remaining, 0.05))
+        while True:  # polls: a notification meant for an acquirer must not be taken here
+            with self._cond:
+                stats = self._book.stats()
+            if stats.idle + stats.lent >= stats.min_size:
+                return
+            if time.monotonic() >= deadline:
+                raise PoolTimeout(self._timeout_message(f"{stats.min_size} connections were not open", timeout))
+            time.sleep(0.01)
 
     # ---------------------------------------------------------------- lending
 
@@ -285,6 +288,7 @@ class Pool:
                     remaining = deadline - now
                     if remaining <= 0:
                         book.record_timeout(now - started)
+                        self._cond.notify()  # pass on a wake-up this waiter may have taken
                         raise PoolTimeout(self._timeout_message("no connection could be lent", wait)) from self._last_error
                     if not waited and self.max_waiting and book.waiting >= self.max_waiting:
                         raise TooManyRequests(f"pool {self.name}: {book.waiting} requests are already waiting (max_waiting)")
@@ -336,7 +340,7 @@ class Pool:
         """Close a lent connection that will not be lent again and free its slot."""
         with self._cond:
             self._book.discard(entry, bad_return=bad_return)
-            self._cond.notify_all()
+            self._cond.notify()  # a slot is free: one waiter may open a connection
             self._wake_worker()
         entry.connection.close()
 
@@ -359,7 +363,8 @@ class Pool:
         with self._cond:
             self._last_error = None
             entry = self._book.opened(client, time.monotonic(), lend=lend)
-            self._cond.notify_all()
+            if not lend:
+                self._cond.notify()  # one more idle connection: one waiter takes it
         return entry
 
     def _timeout_message(self, what: str, wait: float) -> str:
@@ -417,7 +422,9 @@ class Pool:
                 if repaired:
                     self._book.note_bad_return()
                 kept = self._book.give_back(entry, time.monotonic())
-            self._cond.notify_all()
+            # One connection (or slot) came back: one waiter. Waking them all would have every
+            # waiter but one go back to sleep; a waiter that loses the race to a newcomer waits again.
+            self._cond.notify()
         if not kept:
             client.close()
 
