@@ -158,7 +158,9 @@ def main() -> None:
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}, "
         f"psycopg {psycopg.__version__} (C), psycopg_pool {psycopg_pool.__version__}, {os.cpu_count()} cores, "
         f"load average {load[0]:.1f} (shared machine: other sessions were running). Median of {reps} "
-        f"alternating repetitions, {n} operations each; `bench/bench_pool.py`.",
+        f"alternating repetitions, {n} operations each; `bench/bench_pool.py`. On a shared machine rows of one "
+        "run can differ by more than their cases do (a query with a check measured below one without): read "
+        "the ratios, each measured with both pools side by side, not the absolute times.",
         "",
         "| case | neon_sync.Pool | psycopg_pool | ratio |",
         "|---|---:|---:|---:|",

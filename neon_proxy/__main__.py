@@ -59,6 +59,25 @@ class _HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: {'none' if action.default is None else '%(default)s'})"
 
 
+# Numeric flags: (flag, NEON_PROXY_ variable, type, default, metavar, help).
+_NUMBER_OPTIONS: tuple[tuple[str, str, Callable[[str], float], str, str, str], ...] = (
+    ("--max-request-size", "MAX_REQUEST_SIZE", int, str(10 * MiB), "BYTES", "largest request body; 413 past it"),
+    ("--max-response-size", "MAX_RESPONSE_SIZE", int, str(10 * MiB), "BYTES", "largest response body; 507 past it"),
+    ("--pool-max-per-key", "POOL_MAX_PER_KEY", int, "20", "N", "upstream connections per database, user and credentials"),
+    ("--pool-max-total", "POOL_MAX_TOTAL", int, "20000", "N", "upstream connections in all"),
+    ("--pool-idle-timeout", "POOL_IDLE_TIMEOUT", float, "300", "SECONDS", "close upstream connections idle this long"),
+    ("--connect-timeout", "CONNECT_TIMEOUT", float, "15", "SECONDS", "to connect and authenticate to an upstream"),
+    ("--shutdown-timeout", "SHUTDOWN_TIMEOUT", float, "30", "SECONDS",
+     "in-flight requests get this long to finish after SIGINT/SIGTERM"),
+    ("--ws-max-connections", "WS_MAX_CONNECTIONS", int, "1000", "N",
+     "concurrent WebSocket connections; past it upgrades get 503"),
+    ("--ws-handshake-timeout", "WS_HANDSHAKE_TIMEOUT", float, "10", "SECONDS",
+     "a WebSocket client's time to send its startup message and password"),
+    ("--ws-idle-timeout", "WS_IDLE_TIMEOUT", float, "600", "SECONDS",
+     "a WebSocket session idle this long, no query running, is closed"),
+)  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line; defaults come from NEON_PROXY_* variables."""
     parser = argparse.ArgumentParser(
@@ -90,34 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--tls-cert", default=_env("TLS_CERT"), metavar="PEM", help="serve HTTPS with this certificate chain (NEON_PROXY_TLS_CERT)")
     parser.add_argument("--tls-key", default=_env("TLS_KEY"), metavar="PEM", help="the certificate's private key (NEON_PROXY_TLS_KEY)")
-    parser.add_argument(
-        "--max-request-size", type=int, default=_number(int, "MAX_REQUEST_SIZE", str(10 * MiB)), metavar="BYTES",
-        help="largest request body; 413 past it (NEON_PROXY_MAX_REQUEST_SIZE)",
-    )
-    parser.add_argument(
-        "--max-response-size", type=int, default=_number(int, "MAX_RESPONSE_SIZE", str(10 * MiB)), metavar="BYTES",
-        help="largest response body; 507 past it (NEON_PROXY_MAX_RESPONSE_SIZE)",
-    )
-    parser.add_argument(
-        "--pool-max-per-key", type=int, default=_number(int, "POOL_MAX_PER_KEY", "20"), metavar="N",
-        help="upstream connections per database, user and credentials (NEON_PROXY_POOL_MAX_PER_KEY)",
-    )
-    parser.add_argument(
-        "--pool-max-total", type=int, default=_number(int, "POOL_MAX_TOTAL", "20000"), metavar="N",
-        help="upstream connections in all (NEON_PROXY_POOL_MAX_TOTAL)",
-    )
-    parser.add_argument(
-        "--pool-idle-timeout", type=float, default=_number(float, "POOL_IDLE_TIMEOUT", "300"), metavar="SECONDS",
-        help="close upstream connections idle this long (NEON_PROXY_POOL_IDLE_TIMEOUT)",
-    )
-    parser.add_argument(
-        "--connect-timeout", type=float, default=_number(float, "CONNECT_TIMEOUT", "15"), metavar="SECONDS",
-        help="to connect and authenticate to an upstream (NEON_PROXY_CONNECT_TIMEOUT)",
-    )
-    parser.add_argument(
-        "--shutdown-timeout", type=float, default=_number(float, "SHUTDOWN_TIMEOUT", "30"), metavar="SECONDS",
-        help="in-flight requests get this long to finish after SIGINT/SIGTERM (NEON_PROXY_SHUTDOWN_TIMEOUT)",
-    )
+    for flag, variable, parse, default, metavar, text in _NUMBER_OPTIONS:
+        parser.add_argument(
+            flag, type=parse, default=_number(parse, variable, default), metavar=metavar,
+            help=f"{text} (NEON_PROXY_{variable})",
+        )  # fmt: skip
     parser.add_argument(
         "--log-level", default=_env("LOG_LEVEL", "INFO"), choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper,
         help="how much to log, to stderr (NEON_PROXY_LOG_LEVEL)",
@@ -136,18 +132,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="an address relay mode may reach (*.suffix:PORT allowed); repeatable; none given: the configured "
         "upstreams alone (NEON_PROXY_WS_RELAY_ALLOW, space-separated)",
-    )
-    parser.add_argument(
-        "--ws-max-connections", type=int, default=_number(int, "WS_MAX_CONNECTIONS", "1000"), metavar="N",
-        help="concurrent WebSocket connections; past it upgrades get 503 (NEON_PROXY_WS_MAX_CONNECTIONS)",
-    )
-    parser.add_argument(
-        "--ws-handshake-timeout", type=float, default=_number(float, "WS_HANDSHAKE_TIMEOUT", "10"), metavar="SECONDS",
-        help="a WebSocket client's time to send its startup message and password (NEON_PROXY_WS_HANDSHAKE_TIMEOUT)",
-    )
-    parser.add_argument(
-        "--ws-idle-timeout", type=float, default=_number(float, "WS_IDLE_TIMEOUT", "600"), metavar="SECONDS",
-        help="a WebSocket session idle this long, no query running, is closed (NEON_PROXY_WS_IDLE_TIMEOUT)",
     )
     parser.add_argument(
         "--pool-max-per-user", type=int, default=_number(int, "POOL_MAX_PER_USER", "50"), metavar="N",

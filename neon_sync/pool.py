@@ -259,11 +259,14 @@ class Pool:
         deadline = time.monotonic() + timeout
         with self._cond:
             self._wake_worker()
-            while (s := self._book.stats()).idle + s.lent < s.min_size:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise PoolTimeout(self._timeout_message(f"{self._book.min_size} connections were not open", timeout))
-                self._cond.wait(min(remaining, 0.05))
+        while True:  # polls: a notification meant for an acquirer must not be taken here
+            with self._cond:
+                stats = self._book.stats()
+            if stats.idle + stats.lent >= stats.min_size:
+                return
+            if time.monotonic() >= deadline:
+                raise PoolTimeout(self._timeout_message(f"{stats.min_size} connections were not open", timeout))
+            time.sleep(0.01)
 
     # ---------------------------------------------------------------- lending
 
@@ -285,6 +288,7 @@ class Pool:
                     remaining = deadline - now
                     if remaining <= 0:
                         book.record_timeout(now - started)
+                        self._cond.notify()  # pass on a wake-up this waiter may have taken
                         raise PoolTimeout(self._timeout_message("no connection could be lent", wait)) from self._last_error
                     if not waited and self.max_waiting and book.waiting >= self.max_waiting:
                         raise TooManyRequests(f"pool {self.name}: {book.waiting} requests are already waiting (max_waiting)")
@@ -317,22 +321,28 @@ class Pool:
     def _vet(self, entry: PoolEntry[Client]) -> Client | None:
         """The idle connection if it is alive and passes ``check``; else it is closed (None)."""
         client = entry.connection
-        ok = client.poll()  # no round trip: did the server end it while it sat idle?
-        if ok and self._check is not None:
-            try:
+        ok = False
+        try:
+            alive = client.poll()  # no round trip: did the server end it while it sat idle?
+            if alive and self._check is not None:
                 self._check(client)
-                ok = not client.closed and client.transaction_status == "I"
-            except Exception as exc:  # noqa: BLE001 - any failure means: do not lend it
-                logger.info("pool %s: a connection failed its check (%s); discarding it", self.name, exc)
-                ok = False
-        if ok:
-            return client
+                alive = not client.closed and client.transaction_status == "I"
+            ok = alive
+        except Exception as exc:  # noqa: BLE001 - any failure means: do not lend it
+            logger.info("pool %s: a connection failed its check (%s); discarding it", self.name, exc)
+            ok = False
+        finally:
+            if not ok:  # also when interrupted (KeyboardInterrupt): the slot is freed
+                self._forget(entry)
+        return client if ok else None
+
+    def _forget(self, entry: PoolEntry[Client], *, bad_return: bool = False) -> None:
+        """Close a lent connection that will not be lent again and free its slot."""
         with self._cond:
-            self._book.discard(entry)
-            self._cond.notify_all()
+            self._book.discard(entry, bad_return=bad_return)
+            self._cond.notify()  # a slot is free: one waiter may open a connection
             self._wake_worker()
-        client.close()
-        return None
+        entry.connection.close()
 
     def _try_open(self, *, lend: bool, deadline: float | None = None) -> PoolEntry[Client] | None:
         """Fill a reserved slot. A server that is away backs off (None); other errors raise
@@ -353,7 +363,8 @@ class Pool:
         with self._cond:
             self._last_error = None
             entry = self._book.opened(client, time.monotonic(), lend=lend)
-            self._cond.notify_all()
+            if not lend:
+                self._cond.notify()  # one more idle connection: one waiter takes it
         return entry
 
     def _timeout_message(self, what: str, wait: float) -> str:
@@ -371,6 +382,14 @@ class Pool:
             entry = self._entries.pop(id(client), None)
         if entry is None:
             raise InterfaceError("this connection was not lent by this pool (or was given back already)")
+        try:
+            self._take_back(entry)
+        except BaseException:
+            self._forget(entry, bad_return=True)  # interrupted while repairing it: never lend it
+            raise
+
+    def _take_back(self, entry: PoolEntry[Client]) -> None:
+        client = entry.connection
         usable = not client.closed
         repaired = False
         if usable and not client.session.idle:
@@ -403,7 +422,9 @@ class Pool:
                 if repaired:
                     self._book.note_bad_return()
                 kept = self._book.give_back(entry, time.monotonic())
-            self._cond.notify_all()
+            # One connection (or slot) came back: one waiter. Waking them all would have every
+            # waiter but one go back to sleep; a waiter that loses the race to a newcomer waits again.
+            self._cond.notify()
         if not kept:
             client.close()
 

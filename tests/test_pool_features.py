@@ -435,3 +435,22 @@ def test_threads_through_a_server_restart_leave_the_pool_consistent(own_pg: Embe
         assert stats.connections_discarded >= 2  # the connections the restart broke
         with pool.connection() as c:
             assert c.query("SELECT 1 AS one").rows == [{"one": 1}]
+
+
+def test_an_interrupted_check_or_reset_frees_the_slot(pg: EmbeddedPostgres) -> None:
+    def interrupt(client: Client) -> None:
+        raise KeyboardInterrupt
+
+    with Pool(pg.dsn(), max_size=1, reset=interrupt, sslmode="disable") as pool:
+        with pytest.raises(KeyboardInterrupt):
+            with pool.connection():
+                pass
+        assert pool.size == 0
+    with Pool(pg.dsn(), max_size=1, check=interrupt, sslmode="disable") as pool:
+        with pool.connection():
+            pass
+        with pytest.raises(KeyboardInterrupt):
+            pool.acquire()
+        assert pool.size == 0
+        with pool.connection(timeout=5):  # a new connection: nothing to check
+            pass
