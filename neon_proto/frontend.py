@@ -90,6 +90,8 @@ class FrontendConnection:
         self._description: Any = None  # the RowDescription of the result being received
         self._parse_cache: dict[tuple[str, str, tuple[int, ...]], bytes] = {}
         self._parsers: dict[int, Callable[[bytes, int, int], ev.Event]] = self._parser_table()
+        # Set while startup finishes behind pipelined queries (see finish_startup_with).
+        self._startup_handler: Callable[[Any], None] | None = None
 
     # ------------------------------------------------------------------ input
 
@@ -207,6 +209,12 @@ class FrontendConnection:
             self._ready(event)
             return event
         self._transition(event)
+        handler = self._startup_handler
+        if handler is not None and (state is State.AUTHENTICATING or state is State.STARTING):
+            if self.state is not State.AUTHENTICATING and self.state is not State.STARTING:
+                self._startup_handler = None  # startup is over (ReadyForQuery, or an error)
+            handler(event)
+            return self.next_event()
         return event
 
     def next_events(self) -> list[Any]:
@@ -338,6 +346,10 @@ class FrontendConnection:
                 if self.state is not State.CLOSED:
                     self.state = State.CLOSED
                     self._pending_ready = 0
+                handler = self._startup_handler
+                if handler is not None:
+                    self._startup_handler = None
+                    handler(ev.END_OF_STREAM)
                 return ev.END_OF_STREAM
             self._fail("the connection closed in the middle of a message")
         return NEED_DATA
@@ -576,7 +588,8 @@ class FrontendConnection:
                 self.secret_key = event.secret_key  # type: ignore[attr-defined]
             elif cls is ev.ReadyForQuery:
                 self.transaction_status = event.status  # type: ignore[attr-defined]
-                self.state = State.READY
+                # Queries pipelined behind the startup may be outstanding already.
+                self.state = State.BUSY if self._pending_ready else State.READY
             elif cls is ev.ErrorResponse:
                 self.state = State.CLOSED
         elif state is State.READY:
@@ -607,8 +620,29 @@ class FrontendConnection:
     # ------------------------------------------------------------------ output
 
     def _check_can_send(self, *allowed: State) -> None:
-        if self.state not in allowed:
-            raise LocalProtocolError(f"cannot send that in state {self.state.name}")
+        state = self.state
+        if state not in allowed and not (
+            self._startup_handler is not None and State.READY in allowed and state in _STARTUP_STATES
+        ):
+            raise LocalProtocolError(f"cannot send that in state {state.name}")
+
+    def finish_startup_with(self, handler: Callable[[Any], None]) -> None:
+        """Let queries be sent before startup completes (a pipelined connect).
+
+        From now on every startup message the server sends (authentication, ParameterStatus,
+        BackendKeyData, the first ReadyForQuery) goes to ``handler`` instead of being returned
+        by ``next_event``, ahead of the results of the queries sent meanwhile; an exception the
+        handler raises (a failed login) comes out of ``next_event``. EOF reaches it as
+        ``END_OF_STREAM``.
+        """
+        if self.state not in _STARTUP_STATES:
+            raise LocalProtocolError(f"finish_startup_with() needs a startup in progress, not {self.state.name}")
+        self._startup_handler = handler
+
+    @property
+    def startup_in_background(self) -> bool:
+        """Whether startup is being finished behind pipelined queries."""
+        return self._startup_handler is not None
 
     def send_ssl_request(self) -> bytes:
         """SSLRequest: ask to switch to TLS; the answer is an ``SSLResponse`` event."""
@@ -645,7 +679,8 @@ class FrontendConnection:
         self._check_can_send(State.READY, State.BUSY)
         data = msg.query_message(sql)
         self._pending_ready += 1
-        self.state = State.BUSY
+        if self.state is State.READY:
+            self.state = State.BUSY
         return data
 
     def send_parse(self, name: str, sql: str, param_oids: Sequence[int] = ()) -> bytes:
@@ -703,7 +738,8 @@ class FrontendConnection:
         """
         state = self.state
         if state is not State.READY and state is not State.BUSY:
-            raise LocalProtocolError(f"cannot send a query in state {state.name}")
+            if self._startup_handler is None or state not in _STARTUP_STATES:
+                raise LocalProtocolError(f"cannot send a query in state {state.name}")
         parts = []
         if parse:
             key = (statement, sql, param_oids)
@@ -720,14 +756,16 @@ class FrontendConnection:
         if sync:
             parts.append(msg.SYNC)
             self._pending_ready += 1
-            self.state = State.BUSY
+            if state is State.READY:
+                self.state = State.BUSY
         return b"".join(parts)
 
     def send_sync(self) -> bytes:
         """Sync: end of a pipelined block; the server answers ReadyForQuery."""
         self._check_can_send(State.READY, State.BUSY)
         self._pending_ready += 1
-        self.state = State.BUSY
+        if self.state is State.READY:
+            self.state = State.BUSY
         return msg.SYNC
 
     def expect_ready(self, count: int = 1) -> None:
@@ -781,6 +819,8 @@ _NEVER_WHEN_BUSY = frozenset(
     }
 )
 
+
+_STARTUP_STATES = frozenset({State.AUTHENTICATING, State.STARTING})
 
 _DESCRIBE_EXECUTE = msg.describe_message("P") + msg.execute_message()
 _BUSY = State.BUSY

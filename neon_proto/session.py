@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict, deque
-from typing import Any, Callable, Generator, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Generator, Hashable, Iterable, Mapping, Sequence, TypeVar
 
 from neon_proto import events as ev
-from neon_proto.auth import ScramSession, md5_password
+from neon_proto.auth import AuthMethodMemory, ScramKeyCache
 from neon_proto.errors import (
     ConnectionClosed,
     DataError,
@@ -29,6 +29,7 @@ from neon_proto.errors import (
 from neon_proto.frontend import NEED_DATA, FrontendConnection, State
 from neon_proto.messages import SYNC
 from neon_proto.results import Result, RowMode, make_row_converter, make_row_parser, parse_command_tag
+from neon_proto.startup import Authenticator, StartupPipeline
 
 __all__ = [
     "Session",
@@ -158,8 +159,13 @@ class Session:
 
     @property
     def idle(self) -> bool:
-        """Whether the server waits for a query (no results outstanding)."""
-        return self.conn.state is State.READY
+        """Whether the server waits for a query (no results outstanding).
+
+        True too while a pipelined connect finishes in the background with nothing else sent:
+        a query may be sent now.
+        """
+        conn = self.conn
+        return conn.state is State.READY or (conn.startup_in_background and conn.pending_syncs == 0)
 
     @property
     def transaction_status(self) -> str:
@@ -233,6 +239,8 @@ class Session:
             return
         if state in (State.CLOSED, State.ERROR):
             raise ConnectionClosed("the connection is closed")
+        if self.conn.startup_in_background and self.conn.pending_syncs == 0:
+            return  # a pipelined connect: the first query follows the last startup flight
         raise InterfaceError(f"another operation is in progress on this connection ({state.name})")
 
     # ------------------------------------------------------------------ startup
@@ -263,63 +271,73 @@ class Session:
         *,
         channel_binding: str = "prefer",
         server_certificate: bytes | None = None,
+        pipeline: StartupPipeline = False,
+        server: Hashable = None,
+        scram_keys: ScramKeyCache | None = None,
+        methods: AuthMethodMemory | None = None,
     ) -> Op[None]:
-        """Send the startup message, authenticate, and wait for the first ReadyForQuery."""
+        """Send the startup message and authenticate (see ``neon_proto.startup``).
+
+        Without ``pipeline`` it returns at the first ReadyForQuery. With one, it returns as
+        soon as its last flight is written: the next operation's messages follow at once, and
+        the rest of startup is read ahead of their results (a failed login surfaces there,
+        with the same exception class). ``server`` names the server for the SCRAM key cache
+        (``scram_keys``) and the memory of authentication methods (``methods``).
+        """
         conn = self.conn
-        user = parameters["user"]
-        yield conn.send_startup(parameters)
-        scram: ScramSession | None = None
-        authenticated_with_sasl = False
-        while True:
-            event = yield from self._next()
-            cls = type(event)
-            if cls is ev.AuthenticationOk:
-                if channel_binding == "require" and not authenticated_with_sasl:
-                    raise OperationalError("channel binding is required, but the server authenticated without it")
-                if scram is not None and not scram.mechanism.endswith("-PLUS") and channel_binding == "require":
-                    raise OperationalError("channel binding is required, but was not used")
-                continue
-            if cls is ev.AuthenticationCleartextPassword or cls is ev.AuthenticationMD5Password:
-                if channel_binding == "require":
-                    raise OperationalError("channel binding is required, but the server asked for a password")
-                if password is None:
-                    raise OperationalError(f"the server asked for a password for user {user!r}, and none was given")
-                if cls is ev.AuthenticationCleartextPassword:
-                    yield conn.send_password(password)
-                else:
-                    yield conn.send_password(md5_password(user, password, event.salt))
-            elif cls is ev.AuthenticationSASL:
-                if password is None:
-                    raise OperationalError(f"the server asked for a password for user {user!r}, and none was given")
-                scram = ScramSession(
-                    event.mechanisms,
-                    user,
-                    password,
-                    channel_binding=channel_binding,
-                    server_certificate=server_certificate,
-                )
-                authenticated_with_sasl = True
-                yield conn.send_sasl_initial_response(scram.mechanism, scram.client_first())
-            elif cls is ev.AuthenticationSASLContinue:
-                if scram is None:
-                    raise OperationalError("SASL continuation without SASL start")
-                yield conn.send_sasl_response(scram.client_final(event.data))
-            elif cls is ev.AuthenticationSASLFinal:
-                if scram is None:
-                    raise OperationalError("SASL final message without SASL start")
-                scram.verify_server_final(event.data)
-            elif cls is ev.NegotiateProtocolVersion:
-                logger.debug("server negotiates protocol 3.%d", event.newest_minor_version)
-            elif cls is ev.BackendKeyData:
-                continue
-            elif cls is ev.ErrorResponse:
-                raise event.to_exception()
-            elif cls is ev.ReadyForQuery:
+        auth = Authenticator(
+            conn,
+            parameters,
+            password,
+            channel_binding=channel_binding,
+            server_certificate=server_certificate,
+            pipeline=pipeline,
+            server=server,
+            scram_keys=scram_keys,
+            methods=methods,
+            on_notice=self._on_notice,
+        )
+        yield auth.first_flight()
+        while not auth.finished:
+            if auth.pipeline is not False and auth.last_flight_sent:
+                auth.detached = True
+                conn.finish_startup_with(auth.on_background_event)
                 return
-            elif cls is ev.EndOfStream:
-                raise ConnectionClosed("the server closed the connection during startup")
-            else:
-                raise OperationalError(f"unexpected {cls.__name__} during startup")
+            event = conn.next_event()
+            if event is NEED_DATA:
+                data = yield None
+                conn.receive_data(data or b"")
+                continue
+            out = auth.on_event(event)
+            if out:
+                yield out
+
+    def finish_startup(self) -> Op[None]:
+        """Wait for the rest of a pipelined connect (the backend key, the server parameters).
+
+        Nothing to do after a connect that was not pipelined. A failed login raises here.
+        """
+        conn = self.conn
+        while conn.startup_in_background:
+            event = conn.next_event()  # startup messages go to the startup handler
+            if event is NEED_DATA:
+                if not conn.startup_in_background:
+                    break  # the last startup message was in the bytes just parsed
+                conn.receive_data((yield None) or b"")
+                continue
+            self._put_back_idle_event(event)
+        self.process_idle_events()
+
+    def _put_back_idle_event(self, event: Any) -> None:
+        cls = type(event)
+        if cls is ev.NotificationResponse:
+            self._on_notification(event)
+        elif cls is ev.NoticeResponse:
+            self._on_notice(event)
+        elif cls is ev.ErrorResponse:
+            raise event.to_exception()
+        elif cls is ev.EndOfStream:
+            raise ConnectionClosed("the server closed the connection")
 
     # ------------------------------------------------------------------ queries
 
@@ -852,6 +870,10 @@ class Session:
         if max_rows < 1:
             raise ProgrammingError("a stream needs a batch size of at least one row")
         conn = self.conn
+        if conn.startup_in_background:
+            # No Sync goes out with a stream, so the machine could not tell the startup's
+            # ReadyForQuery from ours: let the pipelined connect finish first.
+            yield from self.finish_startup()
         reg = registry if registry is not None else self.registry
         oids, formats, values = self._dump_params(params, reg) if params else ([], [], [])
         fmt = self.result_format

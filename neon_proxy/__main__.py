@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line; defaults come from NEON_PROXY_* variables."""
     parser = argparse.ArgumentParser(
         prog="python -m neon_proxy",
-        description="Neon's SQL-over-HTTP protocol (POST /sql) in front of any Postgres.",
+        description="Neon's SQL-over-HTTP (POST /sql) and WebSocket (/v2) endpoints in front of any Postgres.",
     )
     parser.add_argument(
         "command",
@@ -69,6 +69,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pool-idle-timeout", type=float, default=float(_env("POOL_IDLE_TIMEOUT", "300") or 0))
     parser.add_argument("--connect-timeout", type=float, default=float(_env("CONNECT_TIMEOUT", "15") or 0))
     parser.add_argument("--shutdown-timeout", type=float, default=float(_env("SHUTDOWN_TIMEOUT", "30") or 0))
+    parser.add_argument(
+        "--ws-relay",
+        action="store_true",
+        default=(_env("WS_RELAY", "") or "").lower() in ("1", "true", "yes", "on"),
+        help="WebSocket relay mode (Neon's wsproxy): raw bytes to ?address=host:port, no authentication "
+        "by the proxy (NEON_PROXY_WS_RELAY=1); default: auth mode, the proxy logs in to the upstream",
+    )
+    parser.add_argument(
+        "--ws-relay-allow",
+        action="append",
+        default=None,
+        metavar="HOST:PORT",
+        help="an address relay mode may reach (*.suffix:PORT allowed); repeatable; default: the configured "
+        "upstreams alone (NEON_PROXY_WS_RELAY_ALLOW, space-separated)",
+    )
+    parser.add_argument(
+        "--ws-max-connections",
+        type=int,
+        default=int(_env("WS_MAX_CONNECTIONS", "1000") or 0),
+        help="concurrent WebSocket connections; past it upgrades get 503 (default 1000)",
+    )
+    parser.add_argument(
+        "--ws-handshake-timeout",
+        type=float,
+        default=float(_env("WS_HANDSHAKE_TIMEOUT", "10") or 0),
+        help="seconds a WebSocket client has to send its startup message and password (default 10)",
+    )
+    parser.add_argument(
+        "--ws-idle-timeout",
+        type=float,
+        default=float(_env("WS_IDLE_TIMEOUT", "600") or 0),
+        help="seconds a WebSocket session may sit idle, no query running, before it is closed (default 600)",
+    )
     parser.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"), help="DEBUG, INFO, WARNING... (NEON_PROXY_LOG_LEVEL)")
     return parser
 
@@ -93,7 +126,17 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         pool_idle_timeout=args.pool_idle_timeout,
         connect_timeout=args.connect_timeout,
         shutdown_timeout=args.shutdown_timeout,
+        ws_relay=args.ws_relay,
+        ws_relay_allow=_relay_allowlist(args.ws_relay_allow),
+        ws_max_connections=args.ws_max_connections,
+        ws_handshake_timeout=args.ws_handshake_timeout,
+        ws_idle_timeout=args.ws_idle_timeout,
     )
+
+
+def _relay_allowlist(given: list[str] | None) -> tuple[str, ...]:
+    entries = given if given else (_env("WS_RELAY_ALLOW", "") or "").split()
+    return tuple(entries)
 
 
 async def run_until_signalled(server: ProxyServer, on_ready: Callable[[ProxyServer], None] | None = None) -> None:
@@ -122,6 +165,7 @@ def _print_dev_settings(database_url: str | None) -> Callable[[ProxyServer], Non
         if database_url is not None:
             lines.append(f"DATABASE_URL={database_url}")
         lines.append(f"NEON_FETCH_ENDPOINT={server.url}")
+        lines.append(f"NEON_WS_PROXY={server.ws_proxy}")
         lines.append("# JS: neonConfig.fetchEndpoint = process.env.NEON_FETCH_ENDPOINT; neon(process.env.DATABASE_URL)")
         lines.append("# Ctrl-C stops the proxy" + (" and Postgres" if database_url is not None else ""))
         sys.stdout.write("\n".join(lines) + "\n")

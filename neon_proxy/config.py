@@ -8,7 +8,7 @@ that endpoint's Postgres is. With a single default upstream, every endpoint name
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import attrs
 
@@ -57,6 +57,10 @@ def _upstream_params(url: str, what: str) -> ConnectionParams:
     return ConnectionParams(**kept, channel_binding=params.channel_binding)
 
 
+def _str_tuple(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
+
+
 def _copy_table(table: Mapping[str, str]) -> dict[str, str]:
     return dict(table)
 
@@ -93,6 +97,16 @@ class ProxyConfig:
     """Seconds in-flight requests get to finish after SIGINT/SIGTERM."""
     cancel_timeout: float = attrs.field(default=5.0, validator=_positive)
     """Seconds to cancel and drain an upstream query whose client went away."""
+    ws_relay: bool = False
+    """WebSocket relay mode (Neon's wsproxy): raw bytes to ``?address=``, no authentication here."""
+    ws_relay_allow: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
+    """``HOST:PORT`` entries (``*.suffix`` hosts allowed) a relay may reach; empty: the configured upstreams."""
+    ws_max_connections: int = attrs.field(default=1000, validator=_positive)
+    """Concurrent WebSocket connections; past it an upgrade is refused with 503."""
+    ws_handshake_timeout: float = attrs.field(default=10.0, validator=_positive)
+    """Seconds a WebSocket client has to send its startup message and password."""
+    ws_idle_timeout: float = attrs.field(default=600.0, validator=_positive)
+    """Seconds a WebSocket session may sit idle (no query running, nothing sent) before it is closed."""
     _routes: dict[str, ConnectionParams] = attrs.field(init=False, repr=False, eq=False)
     _default: ConnectionParams | None = attrs.field(init=False, repr=False, eq=False)
 

@@ -50,6 +50,7 @@ from neon_proxy.upstream import (
     reset_session,
     run_payload,
 )
+from neon_proxy.websocket import WebSocketEndpoint
 from neon_trio import Client
 from neon_trio._io import direct_fd, stream_socket
 
@@ -62,7 +63,6 @@ CORS_ALLOW_HEADERS = (
     "Neon-Batch-Read-Only, Neon-Batch-Isolation-Level"
 )
 _NOT_SUPPORTED = b'"query is not supported"'
-_WEBSOCKET_NOT_SUPPORTED = b'"WebSocket connections are not supported by this proxy yet"'
 _RECEIVE_SIZE = 65536
 _MAX_HEADER_BYTES = 64 * 1024
 _MAX_BUFFERED_WHILE_WATCHING = 1024 * 1024
@@ -131,6 +131,17 @@ class _HttpConnection:
         if self.eof:
             machine.receive_data(b"")
         return machine
+
+    def take_upgrade_bytes(self) -> bytes | None:
+        """What the client sent after an upgrade request's head; None if the request has a body."""
+        if self.h11 is None:
+            if self.body_missing:
+                return None
+            data, self.buffer = self.buffer, b""
+            return data
+        if type(self.next_event()) is not h11.EndOfMessage:
+            return None
+        return self.h11.trailing_data[0]
 
     def next_cycle(self) -> None:
         """Get ready for the next request (keeping what the last machine received beyond its own)."""
@@ -241,6 +252,7 @@ class ProxyServer:
         self._idle_scopes: set[trio.CancelScope] = set()
         self._hangups = HangupWatcher()
         self._routes: dict[str, tuple[ConnInfo, PoolKey, Callable[[], Awaitable[Client]]]] = {}
+        self.websocket = WebSocketEndpoint(config)
 
     def __repr__(self) -> str:
         return f"<ProxyServer {self.config.listen_host}:{self.port} in_flight={self.in_flight}>"
@@ -250,6 +262,11 @@ class ProxyServer:
         """The fetch endpoint clients post to (``http(s)://host:port/sql``)."""
         scheme = "https" if self.config.tls else "http"
         return f"{scheme}://{self.config.listen_url_host}:{self.port}/sql"
+
+    @property
+    def ws_proxy(self) -> str:
+        """The WebSocket endpoint as the JS driver's ``neonConfig.wsProxy`` wants it (no scheme)."""
+        return f"{self.config.listen_url_host}:{self.port}/v2"
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -304,6 +321,7 @@ class ProxyServer:
             return
         self._stopping = True
         logger.info("neon_proxy shutting down")
+        self.websocket.shutdown()
         if self._accept_scope is not None:
             self._accept_scope.cancel()
         for scope in list(self._idle_scopes):
@@ -382,6 +400,10 @@ class ProxyServer:
                 http.buffer = data
             else:
                 http.eof = True
+        if http.buffer[0] == 0:  # a Postgres packet, never HTTP: a CancelRequest or a plain-TCP session
+            http.must_close = True
+            await self.websocket.serve_tcp(http.stream, http.buffer)
+            return None
         simple = parse_simple_request(http.buffer, _MAX_HEADER_BYTES)
         if simple is not None:
             http.buffer = http.buffer[simple.size :]
@@ -514,10 +536,7 @@ class ProxyServer:
         method = request.method
         status: int
         if "websocket" in (headers.get("upgrade") or "").lower():
-            # The WebSocket transport (any path) is not served yet.
-            await self._discard_body(http)
-            status = 400
-            await self._respond(http, request_id, status, _WEBSOCKET_NOT_SUPPORTED)
+            status = await self._upgrade(http, request, request_id)
         elif path == b"/sql" and method == b"POST":
             status = await self._handle_sql(http, request, headers, request_id)
         elif path == b"/sql" and method == b"OPTIONS":
@@ -542,6 +561,20 @@ class ProxyServer:
                 (trio.current_time() - started) * 1000,
                 request_id,
             )
+
+    async def _upgrade(self, http: _HttpConnection, request: _Request, request_id: str) -> int:
+        """A WebSocket upgrade (any path): served by ``neon_proxy.websocket`` to its end."""
+        http.must_close = True
+        received = http.take_upgrade_bytes() if not request.body else None
+        if received is None:
+            await self._discard_body(http)
+            await self._respond(http, request_id, 400, error_json("a WebSocket upgrade request has no body"))
+            return 400
+        try:
+            return await self.websocket.serve(http.stream, request.method, request.target, request.headers, received)
+        except RequestError as exc:
+            await self._respond(http, request_id, exc.status, error_json(exc.message))
+            return exc.status
 
     async def _refuse(self, http: _HttpConnection, request_id: str, exc: RequestError) -> int:
         if http.body_missing or (http.h11 is not None and http.h11.their_state is h11.SEND_BODY):

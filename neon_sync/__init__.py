@@ -1,4 +1,4 @@
-"""neon_sync: the blocking binding. ``neon()`` over HTTP; ``Client``, ``Pool`` and DB-API 2.0 ``connect()`` over TCP."""
+"""neon_sync: the blocking binding. ``neon()`` over HTTP; ``Client``, ``Pool`` and DB-API 2.0 ``connect()`` over TCP or WebSocket."""
 
 from neon_proto.errors import (
     ConnectionClosed,
@@ -15,6 +15,7 @@ from neon_proto.errors import (
     QueryCanceled,
     Warning,
 )
+from neon_proto.options import ConnectKeywords, NeonConfig, neon_config
 from neon_proto.results import Field, Result
 from neon_sync.client import Client, Notification, Pipeline
 from neon_sync.dbapi import (
@@ -43,6 +44,9 @@ from neon_sync.pool import Pool, PoolTimeout
 
 __all__ = [
     "neon",
+    "neon_config",
+    "NeonConfig",
+    "ConnectKeywords",
     "Client",
     "Pool",
     "PoolTimeout",

@@ -12,14 +12,16 @@ import selectors
 import socket
 import ssl
 import time
-from typing import Callable, TypeVar
+from typing import Any, Callable, Generator, TypeVar
 
+from neon_proto.connect import CloseStream, ConnectStep, Link, OpenStream, ReceiveBytes, SendBytes, StartTLS
 from neon_proto.conninfo import ConnectionParams
 from neon_proto.errors import ConnectionClosed, Error, OperationalError
 from neon_proto.frontend import FrontendConnection
 from neon_proto.session import Op
+from neon_proto.tls import make_ssl_context
 
-__all__ = ["Transport", "run", "open_socket", "make_ssl_context", "is_ip_address"]
+__all__ = ["Transport", "run", "establish", "open_socket", "open_socket_to", "make_ssl_context", "is_ip_address"]
 
 logger = logging.getLogger("neon_sync")
 
@@ -37,39 +39,22 @@ def is_ip_address(host: str) -> bool:
     return True
 
 
-def make_ssl_context(params: ConnectionParams) -> ssl.SSLContext:
-    """An SSLContext for a sslmode: verify-full checks chain and name, verify-ca the chain only.
-
-    ``require`` with an sslrootcert behaves as verify-ca, as libpq does.
-    """
-    mode = params.sslmode
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    verify = mode in ("verify-ca", "verify-full") or (mode == "require" and params.sslrootcert)
-    if verify:
-        if params.sslrootcert and params.sslrootcert != "system":
-            ctx.load_verify_locations(cafile=params.sslrootcert)
-        else:
-            ctx.load_default_certs()
-        ctx.check_hostname = mode == "verify-full"
-        ctx.verify_mode = ssl.CERT_REQUIRED
-    else:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    if params.sslcert:
-        ctx.load_cert_chain(params.sslcert, params.sslkey)
-    if params.sslnegotiation == "direct":
-        ctx.set_alpn_protocols(["postgresql"])
-    return ctx
-
-
 class Transport:
-    """A connected socket (plain or TLS) with the receive-size policy of the binding."""
+    """A connected socket (plain or TLS) with the receive-size policy of the binding.
 
-    def __init__(self, sock: socket.socket) -> None:
+    With a ``link`` (a WebSocket, maybe TLS inside it) Postgres bytes go through it; with
+    ``coalesce_writes`` the writes of one operation that come before its first read leave
+    as one WebSocket message.
+    """
+
+    def __init__(self, sock: socket.socket, link: Link | None = None, *, coalesce_writes: bool = True) -> None:
         self.sock = sock
+        self.link = link
+        self.coalesce_writes = coalesce_writes
         self.server_certificate: bytes | None = None
         self._recv_size = 65536
+        self._pending: list[bytes] = []
+        self._pending_size = 0
         self.closed = False
 
     def start_tls(self, ctx: ssl.SSLContext, server_hostname: str | None) -> None:
@@ -88,16 +73,67 @@ class Transport:
         """Whether the transport is encrypted."""
         return isinstance(self.sock, ssl.SSLSocket)
 
-    def recv(self) -> bytes:
-        """Bytes from the peer; b"" on EOF. Grows the read size while reads come back full."""
+    def _recv_raw(self) -> bytes:
         size = self._recv_size
         data = self.sock.recv(size)
         if len(data) == size and size < 1048576:
             self._recv_size = size * 2
         return data
 
+    def recv(self) -> bytes:
+        """Bytes from the peer; b"" on EOF. Grows the read size while reads come back full."""
+        link = self.link
+        if link is None:
+            return self._recv_raw()
+        if self._pending:
+            self.flush()
+        while True:
+            data = link.read()
+            if data is not None:
+                return data
+            link.receive_data(self._recv_raw())
+            owed = link.data_to_send()
+            if owed:
+                self.sock.sendall(owed)
+
     def send(self, data: bytes, conn: FrontendConnection | None = None) -> None:
         """Send everything; for large writes, keep reading so neither side's buffer deadlocks."""
+        link = self.link
+        if link is not None:
+            if self.coalesce_writes:
+                self._pending.append(data)
+                self._pending_size += len(data)
+                if self._pending_size >= _SMALL_SEND:
+                    self.flush(conn)
+                return
+            data = link.send(data)
+        self._send_wire(data, conn)
+
+    def flush(self, conn: FrontendConnection | None = None) -> None:
+        """Write the coalesced Postgres bytes as one WebSocket message."""
+        if not self._pending:
+            return
+        assert self.link is not None
+        data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending.clear()
+        self._pending_size = 0
+        self._send_wire(self.link.send(data), conn)
+
+    def _deliver(self, raw: bytes, conn: FrontendConnection) -> None:
+        """Bytes read while sending: through the link (if any) into the machine."""
+        link = self.link
+        if link is None:
+            conn.receive_data(raw)
+            return
+        link.receive_data(raw)
+        owed = link.data_to_send()
+        if owed:
+            self.sock.sendall(owed)
+        data = link.read()
+        if data is not None:
+            conn.receive_data(data)
+
+    def _send_wire(self, data: bytes, conn: FrontendConnection | None) -> None:
         if len(data) <= _SMALL_SEND or conn is None:
             self.sock.sendall(data)
             return
@@ -118,7 +154,7 @@ class Transport:
                         except ssl.SSLWantReadError:
                             chunk = None
                         if chunk is not None:
-                            conn.receive_data(chunk)
+                            self._deliver(chunk, conn)
                             if not chunk:
                                 raise ConnectionClosed("the server closed the connection while we were sending")
                     if mask & selectors.EVENT_WRITE and view:
@@ -132,21 +168,44 @@ class Transport:
 
     def recv_nowait(self) -> bytes | None:
         """Bytes the peer already sent, b"" on EOF, or None when nothing is waiting; never blocks."""
+        link = self.link
+        if link is not None:
+            self.flush()
+            data = link.read()
+            if data is not None:
+                return data
         sock = self.sock
         timeout = sock.gettimeout()
         sock.settimeout(0.0)
         try:
-            return sock.recv(self._recv_size)
+            raw = sock.recv(self._recv_size)
         except (BlockingIOError, ssl.SSLWantReadError):
             return None
         finally:
             sock.settimeout(timeout)
+        if link is None:
+            return raw
+        link.receive_data(raw)
+        owed = link.data_to_send()
+        if owed:
+            sock.sendall(owed)
+        return link.read()
 
     def close(self) -> None:
-        """Close the socket; safe to call twice."""
+        """Close the socket (after the WebSocket close frame, if any); safe to call twice."""
         if self.closed:
             return
         self.closed = True
+        link = self.link
+        if link is not None:
+            try:
+                self.sock.settimeout(0.5)
+                self.flush()
+                goodbye = link.close()
+                if goodbye:
+                    self.sock.sendall(goodbye)
+            except (OSError, Error):
+                pass
         try:
             self.sock.close()
         except OSError:  # pragma: no cover
@@ -155,7 +214,11 @@ class Transport:
 
 def open_socket(params: ConnectionParams, timeout: float | None) -> socket.socket:
     """A connected TCP (or Unix-domain) socket to the server, with Nagle off."""
-    host, port = params.host, params.port
+    return open_socket_to(params.host, params.port, timeout)
+
+
+def open_socket_to(host: str, port: int, timeout: float | None) -> socket.socket:
+    """A connected TCP socket (a Unix-domain one when ``host`` is a directory), with Nagle off."""
     try:
         if host.startswith("/"):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -229,6 +292,8 @@ def run(
                         raise ConnectionClosed(f"the connection to the server was lost: {exc}") from exc
                 out = op.send(None)
     except StopIteration as stop:
+        if transport._pending:
+            transport.flush(conn)
         return stop.value  # type: ignore[no-any-return]
     except Error:
         raise
@@ -239,3 +304,63 @@ def run(
         if restore_timeout and not transport.closed:
             transport.sock.settimeout(previous_timeout)
 
+
+
+def establish(
+    plan: Generator[ConnectStep, Any, T], *, deadline: float | None = None
+) -> tuple[socket.socket | None, T]:
+    """Perform a connect (or cancel) plan of ``neon_proto.connect`` on blocking sockets.
+
+    Returns the open socket (None once the plan closed it) and the plan's result. A failed
+    step is thrown into the plan, which may try again or explain.
+    """
+    sock: socket.socket | None = None
+    value: Any = None
+    error: BaseException | None = None
+    where = ""
+    try:
+        while True:
+            try:
+                step = plan.throw(error) if error is not None else plan.send(value)
+            except StopIteration as stop:
+                result: T = stop.value
+                return sock, result
+            value = None
+            error = None
+            try:
+                remaining = None
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise socket.timeout()
+                if isinstance(step, ReceiveBytes):
+                    assert sock is not None
+                    sock.settimeout(remaining)
+                    value = sock.recv(65536)
+                elif isinstance(step, SendBytes):
+                    assert sock is not None
+                    sock.settimeout(remaining)
+                    sock.sendall(step.data)
+                elif isinstance(step, OpenStream):
+                    where = f"{step.host}:{step.port}"
+                    sock = open_socket_to(step.host, step.port, remaining)
+                elif isinstance(step, StartTLS):
+                    assert sock is not None
+                    transport = Transport(sock)
+                    transport.start_tls(step.context, step.server_hostname)
+                    sock = transport.sock
+                    value = transport.server_certificate
+                elif isinstance(step, CloseStream):
+                    if sock is not None:
+                        sock.close()
+                        sock = None
+            except socket.timeout:
+                error = OperationalError(f"connection to {where} timed out")
+            except Error as exc:
+                error = exc
+            except OSError as exc:
+                error = ConnectionClosed(f"the connection to {where} was lost: {exc.strerror or exc}")
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise

@@ -5,41 +5,56 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import ssl
 import threading
 import time
-from typing import Any, BinaryIO, Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Generator, Iterable, Iterator, Mapping, Sequence, Unpack
 
 from neon_proto import events as ev
-from neon_proto.conninfo import ConnectionParams, parse_connection_string
+from neon_proto.conninfo import ConnectionParams
 from neon_proto.errors import (
     ConnectionClosed,
     Error,
     InterfaceError,
-    NotSupportedError,
     OperationalError,
     ProgrammingError,
 )
-from neon_proto.messages import cancel_request
+from neon_proto.connect import cancel_plan, connect_plan
+from neon_proto.startup import StartupPipeline
+from neon_proto.options import ConnectKeywords, ConnectOptions, TransportOptions, resolve_connect_options
 from neon_proto.results import Result, RowMode
 from neon_proto.types import TypeRegistry, default_registry
 from neon_proto.session import Op, PortalStream, Query, Session, SessionFacts
 from neon_proto.pyformat import format_query
-from neon_sync._io import Transport, make_ssl_context, open_socket, run
+from neon_sync._io import Transport, establish, run
 from neon_sync.copy import Copy
 
-__all__ = ["Client", "Notification", "connect_params", "Pipeline"]
+__all__ = ["Client", "ClientKeywords", "Notification", "connect_params", "connect_options", "Pipeline"]
 
 logger = logging.getLogger("neon_sync")
 
 Notification = ev.NotificationResponse
 
-TRANSPORTS = ("tcp",)
+CLIENT_KEYWORDS = frozenset({"array_mode", "prepared_statement_cache_size", "registry", "binary", "max_message_size"})
+
+
+class ClientKeywords(ConnectKeywords, total=False):
+    """Every keyword ``Client`` takes: the connection's (``ConnectKeywords``) and the client's own."""
+
+    array_mode: bool
+    prepared_statement_cache_size: int
+    registry: Any
+    binary: bool
+    max_message_size: int | None
+
+
+def connect_options(dsn: str | None, options: Mapping[str, Any], *, caller: str = "Client") -> ConnectOptions:
+    """Connection parameters and transport from a DSN, keywords, the PG* environment and neon_config."""
+    return resolve_connect_options(dsn, options, env=os.environ, caller=caller, also_valid=CLIENT_KEYWORDS)
 
 
 def connect_params(dsn: str | None, params: Mapping[str, Any]) -> ConnectionParams:
     """Connection parameters from a DSN, keyword overrides and the PG* environment."""
-    return parse_connection_string(dsn, env=os.environ, **params)
+    return connect_options(dsn, params).params
 
 
 class Client(SessionFacts):
@@ -53,18 +68,17 @@ class Client(SessionFacts):
         self,
         dsn: str | None = None,
         *,
-        transport: str = "tcp",
         array_mode: bool = False,
         prepared_statement_cache_size: int = 0,
         registry: Any = None,
         binary: bool = False,
         max_message_size: int | None = None,
-        **params: Any,
+        **options: Unpack[ConnectKeywords],
     ) -> None:
-        if transport not in TRANSPORTS:
-            raise NotSupportedError(f"transport {transport!r} is not available (choose from {', '.join(TRANSPORTS)})")
-        self.params = connect_params(dsn, params)
-        self.transport_name = transport
+        resolved = connect_options(dsn, options)
+        self.params = resolved.params
+        self.transport_options: TransportOptions = resolved.transport
+        self.transport_name = resolved.transport.transport
         self.array_mode = array_mode
         self._session = Session(
             # The connection's own registry (user types registered here stay here).
@@ -76,6 +90,9 @@ class Client(SessionFacts):
         self._transport: Transport | None = None
         self._lock = threading.Lock()
         self._connected = False
+        self._connect_failed = False
+        self.connect_pipeline: StartupPipeline = False
+        self._startup_deadline: float | None = None  # connect_timeout, while a pipelined login finishes
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else ("connected" if self._connected else "new")
@@ -83,25 +100,50 @@ class Client(SessionFacts):
 
     # ------------------------------------------------------------------ lifecycle
 
-    def connect(self) -> "Client":
-        """Open the connection: TCP, TLS per sslmode, startup and authentication."""
-        if self._connected:
+    def connect(self, *, wait: bool = False) -> "Client":
+        """Open the connection: TCP or WebSocket, TLS per sslmode, startup and authentication.
+
+        With a pipelined connect (``pipeline_connect``, on by default where it is safe) it
+        returns as soon as its last flight is written, and the first query follows in the
+        same round trip; a failed login then surfaces at that query, with the same exception
+        class. ``wait=True`` waits for the login to finish anyway (Pool and DB-API
+        ``connect()`` do). Calling it on a connected client does nothing; on one whose
+        connection was lost, it connects again.
+        """
+        if self._connected and not self.closed:
+            if wait:
+                self._settle()
             return self
-        if self._transport is not None:
-            self._session = self._fresh_session()  # an earlier attempt failed: start clean
         params = self.params
         timeout = params.connect_timeout
         deadline = time.monotonic() + timeout if timeout else None
+        plan = connect_plan(ConnectOptions(params, self.transport_options), self._fresh_session)
+        self._connect_failed = False
         try:
-            self._open(params, timeout, deadline, tls_first=params.sslmode != "allow")
-        except OperationalError as exc:
-            if params.sslmode == "allow" and self._retry_allow(exc):
-                self._session = self._fresh_session()
-                self._open(params, timeout, deadline, tls_first=True)
-            else:
-                raise
+            sock, connected = establish(plan, deadline=deadline)
+        except BaseException:
+            self._connect_failed = True
+            raise
+        assert sock is not None
+        self._startup_deadline = deadline
+        sock.settimeout(None)
+        self._session = connected.session
+        #: How the last connect was pipelined: "password", "scram", "startup" or False.
+        self.connect_pipeline = connected.pipeline
+        self._transport = Transport(sock, connected.link, coalesce_writes=self.transport_options.coalesce_writes)
+        if connected.unsent:
+            self._transport.send(connected.unsent)  # held: it leaves with the first query
         self._connected = True
-        logger.debug("connected to %s:%s as %s", params.host, params.port, params.user)
+        logger.debug(
+            "connected to %s:%s as %s over %s%s",
+            params.host,
+            params.port,
+            params.user,
+            self.transport_name,
+            f" (pipelined: {connected.pipeline})" if connected.pipeline else "",
+        )
+        if wait:
+            self._settle()
         return self
 
     def _fresh_session(self) -> Session:
@@ -118,55 +160,22 @@ class Client(SessionFacts):
         session.notification_handlers = old.notification_handlers
         return session
 
-    @staticmethod
-    def _retry_allow(exc: OperationalError) -> bool:
-        return exc.sqlstate in ("28000", "28P01") or isinstance(exc, ConnectionClosed)
+    def _settle(self) -> None:
+        """Finish a pipelined connect in the background of nothing: read the rest of startup."""
+        if self._connected and self._session.conn.startup_in_background and not self.closed:
+            self._run(self._session.finish_startup())
 
-    def _open(self, params: ConnectionParams, timeout: float | None, deadline: float | None, *, tls_first: bool) -> None:
-        sock = open_socket(params, timeout)
-        transport = Transport(sock)
-        self._transport = transport
-        session = self._session
-        conn = session.conn
-        unix = params.host.startswith("/")
-        mode = params.sslmode
-        server_hostname = None if unix else params.host
-        try:
-            if not unix and params.sslnegotiation == "direct":
-                try:
-                    transport.start_tls(make_ssl_context(params), server_hostname)
-                except OperationalError as exc:
-                    if isinstance(exc.__cause__, ssl.SSLCertVerificationError):
-                        raise
-                    raise OperationalError(
-                        f"{exc} (sslnegotiation=direct needs a server that accepts TLS at once: "
-                        "PostgreSQL 17 or later, or a proxy that does)"
-                    ) from exc
-            elif not unix and tls_first and mode != "disable":
-                accepted = run(session.request_tls(), transport, conn, deadline=deadline)
-                if accepted:
-                    transport.start_tls(make_ssl_context(params), server_hostname)
-                elif mode in ("require", "verify-ca", "verify-full"):
-                    raise OperationalError(f"the server does not support TLS, but sslmode={mode} requires it")
-            if params.channel_binding == "require" and not transport.is_tls:
-                raise OperationalError("channel_binding=require needs a TLS connection")
-            startup = params.startup_parameters()
-            run(
-                session.startup(
-                    startup,
-                    params.password,
-                    channel_binding=params.channel_binding,
-                    server_certificate=transport.server_certificate,
-                ),
-                transport,
-                conn,
-                deadline=deadline,
-            )
-            sock = transport.sock
-            sock.settimeout(None)
-        except BaseException:
-            transport.close()
-            raise
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process id serving this connection (waits for a pipelined connect to finish)."""
+        self._settle()
+        return self._session.conn.process_id
+
+    @property
+    def server_parameters(self) -> dict[str, str]:
+        """Parameters the server reported (server_version, TimeZone, ...); waits for a pipelined connect."""
+        self._settle()
+        return dict(self._session.conn.parameters)
 
     def close(self) -> None:
         """Say goodbye and close the socket; safe to call twice."""
@@ -176,8 +185,9 @@ class Client(SessionFacts):
         try:
             data = self._session.terminate()
             if data:
-                transport.sock.sendall(data)
-        except OSError:
+                transport.send(data)
+                transport.flush()
+        except (OSError, Error):
             pass
         finally:
             transport.close()
@@ -193,7 +203,7 @@ class Client(SessionFacts):
         """Whether the connection is closed (by us, by the server, or by an error)."""
         transport = self._transport
         if transport is None:
-            return False
+            return self._connect_failed
         return transport.closed or self._session.closed
 
     def register_type(self, name: str, factory: Any = None) -> Any:
@@ -213,6 +223,11 @@ class Client(SessionFacts):
             op.close()
             raise ConnectionClosed("the connection is closed")
         deadline = time.monotonic() + timeout if timeout else None
+        on_timeout = self.cancel if deadline is not None else None
+        startup_deadline = self._startup_deadline
+        if startup_deadline is not None and self._session.conn.startup_in_background:
+            if deadline is None or startup_deadline < deadline:
+                deadline, on_timeout = startup_deadline, None  # connect_timeout bounds the login
         with self._lock:
             try:
                 return run(
@@ -220,7 +235,7 @@ class Client(SessionFacts):
                     transport,
                     self._session.conn,
                     deadline=deadline,
-                    on_timeout=self.cancel if deadline is not None else None,
+                    on_timeout=on_timeout,
                 )
             except KeyboardInterrupt:
                 self._abandon()
@@ -303,7 +318,7 @@ class Client(SessionFacts):
         session = self._session
         try:
             for chunk in _chunks(data):
-                transport.sock.sendall(session.copy_in_data(chunk))
+                transport.send(session.copy_in_data(chunk), session.conn)
         except OSError as exc:
             transport.close()
             raise ConnectionClosed(f"the connection was lost during COPY: {exc}") from exc
@@ -496,17 +511,14 @@ class Client(SessionFacts):
         """Ask the server to cancel the running query (a CancelRequest on a new connection)."""
         conn = self._session.conn
         if conn.process_id is None or conn.secret_key is None:
+            if conn.startup_in_background:
+                logger.info("cancel: the pipelined connect has not finished, so no query runs yet")
+                return
             raise InterfaceError("no backend key: the connection was never established")
         params = self.params
-        sock = open_socket(params, params.connect_timeout or 10.0)
-        try:
-            sock.sendall(cancel_request(conn.process_id, conn.secret_key))
-            # The server closes the connection when it has processed the request.
-            try:
-                sock.recv(1)
-            except OSError:
-                pass
-        finally:
+        plan = cancel_plan(ConnectOptions(params, self.transport_options), conn.process_id, conn.secret_key)
+        sock, _ = establish(plan, deadline=time.monotonic() + (params.connect_timeout or 10.0))
+        if sock is not None:
             sock.close()
 
 

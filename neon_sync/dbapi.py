@@ -9,9 +9,10 @@ import re
 import time as _time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Unpack
 
 from neon_proto import errors as _errors
+from neon_proto.options import ConnectKeywords
 from neon_proto.errors import (
     DatabaseError,
     DataError,
@@ -138,11 +139,26 @@ def connect(
     *,
     autocommit: bool = False,
     row_factory: RowFactory | None = None,
-    transport: str = "tcp",
-    **params: Any,
+    array_mode: bool = False,
+    prepared_statement_cache_size: int = 0,
+    registry: Any = None,
+    binary: bool = False,
+    max_message_size: int | None = None,
+    **options: Unpack[ConnectKeywords],
 ) -> "Connection":
-    """Open a DB-API connection (a ``postgresql://`` URI, a ``key=value`` string, or keywords)."""
-    client = Client(dsn, transport=transport, **params).connect()
+    """Open a DB-API connection (a ``postgresql://`` URI, a ``key=value`` string, or keywords).
+
+    ``transport="websocket"`` (or a ``ws_proxy``) goes through a WebSocket proxy; see ``Client``.
+    """
+    client = Client(
+        dsn,
+        array_mode=array_mode,
+        prepared_statement_cache_size=prepared_statement_cache_size,
+        registry=registry,
+        binary=binary,
+        max_message_size=max_message_size,
+        **options,
+    ).connect(wait=True)
     return Connection(client, autocommit=autocommit, row_factory=row_factory)
 
 

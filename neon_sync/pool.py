@@ -7,11 +7,12 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, Unpack
 
 from neon_proto.errors import InterfaceError, OperationalError
 from neon_proto.results import Result
-from neon_sync.client import Client
+from neon_sync.http import NeonHTTP
+from neon_sync.client import CLIENT_KEYWORDS, Client, ClientKeywords, connect_options
 
 __all__ = ["Pool", "PoolTimeout"]
 
@@ -37,10 +38,13 @@ class Pool:
         max_size: int = 10,
         idle_timeout: float | None = 300.0,
         acquire_timeout: float = 30.0,
-        **client_options: Any,
+        **client_options: Unpack[ClientKeywords],
     ) -> None:
         if max_size < 1:
             raise InterfaceError("max_size must be at least 1")
+        # Checked now, so a misspelt keyword fails here and not at the first acquire().
+        connection_options = {k: v for k, v in client_options.items() if k not in CLIENT_KEYWORDS}
+        self.options = connect_options(dsn, connection_options, caller="Pool")
         self.dsn = dsn
         self.max_size = max_size
         self.idle_timeout = idle_timeout
@@ -50,6 +54,7 @@ class Pool:
         self._size = 0  # connections lent or idle, plus those being opened
         self._cond = threading.Condition()
         self._closed = False
+        self._fetch: NeonHTTP | None = None
 
     def __repr__(self) -> str:
         return f"<neon_sync.Pool size={self._size} idle={len(self._idle)} max={self.max_size}>"
@@ -65,7 +70,7 @@ class Pool:
         return len(self._idle)
 
     def _new_client(self) -> Client:
-        return Client(self.dsn, **self._options).connect()
+        return Client(self.dsn, **self._options).connect(wait=True)
 
     def acquire(self, timeout: float | None = None) -> Client:
         """Lend a connection; give it back with ``release``."""
@@ -132,13 +137,29 @@ class Pool:
             self.release(client)
 
     def query(self, text: str, params: Sequence[Any] | None = None, **options: Any) -> Result:
-        """Run one query on a pooled connection."""
+        """Run one query on a pooled connection (over HTTP with ``pool_query_via_fetch``)."""
+        if self.options.transport.pool_query_via_fetch:
+            return self._http()(text, params, full_results=True, **options)
         with self.connection() as client:
             return client.query(text, params, **options)
+
+    def _http(self) -> NeonHTTP:
+        """The HTTP query function Pool.query uses with ``pool_query_via_fetch`` (made once)."""
+        with self._cond:
+            if self._fetch is None:
+                transport = self.options.transport
+                self._fetch = NeonHTTP(
+                    self.options.params,
+                    fetch_endpoint=transport.fetch_endpoint,
+                    array_mode=bool(self._options.get("array_mode", False)),
+                )
+            return self._fetch
 
     def close(self) -> None:
         """Close every idle connection; lent ones are closed when given back."""
         with self._cond:
+            if self._fetch is not None:
+                self._fetch.close()
             self._closed = True
             while self._idle:
                 client, _ = self._idle.pop()

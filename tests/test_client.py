@@ -521,7 +521,8 @@ def closed_port() -> int:
 def test_wrong_password_is_invalid_password(pg: EmbeddedPostgres) -> None:
     for user in ("cleartext_user", "md5_user", "scram_user"):
         with pytest.raises(InvalidPassword) as info:
-            Client(pg.dsn(user, password="not-the-password"), sslmode="disable").connect()
+            # A pipelined connect reports a failed login at the first query; the class is the same.
+            Client(pg.dsn(user, password="not-the-password"), sslmode="disable").connect().query("SELECT 1")
         assert isinstance(info.value, OperationalError)
         assert info.value.sqlstate == "28P01"
         assert info.value.diag.severity == "FATAL"
@@ -531,19 +532,19 @@ def test_wrong_password_is_invalid_password(pg: EmbeddedPostgres) -> None:
 def test_missing_password_is_an_operational_error(pg: EmbeddedPostgres) -> None:
     role = pg.role("scram_user")
     with pytest.raises(OperationalError, match="password"):
-        Client(host=pg.host, port=pg.port, user=role.name, dbname="postgres", sslmode="disable").connect()
+        Client(host=pg.host, port=pg.port, user=role.name, dbname="postgres", sslmode="disable").connect(wait=True)
 
 
 def test_unknown_database_is_invalid_catalog_name(pg: EmbeddedPostgres) -> None:
     with pytest.raises(InvalidCatalogName) as info:
-        Client(pg.dsn(database="no_such_database"), sslmode="disable").connect()
+        Client(pg.dsn(database="no_such_database"), sslmode="disable").connect().query("SELECT 1")
     assert info.value.sqlstate == "3D000"
     assert "no_such_database" in str(info.value)
 
 
 def test_unknown_user_fails_to_connect(pg: EmbeddedPostgres) -> None:
     with pytest.raises(OperationalError) as info:
-        Client(pg.dsn("nobody_here", password="x"), sslmode="disable").connect()
+        Client(pg.dsn("nobody_here", password="x"), sslmode="disable").connect(wait=True)
     assert info.value.sqlstate in ("28P01", "28000")
 
 
@@ -592,7 +593,11 @@ def black_hole() -> Iterator[BlackHole]:
 def test_connect_timeout_against_a_silent_server(black_hole: BlackHole, sslmode: str) -> None:
     started = time.monotonic()
     with pytest.raises(OperationalError, match="timed out"):
-        Client(host="127.0.0.1", port=black_hole.port, user="u", sslmode=sslmode, connect_timeout=2).connect()
+        # Pipelined (no password: nothing to wait for), the login's wait comes with the first
+        # query, and connect_timeout still bounds it.
+        Client(host="127.0.0.1", port=black_hole.port, user="u", sslmode=sslmode, connect_timeout=2).connect().query(
+            "SELECT 1"
+        )
     elapsed = time.monotonic() - started
     assert 1.9 <= elapsed < 3.5
 
@@ -601,7 +606,7 @@ def test_connect_timeout_below_two_seconds_counts_as_two(black_hole: BlackHole) 
     """As in libpq, which enforces a 2 s minimum so that rounding cannot make it fail at once."""
     started = time.monotonic()
     with pytest.raises(OperationalError, match="timed out"):
-        Client(host="127.0.0.1", port=black_hole.port, user="u", sslmode="disable", connect_timeout=1).connect()
+        Client(host="127.0.0.1", port=black_hole.port, user="u", sslmode="disable", connect_timeout=1).connect(wait=True)
     assert 1.9 <= time.monotonic() - started < 3.5
 
 
@@ -695,7 +700,7 @@ def test_connect_can_be_retried_after_a_failure(pg: EmbeddedPostgres, client: Cl
     name = f"later_{uuid.uuid4().hex[:8]}"
     late = Client(pg.dsn(database=name), sslmode="disable", max_message_size=1 << 20)
     with pytest.raises(InvalidCatalogName):
-        late.connect()
+        late.connect(wait=True)
     client.query(f'CREATE DATABASE "{name}"')
     with late.connect():
         assert late.query("SELECT current_database() AS db").rows == [{"db": name}]

@@ -274,7 +274,7 @@ def test_password_not_in_failed_connection_errors(pg: EmbeddedPostgres, caplog: 
     caplog.set_level(logging.DEBUG)
     for dsn, options in failing_connections(pg):
         with pytest.raises(OperationalError) as info:
-            Client(dsn, **options).connect()  # type: ignore[arg-type]
+            Client(dsn, **options).connect(wait=True)  # type: ignore[arg-type]
         assert SECRET not in messages_of(info.value), (dsn, options)
     assert SECRET not in caplog.text
 

@@ -318,10 +318,12 @@ def test_options_is_cors_preflight(proxy: DevStack) -> None:
     assert response.headers["access-control-max-age"] == "86400"
 
 
-def test_websocket_upgrade_is_refused_for_now(proxy: DevStack) -> None:
-    headers = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"}
+def test_websocket_upgrade_of_another_version_is_refused(proxy: DevStack) -> None:
+    # The upgrade itself is tested in test_ws_proxy.py; an unusable one gets a plain HTTP answer.
+    headers = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "8"}
     response = request(proxy.port, method="GET", path="/v2", headers=headers)
-    assert response.status == 400
+    assert response.status == 426
+    assert "only 13" in response.json["message"]
 
 
 # ---------------------------------------------------------------------- batches

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 # Languages a fenced block may carry: python blocks run; the others are shell commands or output.
-KNOWN_LANGUAGES = {"python", "bash", "console", "text"}
+KNOWN_LANGUAGES = {"python", "bash", "console", "text", "js"}  # js: the JS driver side, not run here
 BLOCK_TIMEOUT = 60
 
 
