@@ -724,6 +724,8 @@ class Cursor(Generic[R]):
         rows = client._stream(
             sql, args if parameters is not None else None, batch_rows=size, mode="tuple", begin=begin, on_start=started
         )
+        if self._row_factory is tuple_row:
+            return rows  # tuples as they come: no generator in between
         return self._shaped(rows)
 
     def _shaped(self, rows: Iterator[Any]) -> Iterator[R]:
@@ -731,7 +733,7 @@ class Cursor(Generic[R]):
         if first is _NO_ROW:
             return
         make = self._make_row
-        if make is None:
+        if make is None:  # a factory that chose to keep the tuples
             yield first
             yield from rows  # closing this generator closes the stream too
             return
