@@ -929,11 +929,7 @@ class Session:
         error: Error | None = None
         DataRows = ev.DataRows
         while True:
-            events = conn.next_events()
-            if not events:
-                conn.receive_data((yield None) or b"")
-                continue
-            for event in events:
+            for event in (yield from self._receive_events()):
                 cls = type(event)
                 if cls is DataRows:
                     if event.decoded:
