@@ -34,7 +34,7 @@ class Connection(DBAPIExceptions, Generic[C]):
 
     client_class: type[C]
 
-    def __init__(self, client: C, *, autocommit: bool = False, row_factory: RowFactory = tuple_row) -> None:
+    def __init__(self, client: C, *, autocommit: bool = False, row_factory: RowFactory[Any] = tuple_row) -> None:
         self.client = client
         self.row_factory = row_factory
         """How cursors shape rows (``neon_proto.rows``: tuple_row, dict_row, namedtuple_row, class_row...)."""
@@ -48,7 +48,7 @@ class Connection(DBAPIExceptions, Generic[C]):
         dsn: str | None = None,
         *,
         autocommit: bool = False,
-        row_factory: RowFactory = tuple_row,
+        row_factory: RowFactory[Any] = tuple_row,
         array_mode: bool = False,
         prepared_statement_cache_size: int = 0,
         registry: Any = None,
@@ -103,7 +103,7 @@ class Connection(DBAPIExceptions, Generic[C]):
         if self.closed:
             raise InterfaceError("the connection is closed")
 
-    def cursor(self, *, row_factory: RowFactory | None = None) -> Cursor[C]:
+    def cursor(self, *, row_factory: RowFactory[Any] | None = None) -> Cursor[C]:
         """A new cursor (rows shaped by ``row_factory``, by default the connection's)."""
         self._check_open()
         return Cursor(self, row_factory=row_factory)
@@ -184,9 +184,9 @@ class Connection(DBAPIExceptions, Generic[C]):
 class Cursor(Generic[C]):
     """An async PEP 249 cursor: rows are tuples; ``fetch*`` are coroutines, as in psycopg."""
 
-    def __init__(self, connection: Connection[C], *, row_factory: RowFactory | None = None) -> None:
+    def __init__(self, connection: Connection[C], *, row_factory: RowFactory[Any] | None = None) -> None:
         self.connection = connection
-        self.row_factory: RowFactory = row_factory or connection.row_factory
+        self.row_factory: RowFactory[Any] = row_factory or connection.row_factory
         self.arraysize = 1
         self._results: list[Result] = []
         self._index = 0

@@ -16,6 +16,8 @@ from typing import Any, Callable, Protocol, Sequence, TypeVar
 __all__ = [
     "RowFactory",
     "RowMaker",
+    "TupleRow",
+    "DictRow",
     "tuple_row",
     "dict_row",
     "namedtuple_row",
@@ -26,8 +28,21 @@ __all__ = [
 ]
 
 Row = TypeVar("Row", covariant=True)
-RowMaker = Callable[[tuple[Any, ...]], Any]
-"""Turns one row's values into the row."""
+T = TypeVar("T")
+TupleRow = tuple[Any, ...]
+DictRow = dict[str, Any]
+
+
+class RowMaker(Protocol[Row]):
+    """Turns one row's values (a tuple) into the row."""
+
+    def __call__(self, values: tuple[Any, ...], /) -> Row: ...
+
+
+class RowFactory(Protocol[Row]):
+    """Called with something that has ``description``; returns the RowMaker for that result."""
+
+    def __call__(self, source: Any, /) -> RowMaker[Row]: ...
 
 
 class _Named(Protocol):
@@ -40,29 +55,29 @@ class _Described(Protocol):
     def description(self) -> Sequence[_Named] | None: ...
 
 
-RowFactory = Callable[[Any], RowMaker]
-"""Called with something that has ``description``; returns the RowMaker for that result."""
-
-
 def column_names(source: _Described) -> list[str]:
     """The column names of ``source.description`` (empty without a result)."""
     description = source.description
     return [column.name for column in description] if description else []
 
 
-def _identity(values: tuple[Any, ...]) -> tuple[Any, ...]:
+def _identity(values: tuple[Any, ...], /) -> tuple[Any, ...]:
     return values
 
 
-def tuple_row(source: Any) -> RowMaker:
+def tuple_row(source: Any, /) -> RowMaker[TupleRow]:
     """Rows as tuples (the default)."""
     return _identity
 
 
-def dict_row(source: Any) -> RowMaker:
+def dict_row(source: Any, /) -> RowMaker[DictRow]:
     """Rows as ``{column name: value}`` dicts (a later duplicate name wins)."""
     names = column_names(source)
-    return lambda values: dict(zip(names, values))
+
+    def make(values: tuple[Any, ...], /) -> DictRow:
+        return dict(zip(names, values))
+
+    return make
 
 
 _NOT_IDENT = re.compile(r"\W|^(?=\d)")
@@ -79,32 +94,39 @@ def _row_type(names: tuple[str, ...]) -> Any:
     return namedtuple("Row", fields)
 
 
-def namedtuple_row(source: Any) -> RowMaker:
+def namedtuple_row(source: Any, /) -> RowMaker[Any]:
     """Rows as named tuples; names that are not identifiers are made into ones (``?column?`` -> ``_column_``)."""
     row_type = _row_type(tuple(column_names(source)))
-    make: RowMaker = row_type._make
+    make: RowMaker[Any] = row_type._make
     return make
 
 
-def class_row(cls: Callable[..., Any]) -> RowFactory:
+def class_row(cls: Callable[..., T]) -> RowFactory[T]:
     """Rows as ``cls(**{column: value})``: a dataclass, an attrs class, a pydantic model..."""
 
-    def factory(source: Any) -> RowMaker:
+    def factory(source: Any, /) -> RowMaker[T]:
         names = column_names(source)
-        return lambda values: cls(**dict(zip(names, values)))
+
+        def make(values: tuple[Any, ...], /) -> T:
+            return cls(**dict(zip(names, values)))
+
+        return make
 
     return factory
 
 
-def args_row(func: Callable[..., Any]) -> RowFactory:
+def args_row(func: Callable[..., T]) -> RowFactory[T]:
     """Rows as ``func(*values)``."""
 
-    def factory(source: Any) -> RowMaker:
-        return lambda values: func(*values)
+    def factory(source: Any, /) -> RowMaker[T]:
+        def make(values: tuple[Any, ...], /) -> T:
+            return func(*values)
+
+        return make
 
     return factory
 
 
-def kwargs_row(func: Callable[..., Any]) -> RowFactory:
+def kwargs_row(func: Callable[..., T]) -> RowFactory[T]:
     """Rows as ``func(**{column: value})``."""
     return class_row(func)

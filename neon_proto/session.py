@@ -897,6 +897,10 @@ class Session:
         if self.conn.startup_in_background:
             yield from self.finish_startup()  # a portal (no Sync) cannot follow a pipelined connect's last flight
         conn = self.conn
+        if conn.startup_in_background:
+            # No Sync goes out with a stream, so the machine could not tell the startup's
+            # ReadyForQuery from ours: let the pipelined connect finish first.
+            yield from self.finish_startup()
         reg = registry if registry is not None else self.registry
         oids, formats, values = self._dump_params(params, reg) if params else ([], [], [])
         # The stream's messages are counted by hand (no Sync yet): let a pipelined login end first.
@@ -954,11 +958,7 @@ class Session:
         error: Error | None = None
         DataRows = ev.DataRows
         while True:
-            events = conn.next_events()
-            if not events:
-                conn.receive_data((yield None) or b"")
-                continue
-            for event in events:
+            for event in (yield from self._receive_events()):
                 cls = type(event)
                 if cls is DataRows:
                     if event.decoded:

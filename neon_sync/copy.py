@@ -27,6 +27,7 @@ __all__ = ["Copy"]
 
 _FLUSH_AT = 128 * 1024
 _LINES_PER_FLUSH = 2048
+_DIRECT_AT = 32 * 1024  # a write this large goes out as its own message, without buffering
 
 
 class Copy:
@@ -93,7 +94,13 @@ class Copy:
         self._need("in")
         if self._lines:
             self._flush()  # rows written before keep their place
-        self._buffer += data.encode() if isinstance(data, str) else data
+        if isinstance(data, str):
+            data = data.encode()
+        if len(data) >= _DIRECT_AT:
+            self._flush()
+            self._send(self._client.session.copy_in_data(data))  # large enough for its own message
+            return
+        self._buffer += data
         if len(self._buffer) >= _FLUSH_AT:
             self._flush()
 
@@ -115,11 +122,14 @@ class Copy:
             lines.clear()
         if not self._buffer:
             return
+        data = self._client.session.copy_in_data(self._buffer)
+        self._buffer = bytearray()
+        self._send(data)
+
+    def _send(self, data: bytes) -> None:
         client = self._client
         transport = client._transport
         assert transport is not None
-        data = client.session.copy_in_data(self._buffer)
-        self._buffer = bytearray()
         try:
             transport.send(data, client.session.conn)
         except OSError as exc:

@@ -9,7 +9,7 @@ import re
 import time as _time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, NamedTuple, Unpack
+from typing import Any, Generic, NamedTuple, Self, TypeVar, Unpack, cast, overload
 
 from neon_proto import errors as _errors
 from neon_proto.options import ConnectKeywords
@@ -67,6 +67,8 @@ __all__ = [
     "ProgrammingError",
     "NotSupportedError",
 ]
+
+R = TypeVar("R")  # the row type a cursor's row factory makes
 
 apilevel = "2.0"
 threadsafety = 1  # threads may share the module, not connections
@@ -139,7 +141,7 @@ def connect(
     dsn: str | None = None,
     *,
     autocommit: bool = False,
-    row_factory: RowFactory | None = None,
+    row_factory: RowFactory[Any] | None = None,
     array_mode: bool = False,
     prepared_statement_cache_size: int = 0,
     registry: Any = None,
@@ -238,13 +240,13 @@ def _isolation_level(value: Any) -> IsolationLevel | None:
 class Connection(DBAPIExceptions):
     """A PEP 249 connection. Outside autocommit, the first statement opens a transaction."""
 
-    def __init__(self, client: Client, *, autocommit: bool = False, row_factory: RowFactory | None = None) -> None:
+    def __init__(self, client: Client, *, autocommit: bool = False, row_factory: RowFactory[Any] | None = None) -> None:
         self.client = client
         self._autocommit = autocommit
         self._savepoints = 0
         self._closed = False
         #: The row factory of cursors created from now on (``neon_proto.rows``); tuples by default.
-        self.row_factory: RowFactory = row_factory if row_factory is not None else tuple_row
+        self.row_factory: RowFactory[Any] = row_factory if row_factory is not None else tuple_row
         self._isolation_level: IsolationLevel | None = None
         self._read_only: bool | None = None
         self._deferrable: bool | None = None
@@ -340,15 +342,39 @@ class Connection(DBAPIExceptions):
 
     # ------------------------------------------------------------------ cursors
 
+    @overload
     def cursor(
         self,
         name: str | None = None,
         *,
-        row_factory: RowFactory | None = None,
+        row_factory: RowFactory[R],
         scrollable: bool | None = None,
         withhold: bool = False,
-    ) -> "Cursor":
-        """A new cursor; with a ``name``, a server-side cursor (DECLARE/FETCH, see ServerCursor)."""
+    ) -> "Cursor[R]": ...
+
+    @overload
+    def cursor(
+        self,
+        name: str | None = None,
+        *,
+        row_factory: None = None,
+        scrollable: bool | None = None,
+        withhold: bool = False,
+    ) -> "Cursor[Any]": ...
+
+    def cursor(
+        self,
+        name: str | None = None,
+        *,
+        row_factory: RowFactory[Any] | None = None,
+        scrollable: bool | None = None,
+        withhold: bool = False,
+    ) -> "Cursor[Any]":
+        """A new cursor; with a ``name``, a server-side cursor (DECLARE/FETCH, see ServerCursor).
+
+        Rows take the shape of ``row_factory`` (the connection's by default, tuples unless set);
+        the cursor's type follows it: ``cursor(row_factory=dict_row)`` is a ``Cursor[dict[str, Any]]``.
+        """
         self._check_open()
         factory = row_factory if row_factory is not None else self.row_factory
         if name is not None:
@@ -357,7 +383,7 @@ class Connection(DBAPIExceptions):
             raise ProgrammingError("scrollable and withhold are options of named (server-side) cursors")
         return Cursor(self, row_factory=factory)
 
-    def execute(self, operation: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> "Cursor":
+    def execute(self, operation: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> "Cursor[Any]":
         """Create a cursor, execute, and return it (a psycopg-style shortcut)."""
         cur = self.cursor()
         cur.execute(operation, parameters)
@@ -540,10 +566,11 @@ def _column(field: Any) -> Column:
     return Column(field.name, field.type_oid, display, size, precision, scale, None)
 
 
-class Cursor:
-    """A PEP 249 cursor: rows are tuples unless a row factory says otherwise."""
+class Cursor(Generic[R]):
+    """A PEP 249 cursor: rows are tuples unless a row factory says otherwise (``Cursor[R]``:
+    the row type the factory makes)."""
 
-    def __init__(self, connection: Connection, *, row_factory: RowFactory | None = None) -> None:
+    def __init__(self, connection: Connection, *, row_factory: RowFactory[R] | None = None) -> None:
         self.connection = connection
         self.arraysize = 1
         self._results: list[Result] = []
@@ -554,19 +581,19 @@ class Cursor:
         self.rowcount = -1
         self.statusmessage: str | None = None
         self._description: list[Column] | None = None
-        self._row_factory: RowFactory = row_factory if row_factory is not None else connection.row_factory
-        self._make_row: RowMaker | None = None  # None: rows as they are (tuples)
+        self._row_factory: RowFactory[Any] = row_factory if row_factory is not None else connection.row_factory
+        self._make_row: RowMaker[Any] | None = None  # None: rows as they are (tuples)
 
     def __repr__(self) -> str:
         return f"<neon_sync.Cursor rowcount={self.rowcount} closed={self._closed}>"
 
     @property
-    def row_factory(self) -> RowFactory:
+    def row_factory(self) -> RowFactory[R]:
         """How rows are shaped (``neon_proto.rows``: tuple_row, dict_row, namedtuple_row, class_row...)."""
-        return self._row_factory
+        return cast("RowFactory[R]", self._row_factory)
 
     @row_factory.setter
-    def row_factory(self, factory: RowFactory) -> None:
+    def row_factory(self, factory: RowFactory[R]) -> None:
         self._row_factory = factory
         self._update_row_maker()
 
@@ -609,7 +636,7 @@ class Cursor:
         self.connection._check_open()
         return self.connection.client
 
-    def execute(self, operation: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> "Cursor":
+    def execute(self, operation: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> Self:
         """Run a statement; ``%s`` / ``%(name)s`` placeholders take ``parameters``."""
         client = self._check()
         session = client.session
@@ -671,7 +698,7 @@ class Cursor:
 
     def stream(
         self, operation: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None, *, size: int = 2000
-    ) -> Iterator[Any]:
+    ) -> Iterator[R]:
         """Iterate over a statement's rows, read ``size`` at a time from the server: memory stays
         at one batch. The connection runs nothing else until the iteration ends or is closed."""
         client = self._check()
@@ -687,14 +714,16 @@ class Cursor:
         rows = client._stream(
             sql, args if parameters is not None else None, batch_rows=size, mode="tuple", begin=begin, on_start=started
         )
+        if self._row_factory is tuple_row:
+            return rows  # tuples as they come: no generator in between
         return self._shaped(rows)
 
-    def _shaped(self, rows: Iterator[Any]) -> Iterator[Any]:
+    def _shaped(self, rows: Iterator[Any]) -> Iterator[R]:
         first: Any = next(rows, _NO_ROW)  # opens the stream: the row maker is known after it
         if first is _NO_ROW:
             return
         make = self._make_row
-        if make is None:
+        if make is None:  # a factory that chose to keep the tuples
             yield first
             yield from rows  # closing this generator closes the stream too
             return
@@ -747,7 +776,7 @@ class Cursor:
         if self._description is None:
             raise ProgrammingError("the last operation produced no result rows")
 
-    def fetchone(self) -> Any:
+    def fetchone(self) -> R | None:
         """The next row, or None."""
         self._check_rows()
         if self._pos >= len(self._rows):
@@ -755,9 +784,9 @@ class Cursor:
         row = self._rows[self._pos]
         self._pos += 1
         make = self._make_row
-        return row if make is None else make(row)
+        return cast(R, row if make is None else make(row))
 
-    def fetchmany(self, size: int | None = None) -> list[Any]:
+    def fetchmany(self, size: int | None = None) -> list[R]:
         """Up to ``size`` rows (default ``arraysize``)."""
         self._check_rows()
         n = self.arraysize if size is None else size
@@ -766,7 +795,7 @@ class Cursor:
         make = self._make_row
         return rows if make is None else [make(r) for r in rows]
 
-    def fetchall(self) -> list[Any]:
+    def fetchall(self) -> list[R]:
         """Every remaining row."""
         self._check_rows()
         rows = self._rows[self._pos :]
@@ -784,7 +813,7 @@ class Cursor:
             raise IndexError(f"scroll target {target} is out of the result (0..{len(self._rows)})")
         self._pos = target
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[R]:
         while True:
             row = self.fetchone()
             if row is None:
@@ -797,14 +826,14 @@ class Cursor:
     def setoutputsize(self, size: Any, column: int | None = None) -> None:
         """Accepted and ignored (PEP 249 allows that)."""
 
-    def __enter__(self) -> "Cursor":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
 
-class ServerCursor(Cursor):
+class ServerCursor(Cursor[R]):
     """A named, server-side cursor: ``execute`` DECLAREs it, fetches read it ``itersize`` rows
     at a time (FETCH), so a large result never sits whole in memory.
 
@@ -817,7 +846,7 @@ class ServerCursor(Cursor):
         connection: Connection,
         name: str,
         *,
-        row_factory: RowFactory | None = None,
+        row_factory: RowFactory[R] | None = None,
         scrollable: bool | None = None,
         withhold: bool = False,
     ) -> None:
@@ -840,7 +869,7 @@ class ServerCursor(Cursor):
     def _quoted_name(self) -> str:
         return '"' + self.name.replace('"', '""') + '"'
 
-    def execute(self, operation: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> "ServerCursor":
+    def execute(self, operation: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> Self:
         """DECLARE the cursor for a query and read its first ``itersize`` rows in the same round trip."""
         client = self._check()
         if self._declared:
@@ -882,7 +911,7 @@ class ServerCursor(Cursor):
         """Not for server-side cursors."""
         raise NotSupportedError("executemany() is not available on a server-side cursor")
 
-    def _fetch(self, count: int | None) -> list[Any]:
+    def _fetch(self, count: int | None) -> list[R]:
         """Up to ``count`` rows (None: all the rest), from the buffer, then from the server."""
         self._check_rows()
         client = self._check()
@@ -908,20 +937,20 @@ class ServerCursor(Cursor):
         make = self._make_row
         return out if make is None else [make(r) for r in out]
 
-    def fetchone(self) -> Any:
+    def fetchone(self) -> R | None:
         """The next row, or None."""
         rows = self._fetch(1)
         return rows[0] if rows else None
 
-    def fetchmany(self, size: int | None = None) -> list[Any]:
+    def fetchmany(self, size: int | None = None) -> list[R]:
         """Up to ``size`` rows (default ``arraysize``)."""
         return self._fetch(self.arraysize if size is None else size)
 
-    def fetchall(self) -> list[Any]:
+    def fetchall(self) -> list[R]:
         """Every remaining row."""
         return self._fetch(None)
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[R]:
         while True:
             rows = self._fetch(self.itersize)
             if not rows:

@@ -52,6 +52,19 @@ def test_write_takes_bytes_and_str(client: Client) -> None:
     assert client.query("SELECT id, name FROM t ORDER BY id", array_mode=True).rows == [[1, "one"], [2, "two"]]
 
 
+def test_small_writes_rows_and_large_blocks_keep_their_order(client: Client) -> None:
+    big = b"".join(f"{i}\tbig\n".encode() for i in range(10, 20000))
+    assert len(big) > 64 * 1024
+    with client.copy("COPY t (id, name) FROM STDIN") as copy:
+        copy.write_row((1, "row"))
+        copy.write(b"2\tsmall\n")
+        copy.write(big)
+        copy.write_row((3, "after"))
+    got = client.query("SELECT id, name FROM t", array_mode=True).rows
+    assert got[:3] == [[1, "row"], [2, "small"], [10, "big"]]
+    assert got[-1] == [3, "after"] and len(got) == 3 + 19990
+
+
 def test_many_rows_in_large_messages(client: Client) -> None:
     with client.copy("COPY t (id, name) FROM STDIN") as copy:
         for i in range(20000):

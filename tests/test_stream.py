@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from neon_proto.errors import InterfaceError, ProgrammingError
 from neon_proto.sqlstate import DivisionByZero
-from neon_sync import Client
+from neon_sync import Client, dbapi
 from neon_sync.embedded import EmbeddedPostgres
 
 
@@ -88,3 +89,52 @@ def test_zero_batch_size_is_refused(client: Client) -> None:
     with pytest.raises(ProgrammingError, match="at least one row"):
         list(client.stream("SELECT 1", batch_rows=0))
     assert client.query("SELECT 1 AS one").rows == [{"one": 1}]
+
+
+def test_stream_copy_and_named_cursor_over_websocket(proxy: Any) -> None:
+    # Through neon_proxy's WebSocket endpoint: Flush, PortalSuspended and COPY pass the tunnel.
+    options: dict[str, Any] = {"transport": "websocket", "ws_proxy": proxy.server.ws_proxy, "use_secure_websocket": False}
+    with Client(proxy.database_url(), **options) as c:
+        assert list(c.stream("SELECT generate_series(1, 5000) AS n", batch_rows=1000, mode="tuple")) == [
+            (i,) for i in range(1, 5001)
+        ]
+        c.query("CREATE TEMP TABLE ws_copy (a int, b text)")
+        with c.copy("COPY ws_copy FROM STDIN") as copy:
+            for i in range(3000):
+                copy.write_row((i, f"row\t{i}"))
+        with c.copy("COPY ws_copy TO STDOUT") as copy:
+            copy.set_types(["int4", "text"])
+            rows = list(copy.rows())
+        assert len(rows) == 3000 and rows[-1] == (2999, "row\t2999")
+    conn = dbapi.connect(proxy.database_url(), **options)
+    try:
+        cur = conn.cursor(name="ws_cursor")
+        cur.itersize = 100
+        cur.execute("SELECT generate_series(1, 450)")
+        assert [r[0] for r in cur] == list(range(1, 451))
+    finally:
+        conn.close()
+
+
+def test_streaming_memory_stays_at_one_batch(client: Client) -> None:
+    # Pure Python: tracemalloc sees every allocation of the driver. 30,000 rows held at once
+    # take several MiB; a stream of them never holds more than a batch.
+    import tracemalloc
+
+    sql = "SELECT g::int8, 'row number ' || g, now() FROM generate_series(1, 30000) g"
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        count = sum(1 for _ in client.stream(sql, batch_rows=1000, mode="tuple"))
+        stream_peak = tracemalloc.get_traced_memory()[1] - base
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        held = client.execute(sql).rows
+        held_peak = tracemalloc.get_traced_memory()[1] - base
+        del held
+    finally:
+        tracemalloc.stop()
+    assert count == 30000
+    assert stream_peak < 2 * 1024 * 1024, (stream_peak, held_peak)
+    assert held_peak > 3 * stream_peak, (stream_peak, held_peak)  # what makes the bound meaningful
