@@ -22,8 +22,18 @@ from neon_proto.errors import ConnectionClosed, Error, OperationalError
 from neon_proto.frontend import FrontendConnection
 from neon_proto.session import Op
 from neon_proto.tls import make_ssl_context
+from neon_sync.config_files import read_config_file
 
-__all__ = ["Transport", "run", "establish", "open_socket", "open_socket_to", "make_ssl_context", "is_ip_address"]
+__all__ = [
+    "Transport",
+    "run",
+    "establish",
+    "open_socket",
+    "open_socket_to",
+    "make_ssl_context",
+    "is_ip_address",
+    "read_config_file",
+]
 
 logger = logging.getLogger("neon_sync")
 
@@ -376,14 +386,3 @@ def establish(
         if sock is not None:
             sock.close()
         raise
-
-
-def read_config_file(path: str) -> tuple[str, int] | None:
-    """A service or password file's text and mode (``neon_proto.conninfo.ConfigFileReader``);
-    None when it is missing or unreadable, which libpq treats as absent."""
-    try:
-        with open(os.path.expanduser(path), encoding="utf-8", errors="replace") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            return f.read(), mode
-    except OSError:
-        return None

@@ -11,13 +11,8 @@ import time
 from typing import Any, BinaryIO, Callable, Generator, Iterable, Iterator, Mapping, Sequence, Unpack
 
 from neon_proto import events as ev
-from neon_proto.conninfo import (
-    SESSION_STATE_SQL,
-    ConnectionParams,
-    connection_attempts,
-    session_matches,
-    session_state,
-)
+from neon_proto.conninfo import ConnectionParams
+from neon_proto.hosts import AskSessionState, TryHost, host_plan
 from neon_proto.deadlines import QueryDeadline
 from neon_proto.errors import (
     ConnectionClosed,
@@ -129,27 +124,26 @@ class Client(SessionFacts):
             if wait:
                 self._settle()
             return self
-        attempts = connection_attempts(self._given_params, random.shuffle)
-        if len(attempts) == 1 and attempts[0][1] == "any":
-            return self._connect_to(attempts[0][0], wait=wait)
-        failures = []
-        for params, wanted in attempts:
+        plan = host_plan(self._given_params, random.shuffle)
+        value: Any = None
+        error: OperationalError | None = None
+        while True:
             try:
-                self._connect_to(params, wait=True)
-                state = session_state(self.server_parameters)
-                if state is None:  # a server before PostgreSQL 14 does not report it
-                    standby, read_only = self.query(SESSION_STATE_SQL, array_mode=True).rows[0]
-                    state = standby == "true", read_only == "on" or standby == "true"
-                if session_matches(wanted, *state):
-                    return self
-                failures.append(f"{params.hosts[0]}: session is not {wanted}")
+                step = plan.throw(error) if error is not None else plan.send(value)
+            except StopIteration:
+                return self
+            value = error = None
+            try:
+                if isinstance(step, TryHost):
+                    self._connect_to(step.params, wait=wait or step.wait)
+                    value = self.server_parameters if step.wait else None
+                elif isinstance(step, AskSessionState):
+                    value = self.query(step.sql, array_mode=True).rows[0]
+                else:
+                    self.close()
+                    self._connected = False
             except OperationalError as exc:
-                failures.append(f"{params.hosts[0]}: {exc}")
-            self.close()
-            self._connected = False
-        raise OperationalError(
-            f"no server matched (target_session_attrs={self._given_params.target_session_attrs}): " + "; ".join(failures)
-        )
+                error = exc
 
     def _connect_to(self, params: ConnectionParams, *, wait: bool) -> "Client":
         """Connect to the one server ``params`` names."""
