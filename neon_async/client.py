@@ -39,6 +39,7 @@ from neon_proto import events as ev
 from neon_proto.connect import cancel_plan, connect_plan
 from neon_proto.conninfo import ConnectionParams
 from neon_proto.hosts import AskSessionState, TryHost, host_plan
+from neon_proto.plan import PlanSteps
 from neon_proto.options import ConnectKeywords, ConnectOptions, TransportOptions, resolve_connect_options
 from neon_proto.errors import (
     ConnectionClosed,
@@ -227,26 +228,20 @@ class Client(SessionFacts):
         await self.backend.checkpoint_if_cancelled()
         if self._connected and not self.closed:
             return self
-        plan = host_plan(self._given_params, random.shuffle)
-        value: Any = None
-        error: OperationalError | None = None
-        while True:
-            try:
-                step = plan.throw(error) if error is not None else plan.send(value)
-            except StopIteration:
-                return self
-            value = error = None
+        steps = PlanSteps(host_plan(self._given_params, random.shuffle))
+        for step in steps:
             try:
                 if isinstance(step, TryHost):
                     await self._connect_to(step.params, wait=step.wait)
-                    value = self.server_parameters if step.wait else None
+                    steps.answer(self.server_parameters if step.wait else None)
                 elif isinstance(step, AskSessionState):
-                    value = (await self.query(step.sql, array_mode=True)).rows[0]
+                    steps.answer((await self.query(step.sql, array_mode=True)).rows[0])
                 else:
                     await self.close()
                     self._connected = False
             except OperationalError as exc:
-                error = exc
+                steps.fail(exc)
+        return self
 
     async def _connect_to(self, params: ConnectionParams, *, wait: bool) -> None:
         """Connect to the one server ``params`` names, within its ``connect_timeout``."""
@@ -267,18 +262,10 @@ class Client(SessionFacts):
         self._connected = True
         logger.debug("connected to %s:%s as %s over %s", params.host, params.port, params.user, self.transport_name)
 
-    def _new_session(self) -> Session:
-        """A fresh session with this client's settings, for one connection attempt."""
-        old = self._session
-        session = self.session_class(**self._session_options)
-        session.notice_handlers = old.notice_handlers
-        session.notification_handlers = old.notification_handlers
-        return session
-
     async def _open(self, params: ConnectionParams, *, wait: bool) -> None:
         """Drive the connect plan; keep its stream (through its link, if any) and its session."""
         options = self.transport_options
-        plan = connect_plan(ConnectOptions(params, options), self._new_session)
+        plan = connect_plan(ConnectOptions(params, options), self._session.renewed)
         raw, connected = await establish(self.backend, plan)
         assert raw is not None
         stream: Stream = raw

@@ -18,6 +18,7 @@ from typing import Any, Generator, TypeVar
 from neon_async.backend import Backend, Sink, Stream
 from neon_proto.connect import CloseStream, ConnectStep, Link, OpenStream, ReceiveBytes, SendBytes, StartTLS
 from neon_proto.errors import Error, InterfaceError
+from neon_proto.plan import PlanSteps
 
 __all__ = ["establish", "LinkStream"]
 
@@ -35,21 +36,13 @@ async def establish(backend: Backend, plan: Generator[ConnectStep, Any, T]) -> t
     cancelled connect leaves nothing open. Deadlines are the caller's (``backend.timeout``).
     """
     stream: Stream | None = None
-    value: Any = None
-    error: Error | None = None
+    steps = PlanSteps(plan)
     try:
-        while True:
-            try:
-                step = plan.throw(error) if error is not None else plan.send(value)
-            except StopIteration as stop:
-                result: T = stop.value
-                return stream, result
-            value = None
-            error = None
+        for step in steps:
             try:
                 if isinstance(step, ReceiveBytes):
                     assert stream is not None
-                    value = await stream.receive()
+                    steps.answer(await stream.receive())
                 elif isinstance(step, SendBytes):
                     assert stream is not None
                     await stream.send(step.data)
@@ -58,15 +51,16 @@ async def establish(backend: Backend, plan: Generator[ConnectStep, Any, T]) -> t
                 elif isinstance(step, StartTLS):
                     assert stream is not None
                     await stream.start_tls(step.context, step.server_hostname)
-                    value = stream.server_certificate
+                    steps.answer(stream.server_certificate)
                 elif isinstance(step, CloseStream):
                     if stream is not None:
                         await stream.aclose()
                         stream = None
             except Error as exc:
-                error = exc
+                steps.fail(exc)
+        return stream, steps.result
     except BaseException:
-        plan.close()
+        steps.close()
         if stream is not None:
             await stream.aclose()
         raise

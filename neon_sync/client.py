@@ -13,6 +13,7 @@ from typing import Any, BinaryIO, Callable, Generator, Iterable, Iterator, Mappi
 from neon_proto import events as ev
 from neon_proto.conninfo import ConnectionParams
 from neon_proto.hosts import AskSessionState, TryHost, host_plan
+from neon_proto.plan import PlanSteps
 from neon_proto.deadlines import QueryDeadline
 from neon_proto.errors import (
     ConnectionClosed,
@@ -124,33 +125,27 @@ class Client(SessionFacts):
             if wait:
                 self._settle()
             return self
-        plan = host_plan(self._given_params, random.shuffle)
-        value: Any = None
-        error: OperationalError | None = None
-        while True:
-            try:
-                step = plan.throw(error) if error is not None else plan.send(value)
-            except StopIteration:
-                return self
-            value = error = None
+        steps = PlanSteps(host_plan(self._given_params, random.shuffle))
+        for step in steps:
             try:
                 if isinstance(step, TryHost):
                     self._connect_to(step.params, wait=wait or step.wait)
-                    value = self.server_parameters if step.wait else None
+                    steps.answer(self.server_parameters if step.wait else None)
                 elif isinstance(step, AskSessionState):
-                    value = self.query(step.sql, array_mode=True).rows[0]
+                    steps.answer(self.query(step.sql, array_mode=True).rows[0])
                 else:
                     self.close()
                     self._connected = False
             except OperationalError as exc:
-                error = exc
+                steps.fail(exc)
+        return self
 
     def _connect_to(self, params: ConnectionParams, *, wait: bool) -> "Client":
         """Connect to the one server ``params`` names."""
         self.params = params
         timeout = params.connect_timeout
         deadline = time.monotonic() + timeout if timeout else None
-        plan = connect_plan(ConnectOptions(params, self.transport_options), self._fresh_session)
+        plan = connect_plan(ConnectOptions(params, self.transport_options), self._session.renewed)
         self._connect_failed = False
         try:
             sock, connected = establish(plan, deadline=deadline)
@@ -178,20 +173,6 @@ class Client(SessionFacts):
         if wait:
             self._settle()
         return self
-
-    def _fresh_session(self) -> Session:
-        """A new session with this client's settings, for another connection attempt."""
-        old = self._session
-        session = Session(
-            registry=old.registry,
-            max_message_size=old.conn.max_message_size,
-            prepared_statement_cache_size=old._cache_size,
-            result_format=old.result_format,
-            declare_param_types=old.declare_param_types,
-        )
-        session.notice_handlers = old.notice_handlers
-        session.notification_handlers = old.notification_handlers
-        return session
 
     def _settle(self) -> None:
         """Finish a pipelined connect in the background of nothing: read the rest of startup."""
