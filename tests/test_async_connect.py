@@ -4,8 +4,6 @@ password file, on trio, asyncio and uvloop against the real Postgres."""
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ from typing import Any
 import pytest
 
 from aio import Loop, backends_of, loop, admin  # noqa: F401  (fixtures)
+from test_conninfo_server import clean_env, dead_port, read_only_pg  # noqa: F401  (fixtures: the sync side's servers and files)
 from neon_proto.auth import auth_method_memory
 from neon_proto.errors import OperationalError
 from neon_sync import Client as SyncClient
@@ -25,12 +24,6 @@ def fresh_memory() -> Iterator[None]:
     auth_method_memory.clear()
     yield
     auth_method_memory.clear()
-
-
-def dead_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ---------------------------------------------------------------- TLS inside the tunnel (relay mode)
@@ -169,16 +162,6 @@ def test_every_host_dead_names_each_failure(loop: Loop, pg: EmbeddedPostgres) ->
     loop.run(main)
 
 
-@pytest.fixture(scope="module")
-def read_only_pg(pg: EmbeddedPostgres) -> Iterator[EmbeddedPostgres]:
-    """A second server whose sessions are read-only by default (same superuser password as `pg`)."""
-    with EmbeddedPostgres(tls=False, superuser_password=pg.superuser_password) as server:
-        with SyncClient(server.dsn(), sslmode="disable") as admin:
-            admin.query("ALTER SYSTEM SET default_transaction_read_only = on")
-            admin.query("SELECT pg_reload_conf()")
-        yield server
-
-
 def two_hosts(first: int, second: int, password: str, attrs: str) -> str:
     return (
         f"host=127.0.0.1,127.0.0.1 port={first},{second} user=postgres password={password} sslmode=disable"
@@ -219,15 +202,6 @@ def test_a_pool_over_several_hosts(loop: Loop, pg: EmbeddedPostgres) -> None:
 # ---------------------------------------------------------------- the password and service files
 
 
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for name in list(os.environ):
-        if name.startswith("PG"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    return tmp_path
-
-
 def test_pgpass_supplies_the_password(
     loop: Loop, pg: EmbeddedPostgres, clean_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -237,7 +211,8 @@ def test_pgpass_supplies_the_password(
     monkeypatch.setenv("PGPASSFILE", str(passfile))
 
     async def main() -> None:
-        async with loop.mod.Client(f"host=127.0.0.1 port={pg.port} user=scram_user dbname=postgres sslmode=disable") as c:
+        dsn = f"host=127.0.0.1 port={pg.port} user=scram_user dbname=postgres sslmode=disable"
+        async with loop.mod.Client(dsn) as c:
             assert (await c.query("SELECT current_user AS u")).rows == [{"u": "scram_user"}]
 
     loop.run(main)
