@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import select
 from typing import (
     Any,
@@ -32,11 +33,13 @@ from typing import (
 import attrs
 
 from neon_async.backend import Backend, Stream
+from neon_async.connect import LinkStream, establish
 from neon_async.operation import Progress, drive
-from neon_async.websocket import open_websocket
-from neon_proto.auth import auth_method_memory, scram_key_cache
 from neon_proto import events as ev
+from neon_proto.connect import cancel_plan, connect_plan
 from neon_proto.conninfo import ConnectionParams
+from neon_proto.hosts import AskSessionState, TryHost, host_plan
+from neon_proto.plan import PlanSteps
 from neon_proto.options import ConnectKeywords, ConnectOptions, TransportOptions, resolve_connect_options
 from neon_proto.errors import (
     ConnectionClosed,
@@ -46,12 +49,11 @@ from neon_proto.errors import (
     ProgrammingError,
 )
 from neon_proto.frontend import State
-from neon_proto.messages import cancel_request
 from neon_proto.results import Result, RowMode
 from neon_proto.session import Op, PortalStream, Query, Session, SessionFacts
-from neon_proto.startup import AuthPipelineMismatch, StartupPipeline
+from neon_proto.startup import AuthPipelineMismatch
 from neon_proto.types import TypeRegistry, default_registry
-from neon_proto.tls import make_ssl_context
+from neon_sync.config_files import read_config_file
 
 __all__ = ["Client", "ClientKeywords", "Notification", "Pipeline", "CopyOut", "CopyData", "RowStream", "connect_options"]
 
@@ -84,8 +86,14 @@ class ClientKeywords(ConnectKeywords, total=False):
 def connect_options(
     dsn: str | None, options: Mapping[str, Any], *, caller: str = "Client", also_valid: frozenset[str] = CLIENT_KEYWORDS
 ) -> ConnectOptions:
-    """Connection parameters and transport from a DSN, keywords, the PG* environment and neon_config."""
-    return resolve_connect_options(dsn, options, env=os.environ, caller=caller, also_valid=also_valid)
+    """Connection parameters and transport from a DSN, keywords, the PG* environment and neon_config.
+
+    A ``service`` and the password file (``passfile``, PGPASSFILE, ~/.pgpass) are read here,
+    once, with blocking reads: small local files, read when the client is made, never per query.
+    """
+    return resolve_connect_options(
+        dsn, options, env=os.environ, caller=caller, also_valid=also_valid, read_file=read_config_file
+    )
 
 DEFAULT_CANCEL_TIMEOUT = 5.0
 """Seconds a cancelled query may take to be confirmed and drained before the connection is closed."""
@@ -177,6 +185,7 @@ class Client(SessionFacts):
         cancel_timeout: float,
     ) -> None:
         self.params = params
+        self._given_params = params  # every host; self.params is the one connected to
         self.transport_options = TransportOptions()
         self.transport_name = "tcp"
         self.array_mode = array_mode
@@ -190,6 +199,7 @@ class Client(SessionFacts):
         }
         self._session = self.session_class(**self._session_options)
         self._stream: Stream | None = None
+        self._connect_failed = False
         self._lock = self.backend.lock()
         self._connected = False
         self._drained: _Drained | None = None
@@ -203,97 +213,73 @@ class Client(SessionFacts):
     # ------------------------------------------------------------------ lifecycle
 
     async def connect(self) -> Self:
-        """Open the connection: TCP, TLS per sslmode, startup and authentication."""
-        if self._connected:
-            await self.backend.checkpoint()
+        """Open the connection: TCP or WebSocket, TLS per sslmode, startup and authentication.
+
+        The steps are ``neon_proto.connect``'s plan, the same one neon_sync drives. Over TCP
+        it returns once the login finished (a wrong password raises here). Over WebSocket a
+        pipelined connect (the default there, as in the JS driver) returns as soon as its last
+        flight is written and the first query leaves in the same message; a failed login then
+        surfaces at that query, with the same exception class.
+
+        With several hosts, each is tried in turn (``load_balance_hosts``), waiting for its
+        login, until one accepts and its session fits ``target_session_attrs``
+        (``neon_proto.hosts``); ``self.params`` then names that host.
+        """
+        if self._connected and not self.closed:
+            await self.backend.checkpoint()  # every call is a checkpoint, even one with nothing to do
             return self
         await self.backend.checkpoint_if_cancelled()
-        if self._stream is not None:
-            self._fresh_session()  # an earlier attempt failed: start clean
-        params = self.params
-        async with self.backend.timeout(params.connect_timeout or None) as scope:
+        steps = PlanSteps(host_plan(self._given_params, random.shuffle))
+        for step in steps:
             try:
-                await self._open(params, tls_first=params.sslmode != "allow")
-            except AuthPipelineMismatch:
-                # The server asked for another method than the pipelined flight assumed; the
-                # method memory now knows, and a second connection sends the right flight.
-                self._fresh_session()
-                await self._open(params, tls_first=params.sslmode != "allow")
-            except OperationalError as exc:
-                if params.sslmode == "allow" and self._retry_allow(exc):
-                    self._fresh_session()
-                    await self._open(params, tls_first=True)
+                if isinstance(step, TryHost):
+                    await self._connect_to(step.params, wait=step.wait)
+                    steps.answer(self.server_parameters if step.wait else None)
+                elif isinstance(step, AskSessionState):
+                    steps.answer((await self.query(step.sql, array_mode=True)).rows[0])
                 else:
-                    raise
-        if scope.expired:
-            raise OperationalError(f"connection to {params.host}:{params.port} timed out")
-        self._connected = True
-        logger.debug("connected to %s:%s as %s", params.host, params.port, params.user)
+                    await self.close()
+                    self._connected = False
+            except OperationalError as exc:
+                steps.fail(exc)
         return self
 
-    def _fresh_session(self) -> None:
-        old = self._session
-        self._session = self.session_class(**self._session_options)
-        self._session.notice_handlers = old.notice_handlers
-        self._session.notification_handlers = old.notification_handlers
+    async def _connect_to(self, params: ConnectionParams, *, wait: bool) -> None:
+        """Connect to the one server ``params`` names, within its ``connect_timeout``."""
+        self.params = params
+        self._connected = False
+        self._connect_failed = True  # until it succeeds: a failed connect reads as closed
+        async with self.backend.timeout(params.connect_timeout or None) as scope:
+            try:
+                await self._open(params, wait=wait)
+            except AuthPipelineMismatch:
+                # The server asked for another method than the pipelined flight assumed, after
+                # the flight had left; the method memory now knows, and the next plan sends the
+                # right one.
+                await self._open(params, wait=wait)
+        if scope.expired:
+            raise OperationalError(f"connection to {params.host}:{params.port} timed out")
+        self._connect_failed = False
+        self._connected = True
+        logger.debug("connected to %s:%s as %s over %s", params.host, params.port, params.user, self.transport_name)
 
-    @staticmethod
-    def _retry_allow(exc: OperationalError) -> bool:
-        return exc.sqlstate in ("28000", "28P01") or isinstance(exc, ConnectionClosed)
-
-    async def _connect_stream(self) -> Stream:
-        """A new stream to the server: TCP, or a WebSocket through the configured proxy."""
-        params = self.params
+    async def _open(self, params: ConnectionParams, *, wait: bool) -> None:
+        """Drive the connect plan; keep its stream (through its link, if any) and its session."""
         options = self.transport_options
-        if options.transport == "websocket":
-            return await open_websocket(self.backend, options.websocket_target(params.host, params.port))
-        return await self.backend.open_stream(params.host, params.port)
-
-    def _startup_pipeline(self) -> StartupPipeline:
-        """Pipelining of the connect: the JS driver's over WebSocket; over TCP only when asked
-        (a failed login then surfaces at the first query, not at ``connect()``)."""
-        options = self.transport_options
-        if options.transport != "websocket" and options.pipeline_connect == "auto":
-            return False
-        return options.pipeline_for(has_password=self.params.password is not None)
-
-    async def _open(self, params: ConnectionParams, *, tls_first: bool) -> None:
-        stream = await self._connect_stream()
+        plan = connect_plan(ConnectOptions(params, options), self._session.renewed)
+        raw, connected = await establish(self.backend, plan)
+        assert raw is not None
+        stream: Stream = raw
+        if connected.link is not None:
+            stream = LinkStream(raw, connected.link, coalesce_writes=options.coalesce_writes, unsent=connected.unsent)
         self._stream = stream
-        session = self._session
-        conn = session.conn
-        unix = params.host.startswith("/")
-        mode = params.sslmode
-        server_hostname = None if unix else params.host
-        websocket = self.transport_options.transport == "websocket"
-        try:
-            if websocket:
-                if not self.transport_options.force_disable_pg_ssl and mode in ("require", "verify-ca", "verify-full"):
-                    await stream.start_tls(make_ssl_context(params), server_hostname)  # refused with a clear error
-            elif not unix and params.sslnegotiation == "direct":
-                await stream.start_tls(make_ssl_context(params), server_hostname)
-            elif not unix and tls_first and mode != "disable":
-                accepted = await drive(Progress(session.request_tls()), stream, conn)
-                if accepted:
-                    await stream.start_tls(make_ssl_context(params), server_hostname)
-                elif mode in ("require", "verify-ca", "verify-full"):
-                    raise OperationalError(f"the server does not support TLS, but sslmode={mode} requires it")
-            if params.channel_binding == "require" and not stream.is_tls:
-                raise OperationalError("channel_binding=require needs a TLS connection")
-            startup = session.startup(
-                params.startup_parameters(),
-                params.password,
-                channel_binding=params.channel_binding,
-                server_certificate=stream.server_certificate,
-                pipeline=self._startup_pipeline(),
-                server=(params.host, params.port, params.user),
-                scram_keys=scram_key_cache,
-                methods=auth_method_memory,
-            )
-            await drive(Progress(startup), stream, conn)
-        except BaseException:
-            await stream.aclose()
-            raise
+        self._session = session = connected.session
+        if session.conn.startup_in_background and (wait or options.transport != "websocket"):
+            try:
+                await drive(Progress(session.finish_startup()), stream, session.conn)
+            except BaseException:
+                await stream.aclose()
+                raise
 
     async def close(self) -> None:
         """Say goodbye and close the connection; safe to call twice."""
@@ -325,7 +311,7 @@ class Client(SessionFacts):
         """Whether the connection is closed (by us, by the server, or by an error)."""
         stream = self._stream
         if stream is None:
-            return False
+            return self._connect_failed
         return stream.closed or self._session.closed
 
     @property
@@ -456,9 +442,24 @@ class Client(SessionFacts):
         """
         mode: RowMode = "list" if (self.array_mode if array_mode is None else array_mode) else "dict"
         if params is None:
-            results = await self.run(self._session.simple_query(text, mode=mode, registry=types), timeout=timeout)
+            results = await self._run_rebuilt(
+                lambda: self._session.simple_query(text, mode=mode, registry=types), timeout
+            )
             return results[-1] if results else Result(())
-        return await self.run(self._session.execute(text, params, mode=mode, registry=types), timeout=timeout)
+        return await self._run_rebuilt(lambda: self._session.execute(text, params, mode=mode, registry=types), timeout)
+
+    async def _run_rebuilt(self, make: Callable[[], Op[T]], timeout: float | None) -> T:
+        """``run(make())``; when a pipelined connect guessed the wrong login (the server asked
+        for another method, so the operation never reached it), connect again, now knowing
+        what the server asks, and run a new one once more, as neon_sync's ``query()`` does."""
+        try:
+            return await self.run(make(), timeout=timeout)
+        except AuthPipelineMismatch:
+            if self._stream is not None:
+                await self._stream.aclose()  # the server read our early message as its answer: done
+            self._connected = False
+            await self.connect()
+            return await self.run(make(), timeout=timeout)
 
     async def execute(
         self, text: str, params: Sequence[Any] | None = None, *, mode: RowMode = "tuple", timeout: float | None = None
@@ -649,15 +650,10 @@ class Client(SessionFacts):
             raise InterfaceError("no backend key: the connection was never established")
         params = self.params
         backend = self.backend
+        plan = cancel_plan(ConnectOptions(params, self.transport_options), conn.process_id, conn.secret_key)
         async with backend.timeout(params.connect_timeout or 10.0) as scope:
-            stream = await self._connect_stream()
-            try:
-                await stream.send(cancel_request(conn.process_id, conn.secret_key))
-                try:
-                    await stream.receive()  # the server closes the connection once it has the request
-                except Error:
-                    pass
-            finally:
+            stream, _ = await establish(backend, plan)
+            if stream is not None:  # the plan closes what it opened; never left open
                 await stream.aclose()
         if scope.expired:
             raise OperationalError("timed out sending the cancel request")

@@ -164,6 +164,20 @@ class Session:
         self._stmt_counter = 0
         self._converters: dict[tuple[int, str, int, int], tuple[Any, Any, Any, Any]] = {}
 
+    def renewed(self) -> Session:
+        """A new session with this one's settings and handlers, for another connection (a
+        retry, a reconnect, another host); what the server said stays with the old one."""
+        session = type(self)(
+            registry=self.registry,
+            max_message_size=self.conn.max_message_size,
+            prepared_statement_cache_size=self._cache_size,
+            result_format=self.result_format,
+            declare_param_types=self.declare_param_types,
+        )
+        session.notice_handlers = self.notice_handlers
+        session.notification_handlers = self.notification_handlers
+        return session
+
     # ------------------------------------------------------------------ helpers
 
     @property

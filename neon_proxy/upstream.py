@@ -63,7 +63,8 @@ class TextSession(Session):
     """
 
     def __init__(self, **options: Any) -> None:
-        super().__init__(declare_param_types=False, **options)
+        options["declare_param_types"] = False  # also when Session.renewed() passes the old value
+        super().__init__(**options)
 
 
 class PlainTextRegistry:

@@ -20,10 +20,21 @@ from neon_proto.conninfo import ConnectionParams
 from neon_proto.deadlines import QueryDeadline
 from neon_proto.errors import ConnectionClosed, Error, OperationalError
 from neon_proto.frontend import FrontendConnection
+from neon_proto.plan import PlanSteps
 from neon_proto.session import Op
 from neon_proto.tls import make_ssl_context
+from neon_sync.config_files import read_config_file
 
-__all__ = ["Transport", "run", "establish", "open_socket", "open_socket_to", "make_ssl_context", "is_ip_address"]
+__all__ = [
+    "Transport",
+    "run",
+    "establish",
+    "open_socket",
+    "open_socket_to",
+    "make_ssl_context",
+    "is_ip_address",
+    "read_config_file",
+]
 
 logger = logging.getLogger("neon_sync")
 
@@ -326,18 +337,10 @@ def establish(
     step is thrown into the plan, which may try again or explain.
     """
     sock: socket.socket | None = None
-    value: Any = None
-    error: BaseException | None = None
+    steps = PlanSteps(plan)
     where = ""
     try:
-        while True:
-            try:
-                step = plan.throw(error) if error is not None else plan.send(value)
-            except StopIteration as stop:
-                result: T = stop.value
-                return sock, result
-            value = None
-            error = None
+        for step in steps:
             if isinstance(step, CloseStream):  # never refused, even past the deadline
                 if sock is not None:
                     sock.close()
@@ -352,7 +355,7 @@ def establish(
                 if isinstance(step, ReceiveBytes):
                     assert sock is not None
                     sock.settimeout(remaining)
-                    value = sock.recv(65536)
+                    steps.answer(sock.recv(65536))
                 elif isinstance(step, SendBytes):
                     assert sock is not None
                     sock.settimeout(remaining)
@@ -365,25 +368,15 @@ def establish(
                     transport = Transport(sock)
                     transport.start_tls(step.context, step.server_hostname)
                     sock = transport.sock
-                    value = transport.server_certificate
+                    steps.answer(transport.server_certificate)
             except socket.timeout:
-                error = OperationalError(f"connection to {where} timed out")
+                steps.fail(OperationalError(f"connection to {where} timed out"))
             except Error as exc:
-                error = exc
+                steps.fail(exc)
             except OSError as exc:
-                error = ConnectionClosed(f"the connection to {where} was lost: {exc.strerror or exc}")
+                steps.fail(ConnectionClosed(f"the connection to {where} was lost: {exc.strerror or exc}"))
+        return sock, steps.result
     except BaseException:
         if sock is not None:
             sock.close()
         raise
-
-
-def read_config_file(path: str) -> tuple[str, int] | None:
-    """A service or password file's text and mode (``neon_proto.conninfo.ConfigFileReader``);
-    None when it is missing or unreadable, which libpq treats as absent."""
-    try:
-        with open(os.path.expanduser(path), encoding="utf-8", errors="replace") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            return f.read(), mode
-    except OSError:
-        return None

@@ -11,13 +11,9 @@ import time
 from typing import Any, BinaryIO, Callable, Generator, Iterable, Iterator, Mapping, Sequence, Unpack
 
 from neon_proto import events as ev
-from neon_proto.conninfo import (
-    SESSION_STATE_SQL,
-    ConnectionParams,
-    connection_attempts,
-    session_matches,
-    session_state,
-)
+from neon_proto.conninfo import ConnectionParams
+from neon_proto.hosts import AskSessionState, TryHost, host_plan
+from neon_proto.plan import PlanSteps
 from neon_proto.deadlines import QueryDeadline
 from neon_proto.errors import (
     ConnectionClosed,
@@ -129,34 +125,27 @@ class Client(SessionFacts):
             if wait:
                 self._settle()
             return self
-        attempts = connection_attempts(self._given_params, random.shuffle)
-        if len(attempts) == 1 and attempts[0][1] == "any":
-            return self._connect_to(attempts[0][0], wait=wait)
-        failures = []
-        for params, wanted in attempts:
+        steps = PlanSteps(host_plan(self._given_params, random.shuffle))
+        for step in steps:
             try:
-                self._connect_to(params, wait=True)
-                state = session_state(self.server_parameters)
-                if state is None:  # a server before PostgreSQL 14 does not report it
-                    standby, read_only = self.query(SESSION_STATE_SQL, array_mode=True).rows[0]
-                    state = standby == "true", read_only == "on" or standby == "true"
-                if session_matches(wanted, *state):
-                    return self
-                failures.append(f"{params.hosts[0]}: session is not {wanted}")
+                if isinstance(step, TryHost):
+                    self._connect_to(step.params, wait=wait or step.wait)
+                    steps.answer(self.server_parameters if step.wait else None)
+                elif isinstance(step, AskSessionState):
+                    steps.answer(self.query(step.sql, array_mode=True).rows[0])
+                else:
+                    self.close()
+                    self._connected = False
             except OperationalError as exc:
-                failures.append(f"{params.hosts[0]}: {exc}")
-            self.close()
-            self._connected = False
-        raise OperationalError(
-            f"no server matched (target_session_attrs={self._given_params.target_session_attrs}): " + "; ".join(failures)
-        )
+                steps.fail(exc)
+        return self
 
     def _connect_to(self, params: ConnectionParams, *, wait: bool) -> "Client":
         """Connect to the one server ``params`` names."""
         self.params = params
         timeout = params.connect_timeout
         deadline = time.monotonic() + timeout if timeout else None
-        plan = connect_plan(ConnectOptions(params, self.transport_options), self._fresh_session)
+        plan = connect_plan(ConnectOptions(params, self.transport_options), self._session.renewed)
         self._connect_failed = False
         try:
             sock, connected = establish(plan, deadline=deadline)
@@ -184,20 +173,6 @@ class Client(SessionFacts):
         if wait:
             self._settle()
         return self
-
-    def _fresh_session(self) -> Session:
-        """A new session with this client's settings, for another connection attempt."""
-        old = self._session
-        session = Session(
-            registry=old.registry,
-            max_message_size=old.conn.max_message_size,
-            prepared_statement_cache_size=old._cache_size,
-            result_format=old.result_format,
-            declare_param_types=old.declare_param_types,
-        )
-        session.notice_handlers = old.notice_handlers
-        session.notification_handlers = old.notification_handlers
-        return session
 
     def _settle(self) -> None:
         """Finish a pipelined connect in the background of nothing: read the rest of startup."""
