@@ -109,6 +109,11 @@ class Backend(Protocol):
         """Raise a pending cancellation; otherwise return at once."""
         ...
 
+    async def schedule_point(self) -> None:
+        """Let other tasks run without taking a cancellation (trio: the second half of a
+        checkpoint, for a call whose I/O found every byte already there)."""
+        ...
+
     def timeout(self, seconds: float | None) -> AsyncContextManager[Scope]:
         """Cancel the body after ``seconds`` (None: never) and carry on after the block."""
         ...

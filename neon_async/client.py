@@ -353,9 +353,13 @@ class Client(SessionFacts):
             try:
                 if self._unfinished is not None:
                     await self._unfinished._finish_locked()
-                return await self._run_locked(op, timeout)
+                result = await self._run_locked(op, timeout)
             finally:
                 lock.release()
+            # With the cancellation check above, a whole checkpoint even when the reads found
+            # every byte already there and never waited (trio's rule: every call is one).
+            await self.backend.schedule_point()
+            return result
         finally:
             op.close()
 

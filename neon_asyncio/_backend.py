@@ -196,6 +196,9 @@ class AsyncioBackend:
     async def checkpoint_if_cancelled(self) -> None:
         pass  # asyncio delivers a pending cancellation at the next real wait
 
+    async def schedule_point(self) -> None:
+        pass  # no such rule in asyncio
+
     def timeout(self, seconds: float | None) -> _Timeout:
         return _Timeout(seconds)
 

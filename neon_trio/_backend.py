@@ -76,6 +76,9 @@ class TrioBackend:
     async def checkpoint_if_cancelled(self) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
 
+    async def schedule_point(self) -> None:
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
     def timeout(self, seconds: float | None) -> _Scope:
         return _Scope(trio.move_on_after(math.inf if seconds is None else seconds))
 
