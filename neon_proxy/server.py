@@ -281,7 +281,7 @@ class ProxyServer:
         self._idle_scopes: set[trio.CancelScope] = set()
         self._hangups = HangupWatcher()
         self._routes: dict[str, tuple[ConnInfo, PoolKey, Callable[[], Awaitable[Client]]]] = {}
-        self.websocket = WebSocketEndpoint(config)
+        self.websocket = WebSocketEndpoint(config, self.pool, self._learn_capacity)
 
     def __repr__(self) -> str:
         return f"<ProxyServer {self.config.listen_host}:{self.port} in_flight={self.in_flight}>"
@@ -703,7 +703,7 @@ class ProxyServer:
         key = PoolKey.build(info.endpoint, info.database, info.user, info.password, info.options, server)
         return key, connect
 
-    async def _learn_capacity(self, client: UpstreamClient, server: str) -> None:
+    async def _learn_capacity(self, client: Client, server: str) -> None:
         """Cap the pool's connections to ``server`` below what Postgres accepts, on first contact.
 
         The configured ``upstream_max_connections`` wins; otherwise the server's
