@@ -662,13 +662,13 @@ class ProxyServer:
         try:
             return await self.websocket.serve(http.stream, request.method, request.target, request.headers, received)
         except RequestError as exc:
-            await self._respond(http, request_id, exc.status, error_json(exc.message))
+            await self._respond(http, request_id, exc.status, error_json(exc.message), exc.headers)
             return exc.status
 
     async def _refuse(self, http: _HttpConnection, request_id: str, exc: RequestError) -> int:
         if http.body_missing or (http.h11 is not None and http.h11.their_state is h11.SEND_BODY):
             await self._discard_body(http)
-        await self._respond(http, request_id, exc.status, error_json(exc.message))
+        await self._respond(http, request_id, exc.status, error_json(exc.message), exc.headers)
         return exc.status
 
     def _connect(self, info: ConnInfo) -> tuple[PoolKey, Callable[[], Awaitable[Client]]]:
