@@ -156,3 +156,34 @@ def test_relay_sessions_count_against_the_servers_limit(pg: EmbeddedPostgres) ->
         for ws in opened:
             ws.close()
         proxy.stop()
+
+
+def test_a_session_waits_for_the_users_place_held_by_a_request(pg: EmbeddedPostgres) -> None:
+    proxy = limited_proxy(pg, pool_max_per_user=1, connect_timeout=5.0)
+    server = f"{pg.host}:{pg.port}"
+    url = f"postgresql://md5_user:{pg.role('md5_user').password}@{pg.host}:{pg.port}/postgres"
+    statuses: list[int] = []
+    running = threading.Thread(
+        target=lambda: statuses.append(
+            request(proxy.port, {"query": "SELECT pg_sleep(0.5)"}, headers={"Neon-Connection-String": url}).status
+        )
+    )
+    ws: WsClient | None = None
+    try:
+        running.start()
+        deadline = time.monotonic() + 5
+        while proxy.server.pool.user_size(server, "md5_user") < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proxy.server.pool.user_size(server, "md5_user") == 1
+        # The request's connection, released, is closed for the waiting session rather than kept idle.
+        ws, session = _login(proxy, pg, "md5_user")
+        running.join(10)
+        assert statuses == [200]
+        assert _select_one(ws, session) == [[1]]
+        assert proxy.server.pool.user_size(server, "md5_user") == 1
+        assert proxy.server.pool.idle_count == 0
+    finally:
+        running.join(10)
+        if ws is not None:
+            ws.close()
+        proxy.stop()
