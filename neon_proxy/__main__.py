@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--pool-max-per-user", type=int, default=_number(int, "POOL_MAX_PER_USER", "50"), metavar="N",
-        help="upstream connections of one user, across databases and options (NEON_PROXY_POOL_MAX_PER_USER)",
+        help="upstream connections of one user, across databases, options and WebSocket sessions (NEON_PROXY_POOL_MAX_PER_USER)",
     )
     parser.add_argument(
         "--pool-rare-idle-timeout", type=float, default=_number(float, "POOL_RARE_IDLE_TIMEOUT", "30"), metavar="SECONDS",

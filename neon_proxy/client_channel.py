@@ -354,7 +354,10 @@ def check_upgrade(method: bytes, headers: Mapping[str, str | None]) -> str:
         raise RequestError(400, "a WebSocket upgrade needs `Connection: Upgrade`")
     version = headers.get("sec-websocket-version")
     if version != "13":
-        raise RequestError(426, "unsupported WebSocket version: only 13 is supported")
+        # RFC 6455 4.4: the refusal names the versions the server speaks.
+        raise RequestError(
+            426, "unsupported WebSocket version: only 13 is supported", headers=((b"sec-websocket-version", b"13"),)
+        )
     key = headers.get("sec-websocket-key") or ""
     try:
         if len(base64.b64decode(key, validate=True)) != 16:

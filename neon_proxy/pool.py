@@ -15,6 +15,10 @@ minus its reserved slots and a margin). A request held back by a user or server 
 makes room by closing idle connections of other keys, least used first. Idle
 connections of keys that are rarely used are closed after ``rare_idle_timeout``, busy
 ones after ``idle_timeout``.
+
+Upstream connections that are not pooled (a WebSocket session's own) take a ``SessionSlot``
+(``reserve_slot``): they count against the same per-user, per-server and total limits, so
+one user's sessions and requests together stay within that user's bound.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from neon_proto.errors import Error, OperationalError
 from neon_proxy.hangups import HangupWatcher
 from neon_trio import Client
 
-__all__ = ["PoolKey", "PooledConnection", "PoolTimeout", "UpstreamPool"]
+__all__ = ["PoolKey", "PooledConnection", "PoolTimeout", "SessionSlot", "SlotRefused", "UpstreamPool"]
 
 logger = logging.getLogger("neon_proxy.pool")
 
@@ -87,6 +91,24 @@ class PooledConnection:
 
     def __repr__(self) -> str:
         return f"<PooledConnection {self.key.user}@{self.key.endpoint}/{self.key.database} pid={self.client.backend_pid}>"
+
+
+class SlotRefused(PoolTimeout):
+    """No slot for a session's upstream connection came free in time; ``reason``: ``user`` or ``server``."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@attrs.define(eq=False)
+class SessionSlot:
+    """One upstream connection outside the pool, counted against its limits until ``release_slot``."""
+
+    server: str
+    user: str | None
+    """None: counted per server only (a relayed stream whose user the proxy cannot see)."""
+    released: bool = False
 
 
 @attrs.define(eq=False)
@@ -182,6 +204,7 @@ class UpstreamPool:
         self._held_back: dict[str, int] = {}  # per server: requests waiting for a user or server limit
         self._nursery: trio.Nursery | None = None
         self._hangups = HangupWatcher()
+        self._slot_waiters: set[trio.Event] = set()
 
     def __repr__(self) -> str:
         return f"<UpstreamPool open={self._total} idle={self.idle_count} keys={len(self._buckets)}>"
@@ -242,6 +265,73 @@ class UpstreamPool:
         if n <= 0:
             del self._per_server[key.server]
 
+    # ------------------------------------------------------------------ slots for connections outside the pool
+
+    def _slot_limit_reached(self, slot: SessionSlot) -> str | None:
+        if slot.user is not None and self._per_user.get((slot.server, slot.user), 0) >= self.max_per_user:
+            return "user"
+        capacity = self._server_capacity.get(slot.server)
+        if capacity is None and slot.user is None:
+            limit = self.max_total  # a relayed stream never tells the server's capacity
+        else:
+            limit = self._server_limit(slot.server)
+        if self._per_server.get(slot.server, 0) >= limit or self._total >= self.max_total:
+            return "server"
+        return None
+
+    def _count_slot(self, slot: SessionSlot, delta: int) -> None:
+        self._total += delta
+        if slot.user is not None:
+            user = (slot.server, slot.user)
+            self._per_user[user] = n = self._per_user.get(user, 0) + delta
+            if n <= 0:
+                del self._per_user[user]
+        self._per_server[slot.server] = n = self._per_server.get(slot.server, 0) + delta
+        if n <= 0:
+            del self._per_server[slot.server]
+
+    async def reserve_slot(self, server: str, user: str | None, *, timeout: float | None = None) -> SessionSlot:
+        """Count one upstream connection to ``server`` for ``user`` that the pool does not hold.
+
+        Waits (up to ``timeout``, default ``acquire_timeout``) while the user's or the server's
+        limit is reached, closing idle pooled connections to make room as ``acquire`` does;
+        then raises ``SlotRefused``. Give it back with ``release_slot`` once the connection is closed.
+        """
+        slot = SessionSlot(server, user)
+        probe = PoolKey("", "", user or "", b"", None, server)
+        deadline = trio.current_time() + (self.acquire_timeout if timeout is None else timeout)
+        while True:
+            reason = self._slot_limit_reached(slot)
+            if reason is not None:
+                self._evict_idle_for(probe, same_user=reason == "user" and user is not None)
+                reason = self._slot_limit_reached(slot)
+            if reason is None:
+                self._count_slot(slot, 1)
+                return slot
+            event = trio.Event()
+            self._slot_waiters.add(event)
+            self._held_back[server] = self._held_back.get(server, 0) + 1
+            try:
+                with trio.move_on_at(deadline):
+                    await event.wait()
+            finally:
+                self._slot_waiters.discard(event)
+                self._held_back[server] -= 1
+                if not self._held_back[server]:
+                    del self._held_back[server]
+            if not event.is_set():
+                if reason == "user":
+                    raise SlotRefused(f'too many connections for role "{user}"', reason)
+                raise SlotRefused("sorry, too many clients already", reason)
+
+    def release_slot(self, slot: SessionSlot) -> None:
+        """The connection counted by ``slot`` is closed: its place is free (idempotent)."""
+        if slot.released:
+            return
+        slot.released = True
+        self._count_slot(slot, -1)
+        self._notify()
+
     # ------------------------------------------------------------------ running
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -297,6 +387,8 @@ class UpstreamPool:
         for bucket in self._buckets.values():
             for waiter in bucket.waiters:
                 waiter.event.set()
+        for event in self._slot_waiters:
+            event.set()
 
     async def try_acquire(self, key: PoolKey) -> PooledConnection | None:
         """An idle connection for ``key`` if there is one now (neither waiting nor opening).

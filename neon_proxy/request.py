@@ -51,10 +51,12 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 class RequestError(Exception):
     """A request refused before any query runs: the HTTP status and Neon's message."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
+        """Response headers the refusal needs (``Sec-WebSocket-Version`` with a 426)."""
 
 
 @attrs.frozen

@@ -281,7 +281,7 @@ class ProxyServer:
         self._idle_scopes: set[trio.CancelScope] = set()
         self._hangups = HangupWatcher()
         self._routes: dict[str, tuple[ConnInfo, PoolKey, Callable[[], Awaitable[Client]]]] = {}
-        self.websocket = WebSocketEndpoint(config)
+        self.websocket = WebSocketEndpoint(config, self.pool, self._learn_capacity)
 
     def __repr__(self) -> str:
         return f"<ProxyServer {self.config.listen_host}:{self.port} in_flight={self.in_flight}>"
@@ -662,13 +662,13 @@ class ProxyServer:
         try:
             return await self.websocket.serve(http.stream, request.method, request.target, request.headers, received)
         except RequestError as exc:
-            await self._respond(http, request_id, exc.status, error_json(exc.message))
+            await self._respond(http, request_id, exc.status, error_json(exc.message), exc.headers)
             return exc.status
 
     async def _refuse(self, http: _HttpConnection, request_id: str, exc: RequestError) -> int:
         if http.body_missing or (http.h11 is not None and http.h11.their_state is h11.SEND_BODY):
             await self._discard_body(http)
-        await self._respond(http, request_id, exc.status, error_json(exc.message))
+        await self._respond(http, request_id, exc.status, error_json(exc.message), exc.headers)
         return exc.status
 
     def _connect(self, info: ConnInfo) -> tuple[PoolKey, Callable[[], Awaitable[Client]]]:
@@ -703,7 +703,7 @@ class ProxyServer:
         key = PoolKey.build(info.endpoint, info.database, info.user, info.password, info.options, server)
         return key, connect
 
-    async def _learn_capacity(self, client: UpstreamClient, server: str) -> None:
+    async def _learn_capacity(self, client: Client, server: str) -> None:
         """Cap the pool's connections to ``server`` below what Postgres accepts, on first contact.
 
         The configured ``upstream_max_connections`` wins; otherwise the server's

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Mapping
+from typing import Awaitable, Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 import trio
@@ -46,6 +46,7 @@ from neon_proxy.client_channel import (
     send_quietly,
 )
 from neon_proxy.config import ProxyConfig
+from neon_proxy.pool import SessionSlot, SlotRefused, UpstreamPool
 from neon_proxy.request import RequestError
 from neon_trio import Client
 from neon_trio._io import TrioTransport
@@ -153,6 +154,9 @@ def _fatal(message: str, code: str) -> Diagnostic:
 class _UpstreamSession(Client):
     """An upstream connection made by ``neon_trio.Client``, whose stream is then relayed as bytes."""
 
+    slot: SessionSlot | None = None
+    """Its place in the upstream limits, given back once it is closed."""
+
     def take_stream(self) -> tuple[trio.abc.Stream, bytes]:
         """The connected stream and what the server sent past its ReadyForQuery."""
         transport = self._stream
@@ -171,11 +175,23 @@ class _Session:
         self.relay = relay
 
 
-class WebSocketEndpoint:
-    """The WebSocket endpoint of one ``ProxyServer``: counts, cancel keys, and each session."""
+LearnCapacity = Callable[[Client, str], Awaitable[None]]
 
-    def __init__(self, config: ProxyConfig) -> None:
+
+class WebSocketEndpoint:
+    """The WebSocket endpoint of one ``ProxyServer``: counts, cancel keys, and each session.
+
+    With a ``pool``, every session's upstream connection takes a slot in its limits (per
+    user and per server for auth mode, per server for relay mode), as the ``/sql``
+    requests' connections do; ``learn_capacity`` reads a server's capacity on first contact.
+    """
+
+    def __init__(
+        self, config: ProxyConfig, pool: UpstreamPool | None = None, learn_capacity: LearnCapacity | None = None
+    ) -> None:
         self.config = config
+        self.pool = pool
+        self.learn_capacity = learn_capacity
         self.active = 0
         self.stopping = False
         self._sessions: dict[int, _Session] = {}
@@ -257,6 +273,28 @@ class WebSocketEndpoint:
         if not address_allowed(host, port, self.allowed):
             logger.info("WebSocket relay to %s:%d refused: not in the allowlist", host, port)
             raise RequestError(400, f"address {address} is not allowed")
+        slot = await self._relay_slot(host, port)
+        try:
+            return await self._relay_to(stream, key, host, port, received)
+        finally:
+            if slot is not None and self.pool is not None:
+                self.pool.release_slot(slot)
+
+    async def _relay_slot(self, host: str, port: int) -> SessionSlot | None:
+        """A place among the server's connections for a relayed stream, or 503."""
+        if self.pool is None:
+            return None
+        server = f"{host}:{port}"  # as the /sql side names it
+        if self.config.upstream_max_connections is not None and self.pool.server_capacity(server) is None:
+            self.pool.set_server_capacity(server, self.config.upstream_max_connections)
+        try:
+            return await self.pool.reserve_slot(server, None)
+        except SlotRefused:
+            logger.info("WebSocket relay to %s refused: its connection limit is reached", server)
+            raise RequestError(503, "too many connections to the database server; try again later") from None
+
+    async def _relay_to(self, stream: trio.abc.Stream, key: str, host: str, port: int, received: bytes) -> int:
+        address = f"{host}:{port}"
         try:
             with trio.fail_after(self.config.connect_timeout):
                 upstream = await trio.open_tcp_stream(host, port)
@@ -327,7 +365,14 @@ class WebSocketEndpoint:
         try:
             await self._run_session(ws, conn, upstream)
         finally:
-            await upstream.close()
+            await self._close_upstream(upstream)
+
+    async def _close_upstream(self, client: _UpstreamSession) -> None:
+        try:
+            await client.close()
+        finally:
+            if client.slot is not None and self.pool is not None:
+                self.pool.release_slot(client.slot)
 
     async def _connect_upstream(
         self, startup: be.StartupMessage, password: str, target: bytes, headers: Mapping[str, str | None]
@@ -363,10 +408,21 @@ class WebSocketEndpoint:
         except ProgrammingError as exc:
             return None, _fatal(str(exc), "08004")
         client = _UpstreamSession.from_params(params, cancel_timeout=self.config.cancel_timeout)
+        server = f"{params.host}:{params.port}"
+        if self.pool is not None:
+            if self.config.upstream_max_connections is not None and self.pool.server_capacity(server) is None:
+                self.pool.set_server_capacity(server, self.config.upstream_max_connections)
+            try:
+                client.slot = await self.pool.reserve_slot(server, user)
+            except SlotRefused as exc:
+                logger.info("WebSocket session for %r refused: %s", user, exc)
+                return None, _fatal(str(exc), "53300")
         try:
             await client.connect()
+            if self.pool is not None and self.learn_capacity is not None and self.pool.server_capacity(server) is None:
+                await self.learn_capacity(client, server)
         except Error as exc:
-            await client.close()
+            await self._close_upstream(client)
             if exc.diag.code:
                 logger.info("WebSocket login to endpoint %r as %r refused upstream: %s", endpoint, user, exc)
                 return None, exc.diag
@@ -379,7 +435,7 @@ class WebSocketEndpoint:
             logger.warning("WebSocket session could not reach the upstream of endpoint %r: %s", endpoint, exc)
             return None, _fatal("could not connect to the database server", "08001")
         except BaseException:
-            await client.close()
+            await self._close_upstream(client)
             raise
         return client, None
 

@@ -323,6 +323,7 @@ def test_websocket_upgrade_of_another_version_is_refused(proxy: DevStack) -> Non
     response = request(proxy.port, method="GET", path="/v2", headers=headers)
     assert response.status == 426
     assert "only 13" in response.json["message"]
+    assert response.headers["sec-websocket-version"] == "13"  # RFC 6455 4.4
 
 
 # ---------------------------------------------------------------------- batches
