@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import logging
 import select
-import ssl
-from typing import Any, Callable, ClassVar, Generator, Literal, Mapping, Sequence, overload
+from typing import Any, Callable, ClassVar, Generator, Literal, Sequence, overload
 
 from neon_async.backend import Backend, Stream
-from neon_proto.conninfo import ConnectionParams
 from neon_proto.errors import ConnectionClosed, Error, OperationalError
 from neon_proto.fetch_client import AuthToken, FetchClientBase, FetchEndpoint, FetchQueryBase
 from neon_proto.http import (
-    DEFAULT_MAX_RESPONSE_SIZE,
     NEED_DATA,
     Endpoint,
     FetchConnection,
@@ -85,7 +82,7 @@ class NeonQuery(FetchQueryBase):
         return self.execute().__await__()
 
 
-class NeonHTTP(FetchClientBase):
+class NeonHTTP(FetchClientBase[_HTTPConnection]):
     """SQL over HTTP: ``sql = neon(dsn); await sql("SELECT $1::int", [1])``. Tasks share the
     kept-alive connections, per endpoint. Options as ``neon_sync.neon``: ``fetch_endpoint``,
     ``auth_token``, ``array_mode``, ``full_results``, ``types``, ``timeout`` (bounds each request),
@@ -94,40 +91,6 @@ class NeonHTTP(FetchClientBase):
     """
 
     backend: ClassVar[Backend]
-
-    def __init__(
-        self,
-        dsn: str | ConnectionParams,
-        *,
-        fetch_endpoint: FetchEndpoint | None = None,
-        auth_token: AuthToken | None = None,
-        array_mode: bool = False,
-        full_results: bool = False,
-        types: Any = None,
-        timeout: float | None = None,
-        headers: Mapping[str, str] | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        sslrootcert: str | None = None,
-        max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
-        max_idle_connections: int = 8,
-        idle_timeout: float = 30.0,
-    ) -> None:
-        super().__init__(
-            dsn,
-            fetch_endpoint=fetch_endpoint,
-            auth_token=auth_token,
-            array_mode=array_mode,
-            full_results=full_results,
-            types=types,
-            timeout=timeout,
-            headers=headers,
-            ssl_context=ssl_context,
-            sslrootcert=sslrootcert,
-            max_response_size=max_response_size,
-            max_idle_connections=max_idle_connections,
-            idle_timeout=idle_timeout,
-        )
-        self._idle: dict[Endpoint, list[_HTTPConnection]] = {}
 
     # ------------------------------------------------------------------ public API
 

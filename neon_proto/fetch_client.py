@@ -9,7 +9,7 @@ only the I/O: keep-alive connections, sending, reading.
 from __future__ import annotations
 
 from ssl import PROTOCOL_TLS_CLIENT, SSLContext
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Generic, Mapping, Sequence, TypeVar
 
 from neon_proto.conninfo import ConnectionParams
 from neon_proto.http import (
@@ -73,8 +73,12 @@ class FetchQueryBase:
         return f"<NeonQuery {self.http_query.text[:60]!r} params={len(self.http_query.params)}>"
 
 
-class FetchClientBase:
-    """The options of a ``neon()`` object and the requests they make; no I/O."""
+ConnectionT = TypeVar("ConnectionT")
+
+
+class FetchClientBase(Generic[ConnectionT]):
+    """The options of a ``neon()`` object and the requests they make; no I/O. ``ConnectionT`` is
+    the binding's kept-alive connection, held idle per endpoint in ``_idle``."""
 
     def __init__(
         self,
@@ -108,8 +112,13 @@ class FetchClientBase:
         self.idle_timeout = idle_timeout
         self._ssl_context = ssl_context
         self._sslrootcert = sslrootcert
+        self._idle: dict[Endpoint, list[ConnectionT]] = {}
         self.connections_opened = 0
         """How many connections this object has opened (keep-alive makes it small)."""
+        self._init_io()
+
+    def _init_io(self) -> None:
+        """Set up what the binding's I/O needs (locks, ...); called at the end of ``__init__``."""
 
     def __repr__(self) -> str:
         p = self.params

@@ -17,13 +17,11 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Callable, Literal, Mapping, Sequence, overload
+from typing import Any, Callable, Literal, Sequence, overload
 
-from neon_proto.conninfo import ConnectionParams
 from neon_proto.errors import ConnectionClosed, Error, OperationalError
 from neon_proto.fetch_client import AuthToken, FetchClientBase, FetchEndpoint, FetchQueryBase
 from neon_proto.http import (
-    DEFAULT_MAX_RESPONSE_SIZE,
     NEED_DATA,
     Endpoint,
     FetchConnection,
@@ -138,7 +136,7 @@ def _where(endpoint: Endpoint) -> str:
     return f"{host}:{endpoint.port}"
 
 
-class NeonHTTP(FetchClientBase):
+class NeonHTTP(FetchClientBase[_HTTPConnection]):
     """SQL over HTTP: ``sql = neon(dsn); sql("SELECT $1::int", [1])``. Thread-safe: connections
     are pooled per endpoint.
 
@@ -149,40 +147,8 @@ class NeonHTTP(FetchClientBase):
     (a CA file) replace the default certificate checks.
     """
 
-    def __init__(
-        self,
-        dsn: str | ConnectionParams,
-        *,
-        fetch_endpoint: FetchEndpoint | None = None,
-        auth_token: AuthToken | None = None,
-        array_mode: bool = False,
-        full_results: bool = False,
-        types: Any = None,
-        timeout: float | None = None,
-        headers: Mapping[str, str] | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        sslrootcert: str | None = None,
-        max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
-        max_idle_connections: int = 8,
-        idle_timeout: float = 30.0,
-    ) -> None:
-        super().__init__(
-            dsn,
-            fetch_endpoint=fetch_endpoint,
-            auth_token=auth_token,
-            array_mode=array_mode,
-            full_results=full_results,
-            types=types,
-            timeout=timeout,
-            headers=headers,
-            ssl_context=ssl_context,
-            sslrootcert=sslrootcert,
-            max_response_size=max_response_size,
-            max_idle_connections=max_idle_connections,
-            idle_timeout=idle_timeout,
-        )
+    def _init_io(self) -> None:
         self._lock = threading.Lock()
-        self._idle: dict[Endpoint, list[_HTTPConnection]] = {}
         self._pid = os.getpid()
 
     # ------------------------------------------------------------------ public API
