@@ -15,6 +15,7 @@ from neon_async.client import Client
 from neon_proto.dbapi import (
     Column,
     DBAPIConnectionState,
+    DBAPICursorState,
     callproc_sql,
     describe_result,
     many_statements,
@@ -149,40 +150,25 @@ class Connection(DBAPIConnectionState, DBAPIExceptions, Generic[C]):
             self._close_block(block)
 
 
-class Cursor(Generic[C]):
+class Cursor(DBAPICursorState, Generic[C]):
     """An async PEP 249 cursor: rows are tuples; ``fetch*`` are coroutines, as in psycopg."""
 
     def __init__(self, connection: Connection[C], *, row_factory: RowFactory[Any] | None = None) -> None:
         self.connection = connection
         self.row_factory: RowFactory[Any] = row_factory or connection.row_factory
-        self.arraysize = 1
-        self._results: list[Result] = []
-        self._index = 0
-        self._rows: list[Any] = []
-        self._pos = 0
-        self._closed = False
-        self.rowcount = -1
-        self.statusmessage: str | None = None
+        self._init_state()
         self.description: list[Column] | None = None
         """The result's columns (seven items each), or None for a statement without rows."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__module__.split('.')[0]}.Cursor rowcount={self.rowcount} closed={self._closed}>"
 
-    @property
-    def closed(self) -> bool:
-        """Whether the cursor is closed."""
-        return self._closed
-
     async def close(self) -> None:
         """Close the cursor and drop its rows."""
-        self._closed = True
-        self._results = []
-        self._rows = []
+        self._drop_results()
 
     def _client(self) -> C:
-        if self._closed:
-            raise InterfaceError("the cursor is closed")
+        self._check_cursor_open()
         self.connection._check_open()
         return self.connection.client
 
@@ -241,8 +227,7 @@ class Cursor(Generic[C]):
         return True
 
     def _take(self, n: int) -> list[Row]:
-        if self._closed:
-            raise InterfaceError("the cursor is closed")
+        self._check_cursor_open()
         if self.description is None:
             raise ProgrammingError("the last operation produced no result rows")
         rows = self._rows[self._pos : self._pos + n]
@@ -274,12 +259,6 @@ class Cursor(Generic[C]):
         if not rows:
             raise StopAsyncIteration
         return rows[0]
-
-    def setinputsizes(self, sizes: Any) -> None:
-        """Accepted and ignored (PEP 249 allows that)."""
-
-    def setoutputsize(self, size: Any, column: int | None = None) -> None:
-        """Accepted and ignored (PEP 249 allows that)."""
 
     async def __aenter__(self) -> Self:
         return self

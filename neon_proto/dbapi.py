@@ -25,6 +25,7 @@ __all__ = [
     "many_statements",
     "callproc_sql",
     "DBAPIConnectionState",
+    "DBAPICursorState",
 ]
 
 
@@ -173,3 +174,42 @@ class DBAPIConnectionState:
     def _close_block(self, block: TransactionBlock) -> None:
         if block.savepoint is not None:
             self._savepoints -= 1
+
+
+class DBAPICursorState:
+    """What a DB-API cursor holds between calls, the same in every binding: the results of the
+    last execute, which one is current, the position in its rows, open or closed."""
+
+    def _init_state(self) -> None:
+        self.arraysize = 1
+        """How many rows ``fetchmany()`` returns by default."""
+        self._results: list[Result] = []
+        self._index = 0
+        self._rows: list[Any] = []
+        self._pos = 0
+        self._closed = False
+        self.rowcount = -1
+        """Rows the last statement returned or changed; -1 when not known."""
+        self.statusmessage: str | None = None
+        """The last statement's command tag (``"INSERT 0 1"``)."""
+
+    @property
+    def closed(self) -> bool:
+        """Whether the cursor is closed."""
+        return self._closed
+
+    def _drop_results(self) -> None:
+        """Close the cursor on our side: its rows are gone."""
+        self._closed = True
+        self._results = []
+        self._rows = []
+
+    def _check_cursor_open(self) -> None:
+        if self._closed:
+            raise InterfaceError("the cursor is closed")
+
+    def setinputsizes(self, sizes: Any) -> None:
+        """Accepted and ignored (PEP 249 allows that)."""
+
+    def setoutputsize(self, size: Any, column: int | None = None) -> None:
+        """Accepted and ignored (PEP 249 allows that)."""

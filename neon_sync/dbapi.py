@@ -15,6 +15,7 @@ from neon_proto import errors as _errors
 from neon_proto.dbapi import (
     Column,
     DBAPIConnectionState,
+    DBAPICursorState,
     callproc_sql,
     column_description,
     describe_result,
@@ -510,20 +511,13 @@ def _quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-class Cursor(Generic[R]):
+class Cursor(DBAPICursorState, Generic[R]):
     """A PEP 249 cursor: rows are tuples unless a row factory says otherwise (``Cursor[R]``:
     the row type the factory makes)."""
 
     def __init__(self, connection: Connection, *, row_factory: RowFactory[R] | None = None) -> None:
         self.connection = connection
-        self.arraysize = 1
-        self._results: list[Result] = []
-        self._index = 0
-        self._rows: list[Any] = []
-        self._pos = 0
-        self._closed = False
-        self.rowcount = -1
-        self.statusmessage: str | None = None
+        self._init_state()
         self._description: list[Column] | None = None
         self._row_factory: RowFactory[Any] = row_factory if row_factory is not None else connection.row_factory
         self._make_row: RowMaker[Any] | None = None  # None: rows as they are (tuples)
@@ -563,20 +557,12 @@ class Cursor(Generic[R]):
         """The index of the next row to fetch in the current result, or None without one."""
         return self._pos if self._description is not None else None
 
-    @property
-    def closed(self) -> bool:
-        """Whether the cursor is closed."""
-        return self._closed
-
     def close(self) -> None:
         """Close the cursor and drop its rows."""
-        self._closed = True
-        self._results = []
-        self._rows = []
+        self._drop_results()
 
     def _check(self) -> Client:
-        if self._closed:
-            raise InterfaceError("the cursor is closed")
+        self._check_cursor_open()
         self.connection._check_open()
         return self.connection.client
 
@@ -678,8 +664,7 @@ class Cursor(Generic[R]):
 
     def nextset(self) -> bool | None:
         """Move to the next result of a multi-statement execute; None when there is none."""
-        if self._closed:
-            raise InterfaceError("the cursor is closed")
+        self._check_cursor_open()
         if self._index + 1 < len(self._results):
             self._index += 1
             self._load_current()
@@ -687,8 +672,7 @@ class Cursor(Generic[R]):
         return None
 
     def _check_rows(self) -> None:
-        if self._closed:
-            raise InterfaceError("the cursor is closed")
+        self._check_cursor_open()
         if self._description is None:
             raise ProgrammingError("the last operation produced no result rows")
 
@@ -735,12 +719,6 @@ class Cursor(Generic[R]):
             if row is None:
                 return
             yield row
-
-    def setinputsizes(self, sizes: Any) -> None:
-        """Accepted and ignored (PEP 249 allows that)."""
-
-    def setoutputsize(self, size: Any, column: int | None = None) -> None:
-        """Accepted and ignored (PEP 249 allows that)."""
 
     def __enter__(self) -> Self:
         return self
