@@ -183,7 +183,7 @@ class Cursor(DBAPICursorState, Generic[C]):
         else:
             done = await client.run(session.pipeline(statement_queries(sql, args, "BEGIN" if begin else None), sync_each=False))
             results = statement_results(done)
-        self._show(results)
+        self._set_results(results)
         return self
 
     async def executemany(self, operation: str, seq_of_parameters: Sequence[Parameters]) -> None:
@@ -191,7 +191,7 @@ class Cursor(DBAPICursorState, Generic[C]):
         client = self._client()
         sql, rows = many_statements(operation, seq_of_parameters)
         total = 0 if sql is None else await client.execute_many(sql, rows, begin=self.connection._implicit_begin_due())
-        self._show([])
+        self._set_results([])
         self.rowcount = total
 
     async def callproc(self, procname: str, parameters: Sequence[Any] = ()) -> Sequence[Any]:
@@ -199,13 +199,8 @@ class Cursor(DBAPICursorState, Generic[C]):
         await self.execute(callproc_sql(procname, len(parameters)), list(parameters))
         return parameters
 
-    def _show(self, results: list[Result]) -> None:
-        self._results = results
-        self._index = 0
-        self._select()
-
-    def _select(self) -> None:
-        result = self._results[self._index] if self._index < len(self._results) else None
+    def _load_current(self) -> None:
+        result = self._current_result()
         self._pos = 0
         self.description, self.statusmessage, self.rowcount = describe_result(result)
         if result is None:
@@ -223,7 +218,7 @@ class Cursor(DBAPICursorState, Generic[C]):
         if self._index + 1 >= len(self._results):
             return None
         self._index += 1
-        self._select()
+        self._load_current()
         return True
 
     def _take(self, n: int) -> list[Row]:

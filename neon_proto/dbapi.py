@@ -198,6 +198,19 @@ class DBAPICursorState:
         """Whether the cursor is closed."""
         return self._closed
 
+    def _set_results(self, results: list[Result]) -> None:
+        """The results of an execute; the first becomes current."""
+        self._results = results
+        self._index = 0
+        self._load_current()
+
+    def _current_result(self) -> Result | None:
+        return self._results[self._index] if self._index < len(self._results) else None
+
+    def _load_current(self) -> None:
+        """Make the current result's rows and description the cursor's (the binding shapes rows)."""
+        raise NotImplementedError
+
     def _drop_results(self) -> None:
         """Close the cursor on our side: its rows are gone."""
         self._closed = True

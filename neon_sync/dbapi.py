@@ -650,13 +650,8 @@ class Cursor(DBAPICursorState, Generic[R]):
             if close is not None:
                 close()
 
-    def _set_results(self, results: list[Result]) -> None:
-        self._results = results
-        self._index = 0
-        self._load_current()
-
     def _load_current(self) -> None:
-        result = self._results[self._index] if self._index < len(self._results) else None
+        result = self._current_result()
         self._rows = [] if result is None else result.rows
         self._pos = 0
         self._description, self.statusmessage, self.rowcount = describe_result(result)
