@@ -237,9 +237,9 @@ def _isolation_level(value: Any) -> IsolationLevel | None:
 
 
 class Connection(DBAPIConnectionState, DBAPIExceptions):
-    client: Client
-
     """A PEP 249 connection. Outside autocommit, the first statement opens a transaction."""
+
+    client: Client
 
     def __init__(self, client: Client, *, autocommit: bool = False, row_factory: RowFactory[Any] | None = None) -> None:
         self.client = client
