@@ -240,22 +240,13 @@ class NeonHTTP(FetchClientBase[_HTTPConnection]):
 
     async def _checkout(self, endpoint: Endpoint) -> tuple[_HTTPConnection | None, bool]:
         """An idle connection that is still open (and whether one was found)."""
-        now = self.backend.time()
-        idle = self._idle.get(endpoint)
-        while idle:
-            conn = idle.pop()
-            if now - conn.idle_since > self.idle_timeout or not conn.is_alive():
-                await conn.aclose()
-                continue
-            return conn, True
-        return None, False
+        conn, stale = self._take_idle(endpoint, self.backend.time(), _HTTPConnection.is_alive)
+        for dead in stale:
+            await dead.aclose()
+        return conn, conn is not None
 
     async def _checkin(self, conn: _HTTPConnection) -> None:
-        conn.idle_since = self.backend.time()
-        idle = self._idle.setdefault(conn.endpoint, [])
-        if len(idle) < self.max_idle_connections:
-            idle.append(conn)
-        else:
+        if not self._keep_idle(conn, self.backend.time()):
             await conn.aclose()
 
     async def _connect(self, endpoint: Endpoint) -> _HTTPConnection:

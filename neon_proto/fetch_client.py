@@ -9,7 +9,7 @@ only the I/O: keep-alive connections, sending, reading.
 from __future__ import annotations
 
 from ssl import PROTOCOL_TLS_CLIENT, SSLContext
-from typing import Any, Callable, Generic, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Generic, Mapping, Protocol, Sequence, TypeVar
 
 from neon_proto.conninfo import ConnectionParams
 from neon_proto.http import (
@@ -73,7 +73,14 @@ class FetchQueryBase:
         return f"<NeonQuery {self.http_query.text[:60]!r} params={len(self.http_query.params)}>"
 
 
-ConnectionT = TypeVar("ConnectionT")
+class IdleConnection(Protocol):
+    """What the idle table needs of a binding's kept-alive connection."""
+
+    endpoint: Endpoint
+    idle_since: float
+
+
+ConnectionT = TypeVar("ConnectionT", bound=IdleConnection)
 
 
 class FetchClientBase(Generic[ConnectionT]):
@@ -169,3 +176,28 @@ class FetchClientBase(Generic[ConnectionT]):
             endpoint, self._settings, http_queries, options, auth_token=self._target.token()
         )
         return endpoint, request
+
+    def _take_idle(
+        self, endpoint: Endpoint, now: float, is_alive: Callable[[ConnectionT], bool]
+    ) -> tuple[ConnectionT | None, list[ConnectionT]]:
+        """The most recently used idle connection to ``endpoint`` that is neither past
+        ``idle_timeout`` nor dead, and the stale ones passed over (the caller closes them)."""
+        stale: list[ConnectionT] = []
+        idle = self._idle.get(endpoint)
+        while idle:
+            conn = idle.pop()
+            if now - conn.idle_since > self.idle_timeout or not is_alive(conn):
+                stale.append(conn)
+                continue
+            return conn, stale
+        return None, stale
+
+    def _keep_idle(self, conn: ConnectionT, now: float) -> bool:
+        """Keep a connection for the next request, unless ``max_idle_connections`` are kept
+        already (False: the caller closes it)."""
+        conn.idle_since = now
+        idle = self._idle.setdefault(conn.endpoint, [])
+        if len(idle) < self.max_idle_connections:
+            idle.append(conn)
+            return True
+        return False

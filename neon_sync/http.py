@@ -311,19 +311,10 @@ class NeonHTTP(FetchClientBase[_HTTPConnection]):
     def _checkout(self, endpoint: Endpoint, deadline: float | None) -> tuple[_HTTPConnection, bool]:
         """An idle connection that is still open, else a new one; and whether it was reused."""
         now = time.monotonic()
-        stale: list[_HTTPConnection] = []
-        found: _HTTPConnection | None = None
         if self._pid != os.getpid():
             self._after_fork()
         with self._lock:
-            idle = self._idle.get(endpoint)
-            while idle:
-                conn = idle.pop()
-                if now - conn.idle_since > self.idle_timeout or not conn.is_alive():
-                    stale.append(conn)
-                    continue
-                found = conn
-                break
+            found, stale = self._take_idle(endpoint, now, _HTTPConnection.is_alive)
         for conn in stale:
             conn.close()
         if found is not None:
@@ -331,11 +322,9 @@ class NeonHTTP(FetchClientBase[_HTTPConnection]):
         return self._connect(endpoint, deadline), False
 
     def _checkin(self, conn: _HTTPConnection) -> None:
-        conn.idle_since = time.monotonic()
+        now = time.monotonic()
         with self._lock:
-            idle = self._idle.setdefault(conn.endpoint, [])
-            if len(idle) < self.max_idle_connections and self._pid == os.getpid():
-                idle.append(conn)
+            if self._pid == os.getpid() and self._keep_idle(conn, now):
                 return
         conn.close()
 
