@@ -12,13 +12,21 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Generic, Mapping, Self, Sequence, TypeVar, Unpack
 
 from neon_async.client import Client
+from neon_proto.dbapi import (
+    Column,
+    DBAPIConnectionState,
+    DBAPICursorState,
+    callproc_sql,
+    describe_result,
+    many_statements,
+    statement_queries,
+    statement_results,
+)
 from neon_proto.errors import DBAPIExceptions, InterfaceError, ProgrammingError
 from neon_proto.options import ConnectKeywords
 from neon_proto.pyformat import convert_pyformat
 from neon_proto.results import Result
 from neon_proto.rows import RowFactory, tuple_row
-from neon_proto.session import ConnectionInfo, Query
-from neon_sync.dbapi import Column, _column
 
 __all__ = ["Connection", "Cursor", "Row"]
 
@@ -29,10 +37,11 @@ Row = Any
 Parameters = Sequence[Any] | Mapping[str, Any]
 
 
-class Connection(DBAPIExceptions, Generic[C]):
+class Connection(DBAPIConnectionState, DBAPIExceptions, Generic[C]):
     """An async PEP 249 connection over one ``Client``."""
 
     client_class: type[C]
+    client: C
 
     def __init__(self, client: C, *, autocommit: bool = False, row_factory: RowFactory[Any] = tuple_row) -> None:
         self.client = client
@@ -71,37 +80,9 @@ class Connection(DBAPIExceptions, Generic[C]):
         await client.connect()
         return cls(client, autocommit=autocommit, row_factory=row_factory)
 
-    def __repr__(self) -> str:
-        return f"<{type(self).__module__.split('.')[0]}.Connection {self.client!r} autocommit={self._autocommit}>"
-
-    @property
-    def closed(self) -> bool:
-        """Whether the connection is closed."""
-        return self._closed or self.client.closed
-
-    @property
-    def info(self) -> ConnectionInfo:
-        """Server version, backend pid, transaction status, parameters, encoding."""
-        return self.client.info
-
-    @property
-    def autocommit(self) -> bool:
-        """Whether each statement commits on its own."""
-        return self._autocommit
-
-    @autocommit.setter
-    def autocommit(self, value: bool) -> None:
-        if self.client.transaction_status != "I":
-            raise ProgrammingError("cannot change autocommit inside a transaction")
-        self._autocommit = bool(value)
-
     async def set_autocommit(self, value: bool) -> None:
         """psycopg's spelling of ``conn.autocommit = value``."""
         self.autocommit = value
-
-    def _check_open(self) -> None:
-        if self.closed:
-            raise InterfaceError("the connection is closed")
 
     def cursor(self, *, row_factory: RowFactory[Any] | None = None) -> Cursor[C]:
         """A new cursor (rows shaped by ``row_factory``, by default the connection's)."""
@@ -154,67 +135,40 @@ class Connection(DBAPIExceptions, Generic[C]):
         the block raises (a cancellation included)."""
         self._check_open()
         client = self.client
-        if client.transaction_status == "I":
-            await client.query("BEGIN")
-            savepoint = None
-        else:
-            self._savepoints += 1
-            savepoint = f"neon_sp_{self._savepoints}"
-            await client.query(f"SAVEPOINT {savepoint}")
+        block = self._open_block()
         try:
-            yield self
-        except BaseException:
-            if not client.closed:
-                async with client.backend.shielded(client.cancel_timeout):
-                    if savepoint is None:
-                        await client.query("ROLLBACK")
-                    else:
-                        await client.query(f"ROLLBACK TO SAVEPOINT {savepoint}; RELEASE SAVEPOINT {savepoint}")
-            raise
-        else:
-            await client.query("COMMIT" if savepoint is None else f"RELEASE SAVEPOINT {savepoint}")
+            await client.query(block.begin_sql())
+            try:
+                yield self
+            except BaseException:
+                if not client.closed:
+                    async with client.backend.shielded(client.cancel_timeout):
+                        await client.query(block.rollback_sql())
+                raise
+            await client.query(block.commit_sql())
         finally:
-            if savepoint is not None:
-                self._savepoints -= 1
-
-    def _needs_begin(self) -> bool:
-        return not self._autocommit and self.client.transaction_status == "I"
+            self._close_block(block)
 
 
-class Cursor(Generic[C]):
+class Cursor(DBAPICursorState, Generic[C]):
     """An async PEP 249 cursor: rows are tuples; ``fetch*`` are coroutines, as in psycopg."""
 
     def __init__(self, connection: Connection[C], *, row_factory: RowFactory[Any] | None = None) -> None:
         self.connection = connection
         self.row_factory: RowFactory[Any] = row_factory or connection.row_factory
-        self.arraysize = 1
-        self._results: list[Result] = []
-        self._index = 0
-        self._rows: list[Any] = []
-        self._pos = 0
-        self._closed = False
-        self.rowcount = -1
-        self.statusmessage: str | None = None
+        self._init_state()
         self.description: list[Column] | None = None
         """The result's columns (seven items each), or None for a statement without rows."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__module__.split('.')[0]}.Cursor rowcount={self.rowcount} closed={self._closed}>"
 
-    @property
-    def closed(self) -> bool:
-        """Whether the cursor is closed."""
-        return self._closed
-
     async def close(self) -> None:
         """Close the cursor and drop its rows."""
-        self._closed = True
-        self._results = []
-        self._rows = []
+        self._drop_results()
 
     def _client(self) -> C:
-        if self._closed:
-            raise InterfaceError("the cursor is closed")
+        self._check_cursor_open()
         self.connection._check_open()
         return self.connection.client
 
@@ -223,70 +177,52 @@ class Cursor(Generic[C]):
         client = self._client()
         session = client.session
         sql, args = convert_pyformat(operation, parameters)
-        begin = self.connection._needs_begin()
+        begin = self.connection._implicit_begin_due()
         if parameters is None:
             results = await client.run(session.simple_query(sql, mode="tuple", begin=begin))
         else:
-            queries = [Query("BEGIN", None, "tuple")] if begin else []
-            queries.append(Query(sql, args, "tuple"))
-            done = await client.run(session.pipeline(queries, sync_each=False))
-            results = [q.outcome() for q in done[len(done) - 1 :]]
-        self._show(results)
+            done = await client.run(session.pipeline(statement_queries(sql, args, "BEGIN" if begin else None), sync_each=False))
+            results = statement_results(done)
+        self._set_results(results)
         return self
 
     async def executemany(self, operation: str, seq_of_parameters: Sequence[Parameters]) -> None:
         """Run a statement for each parameter set, pipelined in one round trip."""
         client = self._client()
-        sql: str | None = None
-        rows: list[list[Any]] = []
-        for parameters in seq_of_parameters:
-            sql, args = convert_pyformat(operation, parameters)
-            rows.append(args)
-        total = 0 if sql is None else await client.execute_many(sql, rows, begin=self.connection._needs_begin())
-        self._show([])
+        sql, rows = many_statements(operation, seq_of_parameters)
+        total = 0 if sql is None else await client.execute_many(sql, rows, begin=self.connection._implicit_begin_due())
+        self._set_results([])
         self.rowcount = total
 
     async def callproc(self, procname: str, parameters: Sequence[Any] = ()) -> Sequence[Any]:
         """Call a function with positional arguments; its rows become the cursor's result."""
-        name = ".".join('"' + part.replace('"', '""') + '"' for part in procname.split("."))
-        await self.execute(f"SELECT * FROM {name}({', '.join(['%s'] * len(parameters))})", list(parameters))
+        await self.execute(callproc_sql(procname, len(parameters)), list(parameters))
         return parameters
 
-    def _show(self, results: list[Result]) -> None:
-        self._results = results
-        self._index = 0
-        self._select()
-
-    def _select(self) -> None:
-        result = self._results[self._index] if self._index < len(self._results) else None
+    def _load_current(self) -> None:
+        result = self._current_result()
         self._pos = 0
+        self.description, self.statusmessage, self.rowcount = describe_result(result)
         if result is None:
-            self._rows, self.description, self.rowcount, self.statusmessage = [], None, -1, None
+            self._rows = []
             return
-        self.description = [_column(f) for f in result.fields] if result.fields else None
         factory = self.row_factory
         if factory is tuple_row or self.description is None:
             self._rows = result.rows
         else:
             make = factory(self)
             self._rows = [make(values) for values in result.rows]
-        self.statusmessage = result.tag
-        if result.row_count is not None:
-            self.rowcount = result.row_count
-        else:
-            self.rowcount = len(result.rows) if result.fields else -1
 
     def nextset(self) -> bool | None:
         """Move to the next result of a multi-statement execute; None when there is none."""
         if self._index + 1 >= len(self._results):
             return None
         self._index += 1
-        self._select()
+        self._load_current()
         return True
 
     def _take(self, n: int) -> list[Row]:
-        if self._closed:
-            raise InterfaceError("the cursor is closed")
+        self._check_cursor_open()
         if self.description is None:
             raise ProgrammingError("the last operation produced no result rows")
         rows = self._rows[self._pos : self._pos + n]
@@ -318,12 +254,6 @@ class Cursor(Generic[C]):
         if not rows:
             raise StopAsyncIteration
         return rows[0]
-
-    def setinputsizes(self, sizes: Any) -> None:
-        """Accepted and ignored (PEP 249 allows that)."""
-
-    def setoutputsize(self, size: Any, column: int | None = None) -> None:
-        """Accepted and ignored (PEP 249 allows that)."""
 
     async def __aenter__(self) -> Self:
         return self

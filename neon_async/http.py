@@ -13,28 +13,18 @@ from __future__ import annotations
 
 import logging
 import select
-import ssl
-from typing import Any, Callable, ClassVar, Generator, Literal, Mapping, Sequence, overload
+from typing import Any, Callable, ClassVar, Generator, Literal, Sequence, overload
 
 from neon_async.backend import Backend, Stream
-from neon_proto.conninfo import ConnectionParams
 from neon_proto.errors import ConnectionClosed, Error, OperationalError
+from neon_proto.fetch_client import AuthToken, FetchClientBase, FetchEndpoint, FetchQueryBase
 from neon_proto.http import (
-    DEFAULT_MAX_RESPONSE_SIZE,
     NEED_DATA,
     Endpoint,
     FetchConnection,
     FetchRequest,
     FetchResponse,
-    FetchSettings,
-    FetchTarget,
     HTTPQuery,
-    TransactionOptions,
-    build_query_request,
-    build_transaction_request,
-    neon_connection_string,
-    query_params,
-    transaction_queries,
     read_response,
 )
 from neon_proto.results import Result
@@ -42,9 +32,6 @@ from neon_proto.results import Result
 __all__ = ["NeonHTTP", "NeonQuery", "AuthToken", "FetchEndpoint"]
 
 logger = logging.getLogger("neon_async.http")
-
-AuthToken = str | Callable[[], str]
-FetchEndpoint = str | Callable[[str, int], str]
 
 
 class _HTTPConnection:
@@ -81,29 +68,11 @@ class _NothingSent(Exception):
     """The write of a request failed on a connection the peer had closed: nothing arrived."""
 
 
-class NeonQuery:
+class NeonQuery(FetchQueryBase):
     """A query built by ``sql.query()``: ``await`` it (or ``await q.execute()``; each run sends it
     again), or pass it to ``sql.transaction()``."""
 
-    __slots__ = ("_sql", "http_query", "timeout", "_auth_token")
-
-    def __init__(
-        self, sql: NeonHTTP, http_query: HTTPQuery, timeout: float | None = None, auth_token: AuthToken | None = None
-    ) -> None:
-        self._sql = sql
-        self.http_query = http_query
-        self.timeout = timeout
-        self._auth_token = auth_token
-
-    @property
-    def text(self) -> str:
-        """The SQL text."""
-        return self.http_query.text
-
-    @property
-    def params(self) -> tuple[Any, ...]:
-        """The parameters."""
-        return self.http_query.params
+    __slots__ = ()
 
     async def execute(self) -> Any:
         """Send the query and return its rows (or its ``Result`` with ``full_results``)."""
@@ -112,11 +81,8 @@ class NeonQuery:
     def __await__(self) -> Generator[Any, None, Any]:
         return self.execute().__await__()
 
-    def __repr__(self) -> str:
-        return f"<NeonQuery {self.http_query.text[:60]!r} params={len(self.http_query.params)}>"
 
-
-class NeonHTTP:
+class NeonHTTP(FetchClientBase[_HTTPConnection]):
     """SQL over HTTP: ``sql = neon(dsn); await sql("SELECT $1::int", [1])``. Tasks share the
     kept-alive connections, per endpoint. Options as ``neon_sync.neon``: ``fetch_endpoint``,
     ``auth_token``, ``array_mode``, ``full_results``, ``types``, ``timeout`` (bounds each request),
@@ -125,46 +91,6 @@ class NeonHTTP:
     """
 
     backend: ClassVar[Backend]
-
-    def __init__(
-        self,
-        dsn: str | ConnectionParams,
-        *,
-        fetch_endpoint: FetchEndpoint | None = None,
-        auth_token: AuthToken | None = None,
-        array_mode: bool = False,
-        full_results: bool = False,
-        types: Any = None,
-        timeout: float | None = None,
-        headers: Mapping[str, str] | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        sslrootcert: str | None = None,
-        max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
-        max_idle_connections: int = 8,
-        idle_timeout: float = 30.0,
-    ) -> None:
-        self.params, connection_string = neon_connection_string(dsn)
-        self._settings = FetchSettings(
-            connection_string,
-            array_mode=array_mode,
-            full_results=full_results,
-            types=types,
-            headers=tuple((headers or {}).items()),
-        )
-        self._target = FetchTarget(self.params, fetch_endpoint, auth_token)
-        self.timeout = timeout
-        self.max_response_size = max_response_size
-        self.max_idle_connections = max_idle_connections
-        self.idle_timeout = idle_timeout
-        self._ssl_context = ssl_context
-        self._sslrootcert = sslrootcert
-        self._idle: dict[Endpoint, list[_HTTPConnection]] = {}
-        self.connections_opened = 0
-        """How many connections this object has opened (keep-alive makes it small)."""
-
-    def __repr__(self) -> str:
-        p = self.params
-        return f"<{type(self).__module__.split('.')[0]}.NeonHTTP {p.user}@{p.host}/{p.dbname}>"
 
     # ------------------------------------------------------------------ public API
 
@@ -223,8 +149,7 @@ class NeonHTTP:
         Rows are dicts, or lists with ``array_mode``; ``full_results=True`` returns the
         ``Result``. Options here win over ``neon()``'s.
         """
-        query = HTTPQuery(text, query_params(params), array_mode, full_results, types)
-        return await self._run_query(query, auth_token, timeout)
+        return await self._run_query(self._http_query(text, params, array_mode, full_results, types), auth_token, timeout)
 
     def query(
         self,
@@ -238,8 +163,7 @@ class NeonHTTP:
         auth_token: AuthToken | None = None,
     ) -> NeonQuery:
         """A query to ``await`` now or later, or to pass to ``transaction()``; nothing is sent yet."""
-        query = HTTPQuery(text, query_params(params), array_mode, full_results, types)
-        return NeonQuery(self, query, timeout, auth_token)
+        return NeonQuery(self, self._http_query(text, params, array_mode, full_results, types), timeout, auth_token)
 
     async def transaction(
         self,
@@ -253,16 +177,11 @@ class NeonHTTP:
         timeout: float | None = None,
     ) -> list[Any]:
         """Run queries in one transaction with one request: all of them or none; one result each."""
-        http_queries = transaction_queries(queries, self)
-        options = TransactionOptions(isolation_level, read_only, deferrable, array_mode, full_results)
+        built = self._transaction_request(queries, isolation_level, read_only, deferrable, array_mode, full_results)
         await self.backend.checkpoint_if_cancelled()
-        if not http_queries:
+        if built is None:
             return []
-        endpoint = self._target.endpoint()
-        request = build_transaction_request(
-            endpoint, self._settings, http_queries, options, auth_token=self._target.token()
-        )
-        result: list[Any] = await self._fetch(endpoint, request, self.timeout if timeout is None else timeout)
+        result: list[Any] = await self._fetch(*built, self._timeout(timeout))
         return result
 
     async def close(self) -> None:
@@ -282,9 +201,7 @@ class NeonHTTP:
 
     async def _run_query(self, query: HTTPQuery, auth_token: AuthToken | None, timeout: float | None) -> Any:
         await self.backend.checkpoint_if_cancelled()
-        endpoint = self._target.endpoint()
-        request = build_query_request(endpoint, self._settings, query, auth_token=self._target.token(auth_token))
-        return await self._fetch(endpoint, request, self.timeout if timeout is None else timeout)
+        return await self._fetch(*self._query_request(query, auth_token), self._timeout(timeout))
 
     async def _fetch(self, endpoint: Endpoint, request: FetchRequest, timeout: float | None) -> Any:
         async with self.backend.timeout(timeout) as scope:
@@ -323,31 +240,14 @@ class NeonHTTP:
 
     async def _checkout(self, endpoint: Endpoint) -> tuple[_HTTPConnection | None, bool]:
         """An idle connection that is still open (and whether one was found)."""
-        now = self.backend.time()
-        idle = self._idle.get(endpoint)
-        while idle:
-            conn = idle.pop()
-            if now - conn.idle_since > self.idle_timeout or not conn.is_alive():
-                await conn.aclose()
-                continue
-            return conn, True
-        return None, False
+        conn, stale = self._take_idle(endpoint, self.backend.time(), _HTTPConnection.is_alive)
+        for dead in stale:
+            await dead.aclose()
+        return conn, conn is not None
 
     async def _checkin(self, conn: _HTTPConnection) -> None:
-        conn.idle_since = self.backend.time()
-        idle = self._idle.setdefault(conn.endpoint, [])
-        if len(idle) < self.max_idle_connections:
-            idle.append(conn)
-        else:
+        if not self._keep_idle(conn, self.backend.time()):
             await conn.aclose()
-
-    def _make_ssl_context(self) -> ssl.SSLContext:
-        ctx = self._ssl_context
-        if ctx is None:
-            ctx = ssl.create_default_context(cafile=self._sslrootcert)
-            ctx.set_alpn_protocols(["http/1.1"])
-            self._ssl_context = ctx
-        return ctx
 
     async def _connect(self, endpoint: Endpoint) -> _HTTPConnection:
         host, port = endpoint.host, endpoint.port

@@ -21,7 +21,17 @@ from neon_async.backend import Backend, Event
 from neon_async.client import CLIENT_KEYWORDS, Client, ClientKeywords
 from neon_async.client import connect_options as resolve_options
 from neon_proto.errors import ConnectionClosed, Error, InterfaceError, OperationalError
-from neon_proto.pooling import RESET_SQL, Lend, Open, PoolBook, PoolEntry, PoolStats
+from neon_proto.pooling import (
+    CONFIGURE_LEFT_TRANSACTION,
+    RESET_SQL,
+    BookedPool,
+    Lend,
+    Open,
+    PoolEntry,
+    PoolStats,
+    connect_keywords,
+    pool_book,
+)
 from neon_proto.results import Result
 
 __all__ = ["Pool", "PoolTimeout", "PoolStats", "check_connection", "reset_session"]
@@ -70,7 +80,7 @@ class _Waiter(Generic[C]):
         self.woken = False  # something changed: look again
 
 
-class Pool(Generic[C]):
+class Pool(BookedPool[C]):
     """Up to ``max_size`` connections (``min_size`` opened by ``open()``), lent one task at a time.
 
     - ``timeout``: how long ``acquire`` waits (``PoolTimeout`` after it, naming the last
@@ -111,13 +121,10 @@ class Pool(Generic[C]):
         # Checked now, so a misspelt keyword fails here and not at the first acquire().
         options = {k: v for k, v in client_options.items() if k not in CLIENT_KEYWORDS}
         self.options = resolve_options(dsn, options, caller="Pool", also_valid=CLIENT_KEYWORDS | _POOL_KEYWORDS)
-        try:
-            self._book: PoolBook[C] = PoolBook(
-                min_size=min_size, max_size=max_size, max_lifetime=max_lifetime, max_idle=max_idle,
-                backoff_initial=reconnect_backoff[0], backoff_max=reconnect_backoff[1],
-            )  # fmt: skip
-        except ValueError as exc:
-            raise InterfaceError(str(exc)) from None
+        self._book = pool_book(
+            min_size=min_size, max_size=max_size, max_lifetime=max_lifetime, max_idle=max_idle,
+            reconnect_backoff=reconnect_backoff,
+        )  # fmt: skip
         self.dsn = dsn
         self.name = name or f"pool-{id(self):x}"
         self.timeout = timeout
@@ -132,26 +139,6 @@ class Pool(Generic[C]):
         self._waiters: deque[_Waiter[C]] = deque()
         self._last_error: BaseException | None = None
         self._closing: list[C] = []  # retired where no await was possible; closed at the next one
-
-    def __repr__(self) -> str:
-        book = self._book
-        module = type(self).__module__.split(".")[0]
-        return f"<{module}.Pool {self.name} size={book.size} idle={book.idle_count} max={book.max_size}>"
-
-    @property
-    def size(self) -> int:
-        """Connections open or being opened."""
-        return self._book.size
-
-    @property
-    def idle_count(self) -> int:
-        """Connections waiting to be lent."""
-        return self._book.idle_count
-
-    @property
-    def closed(self) -> bool:
-        """Whether ``close()`` was called."""
-        return self._book.closed
 
     def stats(self) -> PoolStats:
         """Sizes now and counters since the pool was made."""
@@ -319,16 +306,13 @@ class Pool(Generic[C]):
         return book.opened(client, self._backend.time(), lend=True)
 
     async def _new_client(self) -> C:
-        options = self._options
-        if self._connect_options is not None:
-            options = {**options, **self._connect_options()}
-        client = self.client_class(self.dsn, **options)
+        client = self.client_class(self.dsn, **connect_keywords(self._options, self._connect_options))
         await client.connect()
         if self.configure is not None:
             try:
                 await self.configure(client)
                 if client.transaction_status != "I":
-                    raise InterfaceError("configure() left the connection inside a transaction: commit or roll back in it")
+                    raise InterfaceError(CONFIGURE_LEFT_TRANSACTION)
             except BaseException:
                 await self._close(client)
                 raise

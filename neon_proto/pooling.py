@@ -13,9 +13,11 @@ a number the caller passes (seconds on a monotonic clock).
 from __future__ import annotations
 
 from collections import deque
-from typing import Generic, TypeVar
+from typing import Any, Callable, Generic, Mapping, TypeVar
 
 import attrs
+
+from neon_proto.errors import InterfaceError
 
 __all__ = [
     "RESET_STATEMENTS",
@@ -26,6 +28,10 @@ __all__ = [
     "Lend",
     "Open",
     "Wait",
+    "CONFIGURE_LEFT_TRANSACTION",
+    "pool_book",
+    "connect_keywords",
+    "BookedPool",
 ]
 
 RESET_STATEMENTS = (
@@ -358,3 +364,69 @@ class PoolBook(Generic[C]):
             connections_discarded=self._discarded,
             returned_bad=self._returned_bad,
         )
+
+
+CONFIGURE_LEFT_TRANSACTION = "configure() left the connection inside a transaction: commit or roll back in it"
+"""The error when a pool's ``configure`` hook does not end the transaction it opened."""
+
+
+def pool_book(
+    *,
+    min_size: int,
+    max_size: int,
+    max_lifetime: float | None,
+    max_idle: float | None,
+    reconnect_backoff: tuple[float, float],
+) -> PoolBook[C]:
+    """The book of a pool made with these keywords; a bad limit is the caller's InterfaceError."""
+    try:
+        return PoolBook(
+            min_size=min_size, max_size=max_size, max_lifetime=max_lifetime, max_idle=max_idle,
+            backoff_initial=reconnect_backoff[0], backoff_max=reconnect_backoff[1],
+        )  # fmt: skip
+    except ValueError as exc:
+        raise InterfaceError(str(exc)) from None
+
+
+def connect_keywords(fixed: Mapping[str, Any], connect_options: Callable[[], Mapping[str, Any]] | None) -> dict[str, Any]:
+    """The keywords for one new connection: the pool's, overridden by ``connect_options()``."""
+    if connect_options is None:
+        return dict(fixed)
+    return {**fixed, **connect_options()}
+
+
+class BookedPool(Generic[C]):
+    """What a pool says about itself, read from its ``PoolBook``: sizes, state, repr."""
+
+    name: str
+    _book: PoolBook[C]
+
+    def __repr__(self) -> str:
+        book = self._book
+        module = type(self).__module__.split(".")[0]
+        return f"<{module}.Pool {self.name} size={book.size} idle={book.idle_count} max={book.max_size}>"
+
+    @property
+    def size(self) -> int:
+        """Connections open or being opened."""
+        return self._book.size
+
+    @property
+    def idle_count(self) -> int:
+        """Connections waiting to be lent."""
+        return self._book.idle_count
+
+    @property
+    def min_size(self) -> int:
+        """Connections kept open even when idle."""
+        return self._book.min_size
+
+    @property
+    def max_size(self) -> int:
+        """The most connections open at once."""
+        return self._book.max_size
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+        return self._book.closed

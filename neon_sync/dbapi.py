@@ -12,6 +12,17 @@ from contextlib import contextmanager
 from typing import Any, Generic, NamedTuple, Self, TypeVar, Unpack, cast, overload
 
 from neon_proto import errors as _errors
+from neon_proto.dbapi import (
+    Column,
+    DBAPIConnectionState,
+    DBAPICursorState,
+    callproc_sql,
+    column_description,
+    describe_result,
+    many_statements,
+    statement_queries,
+    statement_results,
+)
 from neon_proto.options import ConnectKeywords
 from neon_proto.errors import (
     DBAPIExceptions,
@@ -29,7 +40,7 @@ from neon_proto.errors import (
 from neon_proto.pyformat import convert_pyformat, format_query
 from neon_proto.results import Result
 from neon_proto.rows import RowFactory, RowMaker, tuple_row
-from neon_proto.session import ConnectionInfo, NoticeHandler, PortalStream, Query
+from neon_proto.session import NoticeHandler, PortalStream, Query
 from neon_sync.client import Client
 from neon_sync.copy import Copy
 
@@ -73,18 +84,6 @@ R = TypeVar("R")  # the row type a cursor's row factory makes
 apilevel = "2.0"
 threadsafety = 1  # threads may share the module, not connections
 paramstyle = "pyformat"
-
-
-class Column(NamedTuple):
-    """One item of ``Cursor.description``: the seven PEP 249 fields."""
-
-    name: str
-    type_code: int
-    display_size: int | None
-    internal_size: int | None
-    precision: int | None
-    scale: int | None
-    null_ok: bool | None
 
 
 class DBAPITypeObject:
@@ -237,8 +236,10 @@ def _isolation_level(value: Any) -> IsolationLevel | None:
     )
 
 
-class Connection(DBAPIExceptions):
+class Connection(DBAPIConnectionState, DBAPIExceptions):
     """A PEP 249 connection. Outside autocommit, the first statement opens a transaction."""
+
+    client: Client
 
     def __init__(self, client: Client, *, autocommit: bool = False, row_factory: RowFactory[Any] | None = None) -> None:
         self.client = client
@@ -253,29 +254,6 @@ class Connection(DBAPIExceptions):
         self._tpc: Xid | None = None
         self._tpc_prepared = False
         self._cursor_names = 0
-
-    def __repr__(self) -> str:
-        return f"<neon_sync.Connection {self.client!r} autocommit={self._autocommit}>"
-
-    @property
-    def closed(self) -> bool:
-        """Whether the connection is closed."""
-        return self._closed or self.client.closed
-
-    @property
-    def autocommit(self) -> bool:
-        """Whether each statement commits on its own."""
-        return self._autocommit
-
-    @autocommit.setter
-    def autocommit(self, value: bool) -> None:
-        if self.client.transaction_status != "I":
-            raise ProgrammingError("cannot change autocommit inside a transaction")
-        self._autocommit = bool(value)
-
-    def _check_open(self) -> None:
-        if self.closed:
-            raise InterfaceError("the connection is closed")
 
     # ------------------------------------------------------------------ transaction settings
 
@@ -326,11 +304,6 @@ class Connection(DBAPIExceptions):
         return " ".join(parts)
 
     # ------------------------------------------------------------------ facts and notices
-
-    @property
-    def info(self) -> ConnectionInfo:
-        """Server version, backend pid, transaction status, parameter statuses, encoding."""
-        return self.client.info
 
     def add_notice_handler(self, handler: NoticeHandler) -> None:
         """Call ``handler(diagnostic)`` for each notice or warning the server sends."""
@@ -511,39 +484,24 @@ class Connection(DBAPIExceptions):
         """A transaction block; nested blocks become savepoints. Commits or rolls back on exit."""
         self._check_open()
         client = self.client
-        if client.transaction_status == "I":
-            client.query(self._begin_sql())
-            savepoint = None
-        else:
-            self._savepoints += 1
-            savepoint = f"neon_sp_{self._savepoints}"
-            client.query(f"SAVEPOINT {savepoint}")
+        block = self._open_block()
         try:
-            yield self
-        except BaseException:
-            if not client.closed:
-                if savepoint is None:
-                    client.query("ROLLBACK")
-                else:
-                    client.query(f"ROLLBACK TO SAVEPOINT {savepoint}")
-                    client.query(f"RELEASE SAVEPOINT {savepoint}")
-            raise
-        else:
-            if savepoint is None:
-                client.query("COMMIT")
-            else:
-                client.query(f"RELEASE SAVEPOINT {savepoint}")
+            client.query(block.begin_sql(self._begin_sql()))
+            try:
+                yield self
+            except BaseException:
+                if not client.closed:
+                    client.query(block.rollback_sql())
+                raise
+            client.query(block.commit_sql())
         finally:
-            if savepoint is not None:
-                self._savepoints -= 1
+            self._close_block(block)
 
     def _begin_needed(self) -> str | None:
         """The BEGIN to send before the next statement, if one is due."""
         if self._tpc_prepared:
             raise ProgrammingError("the two-phase transaction is prepared: call tpc_commit() or tpc_rollback()")
-        if self._autocommit or self.client.transaction_status != "I":
-            return None
-        return self._begin_sql()
+        return self._begin_sql() if self._implicit_begin_due() else None
 
 
 _NO_ROW = object()
@@ -553,33 +511,13 @@ def _quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _column(field: Any) -> Column:
-    precision = scale = None
-    display = None
-    mod = field.type_modifier
-    if field.type_oid == 1700 and mod >= 4:
-        precision = ((mod - 4) >> 16) & 0xFFFF
-        scale = (mod - 4) & 0xFFFF
-    elif field.type_oid in (1043, 1042) and mod >= 4:
-        display = mod - 4
-    size = field.type_size if field.type_size >= 0 else None
-    return Column(field.name, field.type_oid, display, size, precision, scale, None)
-
-
-class Cursor(Generic[R]):
+class Cursor(DBAPICursorState, Generic[R]):
     """A PEP 249 cursor: rows are tuples unless a row factory says otherwise (``Cursor[R]``:
     the row type the factory makes)."""
 
     def __init__(self, connection: Connection, *, row_factory: RowFactory[R] | None = None) -> None:
         self.connection = connection
-        self.arraysize = 1
-        self._results: list[Result] = []
-        self._index = 0
-        self._rows: list[Any] = []
-        self._pos = 0
-        self._closed = False
-        self.rowcount = -1
-        self.statusmessage: str | None = None
+        self._init_state()
         self._description: list[Column] | None = None
         self._row_factory: RowFactory[Any] = row_factory if row_factory is not None else connection.row_factory
         self._make_row: RowMaker[Any] | None = None  # None: rows as they are (tuples)
@@ -619,20 +557,12 @@ class Cursor(Generic[R]):
         """The index of the next row to fetch in the current result, or None without one."""
         return self._pos if self._description is not None else None
 
-    @property
-    def closed(self) -> bool:
-        """Whether the cursor is closed."""
-        return self._closed
-
     def close(self) -> None:
         """Close the cursor and drop its rows."""
-        self._closed = True
-        self._results = []
-        self._rows = []
+        self._drop_results()
 
     def _check(self) -> Client:
-        if self._closed:
-            raise InterfaceError("the cursor is closed")
+        self._check_cursor_open()
         self.connection._check_open()
         return self.connection.client
 
@@ -645,38 +575,22 @@ class Cursor(Generic[R]):
         if parameters is None:
             results: list[Result] = client._run(session.simple_query(sql, mode="tuple", begin=begin or False))
         else:
-            queries = [Query(sql, args, "tuple")]
-            if begin:
-                queries.insert(0, Query(begin, None, "tuple"))
-            done = client._run(session.pipeline(queries, sync_each=False))
-            results = [q.outcome() for q in done]
-            if begin:
-                results = results[1:]
+            done = client._run(session.pipeline(statement_queries(sql, args, begin), sync_each=False))
+            results = statement_results(done)
         self._set_results(results)
         return self
 
     def executemany(self, operation: str, seq_of_parameters: Sequence[Sequence[Any] | Mapping[str, Any]]) -> None:
         """Run a statement for each parameter set, pipelined in one round trip."""
         client = self._check()
-        sql: str | None = None
-        rows: list[list[Any]] = []
-        for parameters in seq_of_parameters:
-            converted, args = convert_pyformat(operation, parameters)
-            sql = converted
-            rows.append(args)
-        if sql is None:
-            self._set_results([])
-            self.rowcount = 0
-            return
-        total = client.execute_many(sql, rows, begin=self.connection._begin_needed() or False)
+        sql, rows = many_statements(operation, seq_of_parameters)
+        total = 0 if sql is None else client.execute_many(sql, rows, begin=self.connection._begin_needed() or False)
         self._set_results([])
         self.rowcount = total
 
     def callproc(self, procname: str, parameters: Sequence[Any] = ()) -> Sequence[Any]:
         """Call a function with positional arguments; its rows become the cursor's result."""
-        name = ".".join('"' + part.replace('"', '""') + '"' for part in procname.split("."))
-        placeholders = ", ".join(["%s"] * len(parameters))
-        self.execute(f"SELECT * FROM {name}({placeholders})", list(parameters))
+        self.execute(callproc_sql(procname, len(parameters)), list(parameters))
         return parameters
 
     def mogrify(self, operation: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> str:
@@ -708,7 +622,7 @@ class Cursor(Generic[R]):
         def started(portal: PortalStream) -> None:
             self._rows = []
             self._pos = 0
-            self._description = [_column(f) for f in portal.fields] if portal.fields else None
+            self._description = [column_description(f) for f in portal.fields] if portal.fields else None
             self._update_row_maker()
 
         rows = client._stream(
@@ -736,34 +650,16 @@ class Cursor(Generic[R]):
             if close is not None:
                 close()
 
-    def _set_results(self, results: list[Result]) -> None:
-        self._results = results
-        self._index = 0
-        self._load_current()
-
     def _load_current(self) -> None:
-        if self._index < len(self._results):
-            result = self._results[self._index]
-            self._rows = result.rows
-            self._pos = 0
-            self._description = [_column(f) for f in result.fields] if result.fields else None
-            self.statusmessage = result.tag
-            if result.row_count is not None:
-                self.rowcount = result.row_count
-            else:
-                self.rowcount = len(result.rows) if result.fields else -1
-        else:
-            self._rows = []
-            self._pos = 0
-            self._description = None
-            self.rowcount = -1
-            self.statusmessage = None
+        result = self._current_result()
+        self._rows = [] if result is None else result.rows
+        self._pos = 0
+        self._description, self.statusmessage, self.rowcount = describe_result(result)
         self._update_row_maker()
 
     def nextset(self) -> bool | None:
         """Move to the next result of a multi-statement execute; None when there is none."""
-        if self._closed:
-            raise InterfaceError("the cursor is closed")
+        self._check_cursor_open()
         if self._index + 1 < len(self._results):
             self._index += 1
             self._load_current()
@@ -771,8 +667,7 @@ class Cursor(Generic[R]):
         return None
 
     def _check_rows(self) -> None:
-        if self._closed:
-            raise InterfaceError("the cursor is closed")
+        self._check_cursor_open()
         if self._description is None:
             raise ProgrammingError("the last operation produced no result rows")
 
@@ -819,12 +714,6 @@ class Cursor(Generic[R]):
             if row is None:
                 return
             yield row
-
-    def setinputsizes(self, sizes: Any) -> None:
-        """Accepted and ignored (PEP 249 allows that)."""
-
-    def setoutputsize(self, size: Any, column: int | None = None) -> None:
-        """Accepted and ignored (PEP 249 allows that)."""
 
     def __enter__(self) -> Self:
         return self
@@ -904,7 +793,7 @@ class ServerCursor(Cursor[R]):
         self._server_pos = start + len(result.rows)
         self._at_end = len(result.rows) < self.itersize
         if result.fields or self._description is None:
-            self._description = [_column(f) for f in result.fields] if result.fields else None
+            self._description = [column_description(f) for f in result.fields] if result.fields else None
         self._update_row_maker()
 
     def executemany(self, operation: str, seq_of_parameters: Sequence[Sequence[Any] | Mapping[str, Any]]) -> None:

@@ -17,27 +17,18 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Callable, Literal, Mapping, Sequence, overload
+from typing import Any, Callable, Literal, Sequence, overload
 
-from neon_proto.conninfo import ConnectionParams
-from neon_proto.errors import ConnectionClosed, Error, OperationalError, ProgrammingError
+from neon_proto.errors import ConnectionClosed, Error, OperationalError
+from neon_proto.fetch_client import AuthToken, FetchClientBase, FetchEndpoint, FetchQueryBase
 from neon_proto.http import (
-    DEFAULT_MAX_RESPONSE_SIZE,
     NEED_DATA,
     Endpoint,
     FetchConnection,
     FetchRequest,
     FetchResponse,
-    FetchSettings,
-    FetchTarget,
     HTTPQuery,
     HTTPStatusError,
-    TransactionOptions,
-    build_query_request,
-    build_transaction_request,
-    neon_connection_string,
-    query_params,
-    transaction_queries,
     read_response,
 )
 from neon_proto.results import Result
@@ -45,9 +36,6 @@ from neon_proto.results import Result
 __all__ = ["neon", "NeonHTTP", "NeonQuery", "HTTPStatusError", "AuthToken", "FetchEndpoint"]
 
 logger = logging.getLogger("neon_sync")
-
-AuthToken = str | Callable[[], str]
-FetchEndpoint = str | Callable[[str, int], str]
 
 _SMALL_SEND = 256 * 1024
 _MAX_RECV_SIZE = 1024 * 1024
@@ -131,36 +119,15 @@ def _remaining(deadline: float | None) -> float | None:
     return left
 
 
-class NeonQuery:
+class NeonQuery(FetchQueryBase):
     """A query built by ``sql.query()``: run it with ``execute()`` (each call runs it again),
     or pass it to ``sql.transaction()``."""
 
-    __slots__ = ("_sql", "http_query", "timeout", "_auth_token")
-
-    def __init__(
-        self, sql: NeonHTTP, http_query: HTTPQuery, timeout: float | None = None, auth_token: AuthToken | None = None
-    ) -> None:
-        self._sql = sql
-        self.http_query = http_query
-        self.timeout = timeout
-        self._auth_token = auth_token
-
-    @property
-    def text(self) -> str:
-        """The SQL text."""
-        return self.http_query.text
-
-    @property
-    def params(self) -> tuple[Any, ...]:
-        """The parameters."""
-        return self.http_query.params
+    __slots__ = ()
 
     def execute(self) -> Any:
         """Send the query and return its rows (or its ``Result`` with ``full_results``)."""
         return self._sql._run_query(self.http_query, self._auth_token, self.timeout)
-
-    def __repr__(self) -> str:
-        return f"<NeonQuery {self.http_query.text[:60]!r} params={len(self.http_query.params)}>"
 
 
 def _where(endpoint: Endpoint) -> str:
@@ -169,7 +136,7 @@ def _where(endpoint: Endpoint) -> str:
     return f"{host}:{endpoint.port}"
 
 
-class NeonHTTP:
+class NeonHTTP(FetchClientBase[_HTTPConnection]):
     """SQL over HTTP: ``sql = neon(dsn); sql("SELECT $1::int", [1])``. Thread-safe: connections
     are pooled per endpoint.
 
@@ -180,49 +147,9 @@ class NeonHTTP:
     (a CA file) replace the default certificate checks.
     """
 
-    def __init__(
-        self,
-        dsn: str | ConnectionParams,
-        *,
-        fetch_endpoint: FetchEndpoint | None = None,
-        auth_token: AuthToken | None = None,
-        array_mode: bool = False,
-        full_results: bool = False,
-        types: Any = None,
-        timeout: float | None = None,
-        headers: Mapping[str, str] | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        sslrootcert: str | None = None,
-        max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
-        max_idle_connections: int = 8,
-        idle_timeout: float = 30.0,
-    ) -> None:
-        self.params, connection_string = neon_connection_string(dsn)
-        self._settings = FetchSettings(
-            connection_string,
-            array_mode=array_mode,
-            full_results=full_results,
-            types=types,
-            headers=tuple((headers or {}).items()),
-        )
-        self._fetch_endpoint = fetch_endpoint
-        self._auth_token = auth_token
-        self.timeout = timeout
-        self.max_response_size = max_response_size
-        self.max_idle_connections = max_idle_connections
-        self.idle_timeout = idle_timeout
-        self._ssl_context = ssl_context
-        self._sslrootcert = sslrootcert
-        self._target = FetchTarget(self.params, fetch_endpoint, auth_token)
+    def _init_io(self) -> None:
         self._lock = threading.Lock()
-        self._idle: dict[Endpoint, list[_HTTPConnection]] = {}
         self._pid = os.getpid()
-        self.connections_opened = 0
-        """How many TCP connections this object has opened (keep-alive makes it small)."""
-
-    def __repr__(self) -> str:
-        p = self.params
-        return f"<neon_sync.NeonHTTP {p.user}@{p.host}/{p.dbname}>"
 
     # ------------------------------------------------------------------ public API
 
@@ -281,8 +208,7 @@ class NeonHTTP:
         Rows are dicts, or lists with ``array_mode``; ``full_results=True`` returns the
         ``Result`` (fields, rows, command, row_count). Options here win over ``neon()``'s.
         """
-        query = HTTPQuery(text, query_params(params), array_mode, full_results, types)
-        return self._run_query(query, auth_token, timeout)
+        return self._run_query(self._http_query(text, params, array_mode, full_results, types), auth_token, timeout)
 
     def query(
         self,
@@ -300,8 +226,7 @@ class NeonHTTP:
         ``timeout`` and ``auth_token`` apply when it runs alone: in a transaction, the
         transaction's timeout and the ``neon()``-level token apply, as in the JS driver.
         """
-        query = HTTPQuery(text, query_params(params), array_mode, full_results, types)
-        return NeonQuery(self, query, timeout, auth_token)
+        return NeonQuery(self, self._http_query(text, params, array_mode, full_results, types), timeout, auth_token)
 
     def transaction(
         self,
@@ -320,15 +245,10 @@ class NeonHTTP:
         object and returning one. Returns one result per query. ``isolation_level`` is
         ``ReadUncommitted``, ``ReadCommitted``, ``RepeatableRead`` or ``Serializable``.
         """
-        http_queries = transaction_queries(queries, self)
-        options = TransactionOptions(isolation_level, read_only, deferrable, array_mode, full_results)
-        if not http_queries:
+        built = self._transaction_request(queries, isolation_level, read_only, deferrable, array_mode, full_results)
+        if built is None:
             return []
-        endpoint = self._endpoint()
-        request = build_transaction_request(
-            endpoint, self._settings, http_queries, options, auth_token=self._token(None)
-        )
-        result: list[Any] = self._fetch(endpoint, request, self.timeout if timeout is None else timeout)
+        result: list[Any] = self._fetch(*built, self._timeout(timeout))
         return result
 
     def close(self) -> None:
@@ -348,23 +268,7 @@ class NeonHTTP:
     # ------------------------------------------------------------------ internals
 
     def _run_query(self, query: HTTPQuery, auth_token: AuthToken | None, timeout: float | None) -> Any:
-        endpoint = self._endpoint()
-        request = build_query_request(endpoint, self._settings, query, auth_token=self._token(auth_token))
-        return self._fetch(endpoint, request, self.timeout if timeout is None else timeout)
-
-    def _token(self, override: AuthToken | None) -> str | None:
-        return self._target.token(override)
-
-    def _endpoint(self) -> Endpoint:
-        return self._target.endpoint()
-
-    def _make_ssl_context(self) -> ssl.SSLContext:
-        ctx = self._ssl_context
-        if ctx is None:
-            ctx = ssl.create_default_context(cafile=self._sslrootcert)
-            ctx.set_alpn_protocols(["http/1.1"])
-            self._ssl_context = ctx
-        return ctx
+        return self._fetch(*self._query_request(query, auth_token), self._timeout(timeout))
 
     def _fetch(self, endpoint: Endpoint, request: FetchRequest, timeout: float | None) -> Any:
         deadline = time.monotonic() + timeout if timeout else None
@@ -407,19 +311,10 @@ class NeonHTTP:
     def _checkout(self, endpoint: Endpoint, deadline: float | None) -> tuple[_HTTPConnection, bool]:
         """An idle connection that is still open, else a new one; and whether it was reused."""
         now = time.monotonic()
-        stale: list[_HTTPConnection] = []
-        found: _HTTPConnection | None = None
         if self._pid != os.getpid():
             self._after_fork()
         with self._lock:
-            idle = self._idle.get(endpoint)
-            while idle:
-                conn = idle.pop()
-                if now - conn.idle_since > self.idle_timeout or not conn.is_alive():
-                    stale.append(conn)
-                    continue
-                found = conn
-                break
+            found, stale = self._take_idle(endpoint, now, _HTTPConnection.is_alive)
         for conn in stale:
             conn.close()
         if found is not None:
@@ -427,11 +322,9 @@ class NeonHTTP:
         return self._connect(endpoint, deadline), False
 
     def _checkin(self, conn: _HTTPConnection) -> None:
-        conn.idle_since = time.monotonic()
+        now = time.monotonic()
         with self._lock:
-            idle = self._idle.setdefault(conn.endpoint, [])
-            if len(idle) < self.max_idle_connections and self._pid == os.getpid():
-                idle.append(conn)
+            if self._pid == os.getpid() and self._keep_idle(conn, now):
                 return
         conn.close()
 

@@ -19,7 +19,19 @@ import attrs
 
 from neon_proto.errors import ConnectionClosed, InterfaceError, OperationalError
 from neon_proto.options import ConnectOptions, resolve_connect_options
-from neon_proto.pooling import RESET_SQL, Lend, Open, PoolBook, PoolEntry, PoolStats, Wait
+from neon_proto.pooling import (
+    CONFIGURE_LEFT_TRANSACTION,
+    RESET_SQL,
+    BookedPool,
+    Lend,
+    Open,
+    PoolBook,
+    PoolEntry,
+    PoolStats,
+    Wait,
+    connect_keywords,
+    pool_book,
+)
 from neon_proto.results import Result
 from neon_sync._io import read_config_file
 from neon_sync.client import CLIENT_KEYWORDS, Client, ClientKeywords
@@ -107,7 +119,7 @@ def _abandon(book: PoolBook[Client], cond: threading.Condition, worker_cond: thr
         entry.connection.close()
 
 
-class Pool:
+class Pool(BookedPool[Client]):
     """Up to ``max_size`` connections (at least ``min_size`` kept open), lent one thread at a time.
 
     - ``timeout``: how long ``acquire`` waits (``PoolTimeout`` after it, naming the last
@@ -152,13 +164,10 @@ class Pool:
         self.options = self._check_options(dsn, client_options)
         self._connect_timeout = self.options.params.connect_timeout
         self._fetch: NeonHTTP | None = None  # Pool.query over HTTP with pool_query_via_fetch
-        try:
-            self._book: PoolBook[Client] = PoolBook(
-                min_size=min_size, max_size=max_size, max_lifetime=max_lifetime, max_idle=max_idle,
-                backoff_initial=reconnect_backoff[0], backoff_max=reconnect_backoff[1],
-            )  # fmt: skip
-        except ValueError as exc:
-            raise InterfaceError(str(exc)) from None
+        self._book: PoolBook[Client] = pool_book(
+            min_size=min_size, max_size=max_size, max_lifetime=max_lifetime, max_idle=max_idle,
+            reconnect_backoff=reconnect_backoff,
+        )  # fmt: skip
         if timeout < 0:
             raise InterfaceError(f"timeout must not be negative, not {timeout}")
         self.dsn = dsn
@@ -186,37 +195,6 @@ class Pool:
         # A pool dropped without close(): its idle connections close and its worker ends.
         self._finalizer = weakref.finalize(self, _abandon, self._book, self._cond, self._worker_cond)
 
-    def __repr__(self) -> str:
-        book = self._book
-        return f"<neon_sync.Pool {self.name} size={book.size} idle={book.idle_count} max={book.max_size}>"
-
-    # ---------------------------------------------------------------- sizes and stats
-
-    @property
-    def size(self) -> int:
-        """Connections open or being opened."""
-        return self._book.size
-
-    @property
-    def idle_count(self) -> int:
-        """Connections waiting to be lent."""
-        return self._book.idle_count
-
-    @property
-    def min_size(self) -> int:
-        """Connections kept open even when idle."""
-        return self._book.min_size
-
-    @property
-    def max_size(self) -> int:
-        """The most connections open at once."""
-        return self._book.max_size
-
-    @property
-    def closed(self) -> bool:
-        """Whether ``close()`` was called."""
-        return self._book.closed
-
     def stats(self) -> PoolStats:
         """Sizes now and counters since the pool was made."""
         with self._cond:
@@ -234,9 +212,7 @@ class Pool:
         )  # fmt: skip
 
     def _open_client(self, deadline: float | None = None) -> Client:
-        options = self._options
-        if self._connect_options is not None:
-            options = {**options, **self._connect_options()}
+        options = connect_keywords(self._options, self._connect_options)
         if deadline is not None:
             # An acquire does not wait on a connect attempt longer than its own timeout.
             remaining = max(deadline - time.monotonic(), 0.001)
@@ -251,7 +227,7 @@ class Pool:
                 raise
             if client.transaction_status != "I":
                 client.close()
-                raise InterfaceError("configure() left the connection inside a transaction: commit or roll back in it")
+                raise InterfaceError(CONFIGURE_LEFT_TRANSACTION)
         return client
 
     def wait(self, timeout: float = 30.0) -> None:
