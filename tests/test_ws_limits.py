@@ -35,14 +35,23 @@ def _select_one(ws: WsClient, session: Session) -> Any:
     return drive(session.simple_query("SELECT 1", mode="list"), ws)[-1].rows
 
 
-def _backends(pg: EmbeddedPostgres, user: str) -> int:
-    """Backends of ``user`` that are not on their way out (an exiting one may linger an instant)."""
+def _server_now(pg: EmbeddedPostgres) -> Any:
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE usename = %s"
-            " AND backend_type = 'client backend'",
-            [user],
-        ).fetchone()
+        row = conn.execute("SELECT clock_timestamp()").fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _backends(pg: EmbeddedPostgres, user: str, since: Any = None) -> int:
+    """Client backends of ``user`` (started at ``since`` or later: the server is shared with
+    other tests, whose closed connections may still be exiting)."""
+    sql = "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND backend_type = 'client backend'"
+    args: list[Any] = [user]
+    if since is not None:
+        sql += " AND backend_start >= %s"
+        args.append(since)
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        row = conn.execute(sql, args).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -50,6 +59,7 @@ def _backends(pg: EmbeddedPostgres, user: str) -> int:
 def test_one_users_websocket_sessions_are_bounded_and_others_still_connect(pg: EmbeddedPostgres) -> None:
     proxy = limited_proxy(pg, pool_max_per_user=3, connect_timeout=1.0)
     server = f"{pg.host}:{pg.port}"
+    started = _server_now(pg)
     opened: list[WsClient] = []
     try:
         for _ in range(3):
@@ -64,7 +74,7 @@ def test_one_users_websocket_sessions_are_bounded_and_others_still_connect(pg: E
         assert 'too many connections for role "md5_user"' in str(info.value)
         assert refused.receive() == b"" and refused.close_code == 1000  # a clean WebSocket close
         refused.close()
-        assert _backends(pg, "md5_user") == 3
+        assert _backends(pg, "md5_user", since=started) == 3
         # Another user is not held back by md5_user's sessions.
         other, other_session = _login(proxy, pg, "trust_user")
         assert _select_one(other, other_session) == [[1]]
@@ -89,11 +99,12 @@ def test_sql_requests_and_websocket_sessions_share_the_users_bound(pg: EmbeddedP
     base = f"postgresql://md5_user:{pg.role('md5_user').password}@{pg.host}:{pg.port}/postgres"
     peak = [0, 0]
     stop = threading.Event()
+    started = _server_now(pg)
 
     def watch() -> None:
         while not stop.is_set():
             peak[0] = max(peak[0], proxy.server.pool.user_size(server, "md5_user"))
-            peak[1] = max(peak[1], _backends(pg, "md5_user"))
+            peak[1] = max(peak[1], _backends(pg, "md5_user", since=started))
             time.sleep(0.02)
 
     opened: list[WsClient] = []
