@@ -157,8 +157,13 @@ class ScramSession:
             chosen = ["SCRAM-SHA-256-PLUS"]
         try:
             self._client = scramp.ScramClient(chosen, user, password, channel_binding=cb)
-        except scramp.ScramException as exc:
-            raise InterfaceError(f"SCRAM setup failed: {exc}") from None
+        except scramp.ScramException:
+            # PostgreSQL ignores SCRAM's user name (it takes the StartupMessage's), so a name
+            # that SASLprep refuses but Postgres allows (control characters) goes as a placeholder.
+            try:
+                self._client = scramp.ScramClient(chosen, "*", password, channel_binding=cb)
+            except scramp.ScramException as exc:
+                raise InterfaceError(f"SCRAM setup failed: {exc}") from None
         self.mechanism: str = self._client.mechanism_name
 
     def __repr__(self) -> str:

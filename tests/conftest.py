@@ -16,6 +16,14 @@ if _ROOT not in sys.path:
 
 from neon_sync.embedded import EmbeddedPostgres  # noqa: E402
 
+# Under CI the property tests replay the same examples every run (a failure there is one a
+# developer can reproduce, not a new draw); locally each run explores new inputs.
+if os.environ.get("CI") == "true":
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+    _hypothesis_settings.load_profile("ci")
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes seconds (starts its own server or a subprocess)")

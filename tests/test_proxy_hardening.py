@@ -176,6 +176,15 @@ def test_wrong_password_error_does_not_hold_the_password(proxy: DevStack, proxy_
     assert all(_secret_free(r.getMessage()) for r in proxy_log.records)
 
 
+def test_a_user_name_with_control_characters_is_the_clients_mistake_not_a_500(proxy: DevStack) -> None:
+    # SASLprep refuses control characters in SCRAM's user name, which Postgres ignores: the login
+    # goes on with the StartupMessage's user, and a user that does not exist is a 400.
+    url = f"postgresql://scram%01user:x@localhost:{proxy.pg.port}/postgres"
+    response = request(proxy.port, {"query": "SELECT 1"}, headers={"Neon-Connection-String": url})
+    assert response.status == 400, response
+    assert "password authentication failed" in response.json["message"]
+
+
 # ---------------------------------------------------------------------- 1. deadlines and a bound on client connections
 
 
