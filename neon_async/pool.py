@@ -22,6 +22,7 @@ from neon_async.client import CLIENT_KEYWORDS, Client, ClientKeywords
 from neon_async.client import connect_options as resolve_options
 from neon_proto.errors import ConnectionClosed, Error, InterfaceError, OperationalError
 from neon_proto.pooling import (
+    worth_retrying,
     CONFIGURE_LEFT_TRANSACTION,
     RESET_SQL,
     BookedPool,
@@ -62,13 +63,6 @@ async def reset_session(client: Client) -> None:
     tables, prepared statements, cursors, LISTEN, advisory locks, role), in one round trip."""
     await client.run(client.session.simple_query(RESET_SQL))
     client.session.forget_prepared_statements()
-
-
-def _worth_retrying(exc: BaseException) -> bool:
-    """Whether a failed connect may succeed soon (a server restarting) rather than never
-    (a wrong password, a database that does not exist)."""
-    sqlstate = getattr(exc, "sqlstate", None) or ""
-    return isinstance(exc, OperationalError) and not sqlstate.startswith(("28", "3D"))
 
 
 class _Waiter(Generic[C]):
@@ -294,7 +288,7 @@ class Pool(BookedPool[C]):
         try:
             client = await self._new_client()
         except BaseException as exc:
-            retry = _worth_retrying(exc)
+            retry = worth_retrying(exc)
             book.open_failed(self._backend.time(), retry=retry)
             self._wake_first()
             if not retry:

@@ -17,9 +17,11 @@ from typing import Any, Callable, Generic, Mapping, TypeVar
 
 import attrs
 
-from neon_proto.errors import InterfaceError
+from neon_proto.errors import ConnectionClosed, InterfaceError, OperationalError
 
 __all__ = [
+    "RETRY_SQLSTATES",
+    "worth_retrying",
     "RESET_STATEMENTS",
     "RESET_SQL",
     "PoolEntry",
@@ -430,3 +432,18 @@ class BookedPool(Generic[C]):
     def closed(self) -> bool:
         """Whether ``close()`` was called."""
         return self._book.closed
+
+
+RETRY_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "08000", "08001", "08003", "08004", "08006"})
+"""Connect failures a server restart or a moment's crowding explains: worth another try."""
+
+
+def worth_retrying(exc: BaseException) -> bool:
+    """Whether a failed connect may succeed soon (a server restarting, briefly full) rather
+    than never (a wrong password, a database that does not exist): every pool decides so."""
+    if isinstance(exc, ConnectionClosed):
+        return True
+    if isinstance(exc, OperationalError):
+        sqlstate = getattr(exc, "sqlstate", None)
+        return sqlstate is None or sqlstate in RETRY_SQLSTATES
+    return False

@@ -17,9 +17,10 @@ from typing import Any, Callable, Iterator, Mapping, Sequence, Unpack
 
 import attrs
 
-from neon_proto.errors import ConnectionClosed, InterfaceError, OperationalError
+from neon_proto.errors import InterfaceError, OperationalError
 from neon_proto.options import ConnectOptions, resolve_connect_options
 from neon_proto.pooling import (
+    worth_retrying,
     CONFIGURE_LEFT_TRANSACTION,
     RESET_SQL,
     BookedPool,
@@ -44,7 +45,6 @@ logger = logging.getLogger("neon_sync.pool")
 ClientHook = Callable[[Client], None]
 
 # SQLSTATEs of a server that is starting, stopping or full: worth trying again after a pause.
-_RETRY_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "08000", "08001", "08003", "08004", "08006"})
 _POOL_KEYWORDS = frozenset({
     "min_size", "max_size", "max_lifetime", "max_idle", "timeout", "check", "configure", "reset",
     "connect_options", "name", "reconnect_backoff", "max_waiting",
@@ -68,16 +68,6 @@ def reset_session(client: Client) -> None:
     """A ``reset`` for ``Pool``: discard session state as Neon's proxy does (settings, temp
     tables, prepared statements, cursors, LISTEN, advisory locks, role), in one round trip."""
     client.simple_query(RESET_SQL)
-
-
-def _worth_retrying(exc: BaseException) -> bool:
-    """A connection error that a server restart explains (not a wrong password or database)."""
-    if isinstance(exc, ConnectionClosed):
-        return True
-    if isinstance(exc, OperationalError):
-        sqlstate = getattr(exc, "sqlstate", None)
-        return sqlstate is None or sqlstate in _RETRY_SQLSTATES
-    return False
 
 
 @attrs.define
@@ -326,7 +316,7 @@ class Pool(BookedPool[Client]):
         try:
             client = self._open_client(deadline)
         except BaseException as exc:
-            retry = _worth_retrying(exc)
+            retry = worth_retrying(exc)
             with self._cond:
                 self._book.open_failed(time.monotonic(), retry=isinstance(exc, Exception))
                 self._last_error = exc

@@ -136,3 +136,16 @@ def test_a_connection_kept_for_min_size_expires_once_another_is_opened() -> None
     assert book.expired(29) == []
     assert [e.connection for e in book.expired(30.5)] == ["a"]
     assert book.size == 1 and book.expired(1000) == []  # b is now the min_size one
+
+
+def test_every_pool_retries_a_connect_that_a_restart_explains_and_not_a_wrong_login() -> None:
+    from neon_proto.errors import ConnectionClosed, OperationalError, ProgrammingError, class_for_sqlstate
+    from neon_proto.pooling import worth_retrying
+
+    assert worth_retrying(ConnectionClosed("the connection to the server was lost"))
+    assert worth_retrying(OperationalError("connection refused"))  # no SQLSTATE: the server is away
+    assert worth_retrying(class_for_sqlstate("57P03")("the database system is starting up"))
+    assert worth_retrying(class_for_sqlstate("53300")("too many connections"))
+    assert not worth_retrying(class_for_sqlstate("28P01")("password authentication failed"))
+    assert not worth_retrying(class_for_sqlstate("3D000")('database "x" does not exist'))
+    assert not worth_retrying(ProgrammingError("not a connection problem"))
