@@ -49,7 +49,8 @@ from neon_proto.errors import (
     ProgrammingError,
 )
 from neon_proto.frontend import State
-from neon_proto.results import Result, RowMode
+from neon_proto.results import Result, RowMode, row_mode
+from neon_proto.pyformat import quote_identifier
 from neon_proto.session import Op, PortalStream, Query, Session, SessionFacts
 from neon_proto.startup import AuthPipelineMismatch
 from neon_proto.types import TypeRegistry, default_registry
@@ -444,7 +445,7 @@ class Client(SessionFacts):
         last result is returned). ``timeout`` bounds the whole call: the query is cancelled
         on the server when it passes.
         """
-        mode: RowMode = "list" if (self.array_mode if array_mode is None else array_mode) else "dict"
+        mode: RowMode = row_mode(self.array_mode if array_mode is None else array_mode)
         if params is None:
             results = await self._run_rebuilt(
                 lambda: self._session.simple_query(text, mode=mode, registry=types), timeout
@@ -476,7 +477,7 @@ class Client(SessionFacts):
 
     async def simple_query(self, text: str, *, array_mode: bool | None = None) -> list[Result]:
         """Every statement's result of a multi-statement string (simple protocol)."""
-        mode: RowMode = "list" if (self.array_mode if array_mode is None else array_mode) else "dict"
+        mode: RowMode = row_mode(self.array_mode if array_mode is None else array_mode)
         return await self.run(self._session.simple_query(text, mode=mode))
 
     async def execute_many(self, text: str, param_rows: Iterable[Sequence[Any]], *, begin: bool = False) -> int:
@@ -600,11 +601,11 @@ class Client(SessionFacts):
 
     async def listen(self, channel: str) -> None:
         """LISTEN on a channel (quoted as an identifier)."""
-        await self.query(f"LISTEN {_quote_ident(channel)}")
+        await self.query(f"LISTEN {quote_identifier(channel)}")
 
     async def unlisten(self, channel: str = "*") -> None:
         """UNLISTEN a channel, or all of them."""
-        await self.query("UNLISTEN *" if channel == "*" else f"UNLISTEN {_quote_ident(channel)}")
+        await self.query("UNLISTEN *" if channel == "*" else f"UNLISTEN {quote_identifier(channel)}")
 
     async def notify(self, channel: str, payload: str = "") -> None:
         """NOTIFY a channel with a payload."""
@@ -677,7 +678,7 @@ class Pipeline:
 
     def add(self, text: str, params: Sequence[Any] | None = None, *, array_mode: bool | None = None) -> Query:
         """Queue a query; its result is filled in by ``run()``."""
-        mode: RowMode = "list" if (self._client.array_mode if array_mode is None else array_mode) else "dict"
+        mode: RowMode = row_mode(self._client.array_mode if array_mode is None else array_mode)
         query = Query(text, params, mode)
         self._queries.append(query)
         return query
@@ -881,6 +882,3 @@ async def _chunks(data: CopyData | Iterable[CopyData] | AsyncIterable[CopyData])
     for item in data:
         yield item.encode("utf-8") if isinstance(item, str) else bytes(item)
 
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

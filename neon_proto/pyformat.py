@@ -14,7 +14,7 @@ import attrs
 
 from neon_proto.errors import ProgrammingError
 
-__all__ = ["MAX_PARAMETERS", "convert_pyformat", "format_query", "quote_literal"]
+__all__ = ["MAX_PARAMETERS", "convert_pyformat", "format_query", "quote_identifier", "quote_literal"]
 
 MAX_PARAMETERS = 65535  # the Bind message counts parameters in an int16
 
@@ -218,6 +218,11 @@ def _positional_values(template: _Template, params: Sequence[Any]) -> list[Any]:
 
 
 _FLOAT_WORDS = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def quote_identifier(name: str) -> str:
+    """A name as an SQL identifier, always in double quotes (``LISTEN "Jobs"``, a role name)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def quote_literal(value: Any, registry: Any) -> str:

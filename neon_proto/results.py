@@ -12,12 +12,17 @@ from typing import Any, Callable, Iterable, Literal, Sequence
 
 from neon_proto.events import FieldDescription
 
-__all__ = ["Field", "Result", "RowMode", "make_row_converter", "make_row_parser", "parse_command_tag", "RowConverter", "RowParser"]
+__all__ = ["Field", "Result", "RowMode", "make_row_converter", "make_row_parser", "parse_command_tag", "row_mode", "RowConverter", "RowParser"]
 
 Field = FieldDescription
 """A result column: name, type OID, table OID, column number, size, modifier, format."""
 
 RowMode = Literal["dict", "list", "tuple"]
+
+
+def row_mode(array_mode: bool) -> RowMode:
+    """How a client's rows come back: lists in array mode, else dicts keyed by column name."""
+    return "list" if array_mode else "dict"
 RowConverter = Callable[[Sequence[Sequence[bytes | None]]], list[Any]]
 
 

@@ -25,10 +25,10 @@ from neon_proto.errors import (
 from neon_proto.connect import cancel_plan, connect_plan
 from neon_proto.startup import AuthPipelineMismatch, StartupPipeline
 from neon_proto.options import ConnectKeywords, ConnectOptions, TransportOptions, resolve_connect_options
-from neon_proto.results import Result, RowMode
+from neon_proto.results import Result, RowMode, row_mode
 from neon_proto.types import TypeRegistry, default_registry
 from neon_proto.session import Op, PortalStream, Query, Session, SessionFacts
-from neon_proto.pyformat import format_query
+from neon_proto.pyformat import format_query, quote_identifier
 from neon_sync._io import Transport, establish, read_config_file, run
 from neon_sync.copy import Copy
 
@@ -304,7 +304,7 @@ class Client(SessionFacts):
         Without params the simple protocol runs the text (several statements allowed; the
         last result is returned). ``timeout`` cancels the query on the server when it passes.
         """
-        mode: RowMode = "list" if (self.array_mode if array_mode is None else array_mode) else "dict"
+        mode: RowMode = row_mode(self.array_mode if array_mode is None else array_mode)
         if params is None:
             results: list[Result] = self._run(
                 self._session.simple_query(text, mode=mode, registry=types),
@@ -329,7 +329,7 @@ class Client(SessionFacts):
 
     def simple_query(self, text: str, *, array_mode: bool | None = None) -> list[Result]:
         """Every statement's result of a multi-statement string (simple protocol)."""
-        mode: RowMode = "list" if (self.array_mode if array_mode is None else array_mode) else "dict"
+        mode: RowMode = row_mode(self.array_mode if array_mode is None else array_mode)
         results: list[Result] = self._run(self._session.simple_query(text, mode=mode))
         return results
 
@@ -429,7 +429,7 @@ class Client(SessionFacts):
         closed, the connection runs nothing else.
         """
         if mode is None:
-            mode = "list" if (self.array_mode if array_mode is None else array_mode) else "dict"
+            mode = row_mode(self.array_mode if array_mode is None else array_mode)
         return self._stream(sql, params, batch_rows=batch_rows, mode=mode)
 
     def _stream(
@@ -495,11 +495,11 @@ class Client(SessionFacts):
 
     def listen(self, channel: str) -> None:
         """LISTEN on a channel (quoted as an identifier)."""
-        self.query(f"LISTEN {_quote_ident(channel)}")
+        self.query(f"LISTEN {quote_identifier(channel)}")
 
     def unlisten(self, channel: str = "*") -> None:
         """UNLISTEN a channel, or all of them."""
-        self.query("UNLISTEN *" if channel == "*" else f"UNLISTEN {_quote_ident(channel)}")
+        self.query("UNLISTEN *" if channel == "*" else f"UNLISTEN {quote_identifier(channel)}")
 
     def notify(self, channel: str, payload: str = "") -> None:
         """NOTIFY a channel with a payload."""
@@ -588,7 +588,7 @@ class Pipeline:
 
     def add(self, text: str, params: Sequence[Any] | None = None, *, array_mode: bool | None = None) -> Query:
         """Queue a query; its result is filled in by ``run()``."""
-        mode: RowMode = "list" if (self._client.array_mode if array_mode is None else array_mode) else "dict"
+        mode: RowMode = row_mode(self._client.array_mode if array_mode is None else array_mode)
         query = Query(text, params, mode)
         self._queries.append(query)
         return query
@@ -625,6 +625,3 @@ def _chunks(data: Iterable[bytes | str] | BinaryIO | bytes | str, size: int = 65
     for item in data:
         yield item.encode("utf-8") if isinstance(item, str) else bytes(item)
 
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'

@@ -27,6 +27,8 @@ from urllib.parse import quote
 
 import attrs
 
+from neon_proto.pyformat import quote_identifier
+
 __all__ = ["AUTH_METHODS", "EmbeddedPostgres", "PostgresNotFound", "Role", "remove_orphans"]
 
 log = logging.getLogger(__name__)
@@ -149,9 +151,6 @@ def _is_loopback(host: str) -> bool:
 def _quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
-
-def _quote_ident(value: str) -> str:
-    return '"' + value.replace('"', '""') + '"'
 
 
 def _tail(path: str, lines: int = _LOG_TAIL_LINES, offset: int = 0) -> str:
@@ -718,7 +717,7 @@ class EmbeddedPostgres:
             "local all all trust",
         ]
         for role in self._roles.values():
-            lines += [f"host all {_quote_ident(role.name)} {a} {role.auth}" for a in addresses]
+            lines += [f"host all {quote_identifier(role.name)} {a} {role.auth}" for a in addresses]
         lines += [f"host all all {a} scram-sha-256" for a in addresses]  # roles that tests create
         return "\n".join(lines) + "\n"
 
@@ -729,9 +728,9 @@ class EmbeddedPostgres:
             statements.append(f"SET password_encryption = {_quote_literal(encryption)}")
             password = "NULL" if role.password is None else _quote_literal(role.password)
             if role.name == self.superuser:
-                statements.append(f"ALTER ROLE {_quote_ident(role.name)} PASSWORD {password}")
+                statements.append(f"ALTER ROLE {quote_identifier(role.name)} PASSWORD {password}")
             else:
-                statements.append(f"CREATE ROLE {_quote_ident(role.name)} LOGIN CREATEDB PASSWORD {password}")
+                statements.append(f"CREATE ROLE {quote_identifier(role.name)} LOGIN CREATEDB PASSWORD {password}")
         return statements
 
     def _single_user(self, database: str, statements: Sequence[str]) -> None:
