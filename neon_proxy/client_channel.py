@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import logging
 import os
+import struct
 from typing import Mapping, Protocol
 
 import trio
@@ -53,6 +54,11 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_UNSUPPORTED_DATA = 1003
 
+# Headers of a final, unmasked binary frame (servers do not mask), by payload length.
+_SHORT_HEAD = struct.Struct(">BB").pack
+_MEDIUM_HEAD = struct.Struct(">BBH").pack
+_LONG_HEAD = struct.Struct(">BBQ").pack
+
 
 class ByteStream:
     """A trio stream read and written with ``os.read``/``os.write`` while the kernel has room.
@@ -61,16 +67,17 @@ class ByteStream:
     scheduler pass; only an empty or full buffer waits through trio. Sends are serialized.
     """
 
-    __slots__ = ("stream", "_fd", "_lock")
+    __slots__ = ("stream", "fd", "_lock")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
-        self._fd = direct_fd(stream)
+        self.fd = direct_fd(stream)
+        """The socket's descriptor when bytes can move without trio (a plain socket), else None."""
         self._lock = trio.Lock()
 
     async def receive(self) -> bytes:
         """Bytes from the peer; b"" at EOF (or when the connection broke)."""
-        fd = self._fd
+        fd = self.fd
         try:
             if fd is None:
                 return bytes(await self.stream.receive_some(RECEIVE_SIZE))
@@ -84,7 +91,7 @@ class ByteStream:
 
     async def send_all(self, data: bytes | memoryview) -> None:
         """Write everything (trio.BrokenResourceError if the peer is gone)."""
-        fd = self._fd
+        fd = self.fd
         if fd is not None and not self._lock.locked():
             try:
                 written = os.write(fd, data)
@@ -121,6 +128,29 @@ class ServerWebSocket:
         # here; the first frame of any other kind hands this and every later byte to wsproto.
         self._fast = True
         self._pending = received
+
+    @property
+    def direct(self) -> bool:
+        """Whether frames are still unmasked here (False once wsproto reads every byte)."""
+        return self._fast
+
+    def unwrap(self, data: bytes) -> bytes:
+        """The payload of the whole binary frames in what was read so far plus ``data``.
+
+        Keeps an incomplete frame for the next call; on any other kind of frame hands it and
+        the rest to wsproto (``direct`` turns False and ``receive`` takes over).
+        """
+        self._pending = self._pending + data if self._pending else data
+        return self._take_fast_frames()
+
+    def wrap(self, payload: bytes) -> bytes:
+        """``payload`` as one binary message on the wire."""
+        n = len(payload)
+        if n < 126:
+            return _SHORT_HEAD(0x82, n) + payload
+        if n < 65536:
+            return _MEDIUM_HEAD(0x82, 126, n) + payload
+        return _LONG_HEAD(0x82, 127, n) + payload
 
     def _take_fast_frames(self) -> bytes:
         """The payload of the complete binary frames at the front of ``_pending`` (b"" if none).
@@ -231,15 +261,7 @@ class ServerWebSocket:
             return
         if self._ws.state is not ConnectionState.OPEN or self.sent_close:
             raise trio.ClosedResourceError("the WebSocket is closing")
-        # A final, unmasked binary frame (servers do not mask): the header, then the payload.
-        n = len(data)
-        if n < 126:
-            head = bytes((0x82, n))
-        elif n < 65536:
-            head = b"\x82\x7e" + n.to_bytes(2, "big")
-        else:
-            head = b"\x82\x7f" + n.to_bytes(8, "big")
-        await self._write(head + data)
+        await self.stream.send_all(self.wrap(data))
 
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         """Send a close frame (once) if the connection allows it; errors are ignored."""
@@ -282,7 +304,26 @@ class ServerWebSocket:
 
 
 class ClientChannel(Protocol):
-    """The client's byte stream: a WebSocket's binary payload, or a plain TCP connection."""
+    """The client's byte stream: a WebSocket's binary payload, or a plain TCP connection.
+
+    ``direct``, ``unwrap`` and ``wrap`` let the relay thread move the stream's bytes itself
+    (``neon_proxy.relay_thread.DirectChannel``); ``receive`` and ``send`` are trio's way.
+    """
+
+    stream: ByteStream
+
+    @property
+    def direct(self) -> bool:
+        """Whether bytes may still be moved without trio."""
+        ...
+
+    def unwrap(self, data: bytes) -> bytes:
+        """The payload in bytes read from the client."""
+        ...
+
+    def wrap(self, payload: bytes) -> bytes:
+        """The bytes to write to the client to deliver ``payload``."""
+        ...
 
     async def receive(self) -> bytes:
         """The next bytes from the client; b"" once it is gone."""
@@ -307,6 +348,19 @@ class PlainChannel:
     def __init__(self, stream: trio.abc.Stream, received: bytes) -> None:
         self.stream = ByteStream(stream)
         self._pending = received
+
+    @property
+    def direct(self) -> bool:
+        """Always: the client's bytes are the Postgres stream itself."""
+        return True
+
+    def unwrap(self, data: bytes) -> bytes:
+        """``data`` itself (nothing to unwrap)."""
+        return data
+
+    def wrap(self, payload: bytes) -> bytes:
+        """``payload`` itself."""
+        return payload
 
     async def receive(self) -> bytes:
         """The next bytes from the client (first those read before the session began); b"" at EOF."""

@@ -119,6 +119,8 @@ class ProxyConfig:
     """WebSocket relay mode (Neon's wsproxy): raw bytes to ``?address=``, no authentication here."""
     ws_relay_allow: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
     """``HOST:PORT`` entries (``*.suffix`` hosts allowed) a relay may reach; empty: the configured upstreams."""
+    ws_relay_thread: bool = True
+    """Carry sessions' bytes on one relay thread (``neon_proxy.relay_thread``) where the sockets allow; else in trio."""
     ws_max_connections: int = attrs.field(default=1000, validator=_positive)
     """Concurrent WebSocket connections; past it an upgrade is refused with 503."""
     ws_handshake_timeout: float = attrs.field(default=10.0, validator=_positive)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from typing import Awaitable, Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
@@ -47,6 +48,7 @@ from neon_proxy.client_channel import (
 )
 from neon_proxy.config import ProxyConfig
 from neon_proxy.pool import SessionSlot, SlotRefused, UpstreamPool
+from neon_proxy.relay_thread import RelayLink, RelayThread
 from neon_proxy.request import RequestError
 from neon_trio import Client
 from neon_trio._io import TrioTransport
@@ -63,7 +65,8 @@ __all__ = [
 logger = logging.getLogger("neon_proxy")
 
 _TERMINATE = b"X\x00\x00\x00\x04"
-_READY_PREFIX = b"Z\x00\x00\x00\x05"
+_PASSING = ("blocked", "frames")  # why a session left the relay thread for a moment, not for good
+_LAST_WORDS_SECONDS = 1.0  # how long an ending session's last unsent bytes may take
 _LOGIN_WORDS = ("password", "SCRAM", "SASL", "channel binding", "authentication")
 _CHECKPOINT_EVERY = 15  # a relay loop yields to trio at least every 16 turns
 # Startup parameters that name the session, not a server setting: never passed on as GUCs.
@@ -195,6 +198,7 @@ class WebSocketEndpoint:
         self.active = 0
         self.stopping = False
         self._sessions: dict[int, _Session] = {}
+        self.relay_thread = RelayThread() if config.ws_relay_thread and RelayThread.available() else None
         self.allowed = config.ws_relay_allow or _configured_upstreams(config)
 
     def __repr__(self) -> str:
@@ -305,7 +309,7 @@ class WebSocketEndpoint:
             await accept_upgrade(stream, key)
             ws = ServerWebSocket(stream, received)
             try:
-                relay = _Relay(ws, upstream, self.config.ws_idle_timeout, sees_postgres=False)
+                relay = _Relay(ws, upstream, self.config.ws_idle_timeout, sees_postgres=False, thread=self.relay_thread)
                 why = await relay.run()
                 logger.debug("WebSocket relay to %s:%d ended (%s)", host, port, why)
             except WebSocketClosed as exc:
@@ -450,15 +454,14 @@ class WebSocketEndpoint:
         greeting.append(conn.send_ready_for_query(facts.transaction_status))
         stream, upstream_extra = upstream.take_stream()
         pipelined, client_eof = conn.trailing_data
-        relay = _Relay(ws, stream, self.config.ws_idle_timeout, sees_postgres=True)
+        relay = _Relay(ws, stream, self.config.ws_idle_timeout, sees_postgres=True, thread=self.relay_thread)
         self._sessions[pid] = _Session(secret, upstream, relay)
         try:
             await ws.send(b"".join(greeting) + upstream_extra)
             if self.stopping:
                 relay.stop_when_idle()
             if pipelined:
-                relay.upstream_idle = False
-                relay.last_client_bytes = pipelined
+                relay.link.saw_client_bytes(pipelined)
                 await stream.send_all(pipelined)
             why = "client" if client_eof else await relay.run()
             if why == "client" and not relay.client_said_goodbye and not relay.upstream_idle:
@@ -501,72 +504,148 @@ class WebSocketEndpoint:
 
 
 class _Relay:
-    """Bytes both ways between a WebSocket and an upstream stream until one side ends.
+    """Bytes both ways between a client channel and an upstream stream until one side ends.
 
-    With ``sees_postgres`` the stream is Postgres's own in clear: a chunk from the upstream
-    that ends in ReadyForQuery (with no client bytes since) means no query is running,
-    which is when the idle timeout counts and a departing client needs no cancel.
+    On the endpoint's relay thread while both are plain sockets and the client's frames
+    allow it (``neon_proxy.relay_thread``), else in two trio tasks. With ``sees_postgres``
+    the stream is Postgres's own in clear: a chunk from the upstream that ends in
+    ReadyForQuery (with no client bytes since) means no query is running, which is when the
+    idle timeout counts and a departing client needs no cancel.
     """
 
-    def __init__(self, ws: ClientChannel, upstream: trio.abc.Stream, idle_timeout: float, *, sees_postgres: bool) -> None:
+    def __init__(
+        self,
+        ws: ClientChannel,
+        upstream: trio.abc.Stream,
+        idle_timeout: float,
+        *,
+        sees_postgres: bool,
+        thread: RelayThread | None = None,
+    ) -> None:
         self.ws = ws
         self.upstream = ByteStream(upstream)
         self.idle_timeout = idle_timeout
-        self.sees_postgres = sees_postgres
-        self.upstream_idle = True
-        self.last_client_bytes = b""
+        self.link = RelayLink(ws, ws.stream.fd, self.upstream.fd, sees_postgres)
+        usable = self.link.client_fd is not None and self.link.upstream_fd is not None
+        self.thread = thread if usable else None
         self._scope = trio.CancelScope()
-        self._why = ""
-        self._stop_when_idle = False
-        self._last_activity = 0.0
+        self._on_thread = False
+
+    @property
+    def upstream_idle(self) -> bool:
+        """Whether no query is known to be running."""
+        return self.link.upstream_idle
 
     @property
     def client_said_goodbye(self) -> bool:
         """Whether the client's last bytes were a Terminate message."""
-        return self.last_client_bytes.endswith(_TERMINATE)
-
-    def _touch(self) -> None:
-        # Only a timestamp: moving a cancel scope's deadline on every chunk costs trio a heap update.
-        self._last_activity = trio.current_time()
+        return self.link.client_tail == _TERMINATE
 
     @property
     def _quiet(self) -> bool:
         """Whether silence now counts as idleness (no query known to be running)."""
-        return self.upstream_idle or not self.sees_postgres
+        return self.link.upstream_idle or not self.link.sees_postgres
 
     async def _watch_idle(self) -> None:
         """End the relay once it has been idle for ``idle_timeout`` (wakes about once per period)."""
+        link = self.link
         while True:
-            await trio.sleep_until(self._last_activity + self.idle_timeout)
+            await trio.sleep(max(0.0, link.last_activity + self.idle_timeout - time.monotonic()))
             if not self._quiet:
-                self._last_activity = trio.current_time()  # a query runs: idleness starts after it
-            elif trio.current_time() >= self._last_activity + self.idle_timeout:
+                link.last_activity = time.monotonic()  # a query runs: idleness starts after it
+            elif time.monotonic() >= link.last_activity + self.idle_timeout:
                 self._end("idle")
                 return
 
     def stop_when_idle(self) -> None:
         """End with ``shutdown`` now if no query runs, else when the running one is answered."""
-        self._stop_when_idle = True
-        if self.upstream_idle:
+        link = self.link
+        if self._on_thread and self.thread is not None:
+            with self.thread.lock:  # the thread checks the flag as it passes a ReadyForQuery
+                link.stop_when_idle = True
+                idle = link.upstream_idle
+        else:
+            link.stop_when_idle = True
+            idle = link.upstream_idle
+        if idle:
             self._end("shutdown")
 
     def _end(self, why: str) -> None:
-        if not self._why:
-            self._why = why
+        link = self.link
+        if self._on_thread and self.thread is not None:
+            if not self.thread.detach(link, why) and link.why in _PASSING:
+                link.why = why  # it left the thread for a moment only: this ends it
+        elif not link.why:
+            link.why = why
         self._scope.cancel()
 
     async def run(self) -> str:
         """Relay until one side ends; why: ``client``, ``upstream``, ``idle`` or ``shutdown``."""
-        self._touch()
+        link = self.link
+        link.last_activity = time.monotonic()
         with self._scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._client_to_upstream)
-                nursery.start_soon(self._upstream_to_client)
-                nursery.start_soon(self._watch_idle)
-        return self._why or "idle"
+            thread = self.thread
+            while thread is not None and self.ws.direct:
+                why = await self._run_on_thread(thread)
+                if why == "blocked":
+                    why = await self._flush_unsent()
+                if why and why != "frames":
+                    link.why = why
+                    break
+                link.why = ""  # back on the thread after a flush, or on to wsproto in trio
+            else:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._client_to_upstream)
+                    nursery.start_soon(self._upstream_to_client)
+                    nursery.start_soon(self._watch_idle)
+        if link.unsent:  # the last bytes of an answer, caught by the shutdown or idle timeout
+            with trio.move_on_after(_LAST_WORDS_SECONDS):
+                await self._flush_unsent()
+        return link.why or "idle"
+
+    async def _run_on_thread(self, thread: RelayThread) -> str:
+        """Hand the session to the relay thread until it leaves; keep the idle timeout meanwhile."""
+        link = self.link
+        left = trio.Event()
+        token = trio.lowlevel.current_trio_token()
+
+        def on_end() -> None:
+            token.run_sync_soon(left.set)
+
+        thread.attach(link, on_end)
+        self._on_thread = True
+        try:
+            while True:
+                with trio.move_on_after(max(0.0, link.last_activity + self.idle_timeout - time.monotonic())):
+                    await left.wait()
+                    return link.why
+                if not self._quiet:
+                    link.last_activity = time.monotonic()
+                elif time.monotonic() >= link.last_activity + self.idle_timeout and thread.detach(link, "idle"):
+                    return "idle"
+        finally:
+            self._on_thread = False
+            thread.detach(link, "cancelled")  # cancelled from outside: the thread lets go first
+
+    async def _flush_unsent(self) -> str:
+        """Write what the relay thread could not (a full socket buffer); "" once written, else why it ended."""
+        link = self.link
+        data, to_client = link.unsent, link.unsent_to_client
+        link.unsent = b""
+        try:
+            with trio.move_on_after(self.idle_timeout) as scope:
+                await (self.ws.stream if to_client else self.upstream).send_all(data)
+        except CLIENT_ERRORS:
+            return "client" if to_client else "upstream"
+        if scope.cancelled_caught:
+            return "idle"  # the peer has read nothing for the whole idle timeout
+        link.last_activity = time.monotonic()
+        if link.stop_when_idle and link.upstream_idle:
+            return "shutdown"
+        return ""
 
     async def _client_to_upstream(self) -> None:
-        ws, upstream = self.ws, self.upstream
+        ws, upstream, link = self.ws, self.upstream, self.link
         turns = 0
         while True:
             turns += 1
@@ -581,9 +660,8 @@ class _Relay:
             if not data:
                 self._end("client")
                 return
-            self.upstream_idle = False
-            self.last_client_bytes = data[-5:] if len(data) >= 5 else self.last_client_bytes[len(data) :] + data
-            self._touch()
+            link.saw_client_bytes(data)
+            link.last_activity = time.monotonic()
             try:
                 await upstream.send_all(data)
             except CLIENT_ERRORS:
@@ -591,7 +669,7 @@ class _Relay:
                 return
 
     async def _upstream_to_client(self) -> None:
-        ws, upstream = self.ws, self.upstream
+        ws, upstream, link = self.ws, self.upstream, self.link
         turns = 0
         while True:
             turns += 1
@@ -601,16 +679,14 @@ class _Relay:
             if not data:
                 self._end("upstream")
                 return
-            if self.sees_postgres and len(data) >= 6 and data[-6:-1] == _READY_PREFIX:
-                self.upstream_idle = True
-                if self._stop_when_idle:
-                    try:
-                        await ws.send(data)
-                    except CLIENT_ERRORS:
-                        pass
-                    self._end("shutdown")
-                    return
-            self._touch()
+            if link.saw_upstream_bytes(data) and link.stop_when_idle:
+                try:
+                    await ws.send(data)
+                except CLIENT_ERRORS:
+                    pass
+                self._end("shutdown")
+                return
+            link.last_activity = time.monotonic()
             try:
                 await ws.send(data)
             except CLIENT_ERRORS:
