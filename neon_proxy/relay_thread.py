@@ -103,6 +103,8 @@ class RelayThread:
         self._epoll: select.epoll | None = None
         self._thread: threading.Thread | None = None
         self._by_fd: dict[int, tuple[RelayLink, bool]] = {}
+        self.stalls = 0
+        """How many times a write would have blocked and a session went through trio for it."""
 
     def __repr__(self) -> str:
         return f"<RelayThread {'running' if self._thread is not None else 'stopped'} fds={len(self._by_fd)}>"
@@ -231,6 +233,7 @@ class RelayThread:
         if written < len(data):
             link.unsent = data[written:]
             link.unsent_to_client = to_client
+            self.stalls += 1
             self._leave(link, "blocked")
             return False
         return True

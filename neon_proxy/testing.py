@@ -99,10 +99,10 @@ class ProxyThread:
         self.stop()
 
 
-def upstream_url(pg: EmbeddedPostgres) -> str:
-    """How the proxy reaches an embedded server: TLS verified against its CA when it has TLS."""
+def upstream_url(pg: EmbeddedPostgres, *, tls: bool = True) -> str:
+    """How the proxy reaches an embedded server: TLS verified against its CA when it has TLS (and ``tls``)."""
     host = f"[{pg.host}]" if ":" in pg.host else pg.host
-    if pg.tls and pg.ca_cert_path:
+    if tls and pg.tls and pg.ca_cert_path:
         return f"postgres://{host}:{pg.port}?sslmode=verify-full&sslrootcert={quote(pg.ca_cert_path, safe='')}"
     return f"postgres://{host}:{pg.port}?sslmode=disable"
 
@@ -111,10 +111,14 @@ class DevStack:
     """Postgres plus the proxy in front of it, started and stopped together.
 
     Without ``postgres`` an ``EmbeddedPostgres(tls=False)`` is started (and stopped) here.
-    ``config`` gives the proxy's other settings; its upstream is set to the server.
+    ``config`` gives the proxy's other settings; its upstream is set to the server, over TLS
+    where the server has it unless ``upstream_tls`` is False.
     """
 
-    def __init__(self, *, postgres: EmbeddedPostgres | None = None, config: ProxyConfig | None = None) -> None:
+    def __init__(
+        self, *, postgres: EmbeddedPostgres | None = None, config: ProxyConfig | None = None, upstream_tls: bool = True
+    ) -> None:
+        self._upstream_tls = upstream_tls
         self._given_postgres = postgres
         self._config = config if config is not None else ProxyConfig(listen_port=0)
         self._own_postgres: EmbeddedPostgres | None = None
@@ -172,7 +176,7 @@ class DevStack:
         if self._given_postgres is None and self._own_postgres is None:
             self._own_postgres = EmbeddedPostgres(tls=False).start()
         try:
-            config = attrs.evolve(self._config, upstream=upstream_url(self.pg))
+            config = attrs.evolve(self._config, upstream=upstream_url(self.pg, tls=self._upstream_tls))
             self.proxy = ProxyThread(config).start()
         except BaseException:
             self.stop()
