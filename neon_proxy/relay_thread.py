@@ -190,8 +190,14 @@ class RelayThread:
                     return
                 for fd, _flags in events:
                     entry = by_fd.get(fd)
-                    if entry is not None:
+                    if entry is None:
+                        continue
+                    try:
                         self._carry(entry[0], fd, entry[1])
+                    except Exception:  # a bug must cost one session, not every session on the thread
+                        logger.exception("the relay thread failed on a session; closing it")
+                        if entry[0].attached:
+                            self._leave(entry[0], "upstream")
 
     def _carry(self, link: RelayLink, fd: int, from_client: bool) -> None:
         try:
