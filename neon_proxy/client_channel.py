@@ -67,25 +67,35 @@ class ByteStream:
     scheduler pass; only an empty or full buffer waits through trio. Sends are serialized.
     """
 
-    __slots__ = ("stream", "fd", "_lock")
+    __slots__ = ("stream", "fd", "_lock", "_drained")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.fd = direct_fd(stream)
         """The socket's descriptor when bytes can move without trio (a plain socket), else None."""
         self._lock = trio.Lock()
+        self._drained = False
 
     async def receive(self) -> bytes:
-        """Bytes from the peer; b"" at EOF (or when the connection broke)."""
+        """Bytes from the peer; b"" at EOF (or when the connection broke).
+
+        A read that came back short emptied the socket: the next one waits first rather than
+        paying a read that would only say EAGAIN (request and answer alternate on a relay).
+        """
         fd = self.fd
         try:
             if fd is None:
                 return bytes(await self.stream.receive_some(RECEIVE_SIZE))
+            if self._drained:
+                await trio.lowlevel.wait_readable(fd)
             while True:
                 try:
-                    return os.read(fd, RECEIVE_SIZE)
+                    data = os.read(fd, RECEIVE_SIZE)
                 except BlockingIOError:
                     await trio.lowlevel.wait_readable(fd)
+                    continue
+                self._drained = len(data) < RECEIVE_SIZE
+                return data
         except CLIENT_ERRORS:
             return b""
 
