@@ -225,3 +225,54 @@ def test_trio_relay_flag_and_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert not config_from_args(build_parser().parse_args(upstream + ["--ws-trio-relay"])).ws_relay_thread
     monkeypatch.setenv("NEON_PROXY_WS_TRIO_RELAY", "1")
     assert not config_from_args(build_parser().parse_args(upstream)).ws_relay_thread
+
+
+def test_a_failure_on_the_thread_costs_that_session_only(pg: EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    from neon_proxy.client_channel import ServerWebSocket
+
+    unwrap = ServerWebSocket.unwrap
+
+    def failing_unwrap(self: ServerWebSocket, data: bytes) -> bytes:
+        payload = unwrap(self, data)
+        if b"boom" in payload:
+            raise RuntimeError("a bug in the relay's framing")
+        return payload
+
+    with DevStack(postgres=pg, config=_config(True), upstream_tls=False) as running:
+        thread = running.server.websocket.relay_thread
+        assert thread is not None
+        doomed, doomed_session = _login(running)
+        other, other_session = _login(running)
+        assert _wait_until(lambda: thread.sessions == 2)
+        monkeypatch.setattr(ServerWebSocket, "unwrap", failing_unwrap)
+        doomed.send(doomed_session.conn.send_query("SELECT 'boom'"))
+        assert doomed.receive() == b""  # closed, not left hanging
+        assert _query(other, other_session, "SELECT 'unharmed'") == [["unharmed"]]
+        assert thread.sessions == 1
+        doomed.close()
+        other.close()
+
+
+def test_relay_mode_sessions_end_at_the_shutdown_deadline(pg: EmbeddedPostgres) -> None:
+    """Relay mode cannot see idleness: its sessions, on the thread, are cut at the deadline."""
+    config = ProxyConfig(listen_port=0, shutdown_timeout=0.5, ws_relay=True)
+    running = DevStack(postgres=pg, config=config, upstream_tls=False).start()
+    try:
+        thread = running.server.websocket.relay_thread
+        assert thread is not None
+        name = f"relay-deadline-{uuid.uuid4().hex[:8]}"
+        ws = WsClient(running.port, f"/v2?address={pg.host}:{pg.port}")
+        session = Session()
+        drive(session.startup({"user": "scram_user", "database": "postgres", "application_name": name},
+                              pg.role("scram_user").password), ws)
+        assert _query(ws, session, "SELECT 'relayed'") == [["relayed"]]
+        assert _wait_until(lambda: thread.sessions == 1)
+        started = time.monotonic()
+        assert running.proxy is not None
+        running.proxy.stop()
+        assert ws.receive() == b"" and time.monotonic() - started < 5
+        assert thread.sessions == 0
+        assert _wait_until(lambda: _backends(pg, name) == 0)
+        ws.close()
+    finally:
+        running.stop()
