@@ -126,7 +126,7 @@ _LINGER_BYTES = 64 * 1024 * 1024
 
 def _still_sending(http: "_HttpConnection") -> bool:
     """Whether the client may still be sending the body of a request we answered early."""
-    return http.body_missing or (http.h11 is not None and http.h11.their_state is h11.SEND_BODY)
+    return http.body_missing > 0 or (http.h11 is not None and http.h11.their_state is h11.SEND_BODY)
 
 
 async def _linger(stream: trio.abc.Stream) -> None:
