@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import statistics
@@ -50,7 +51,13 @@ class Sizes:
 FULL = Sizes(selects=5000, fetch_rows=100_000, pool_queries=1000, pool_tasks=50, pool_size=10, reps=5)
 QUICK = Sizes(selects=1000, fetch_rows=20_000, pool_queries=500, pool_tasks=50, pool_size=10, reps=2)
 
-CASES = ("select", "select pinned", "fetch", "pool")
+CASES = ("select", "select pinned", "fetch", "fetch again", "pool")
+FETCH_CASES = ("fetch", "fetch again")
+# "fetch again": the same fetch run a second time on the connection, every driver with its
+# statement cache on (asyncpg and psycopg prepare, the neon drivers get
+# prepared_statement_cache_size=100) and every driver parsing jsonb into Python objects
+# (asyncpg through a json.loads codec): the same work on each side.
+STATEMENT_CACHE = 100
 
 
 class Pinned:
@@ -83,8 +90,11 @@ async def neon_async_case(mod: Any, target: Target, case: str, sizes: Sizes, spa
             started = time.perf_counter()
             await spawn(worker, sizes.pool_tasks)
             return time.perf_counter() - started
-    async with mod.Client(target.dsn, array_mode=True) as client:
-        if case == "fetch":
+    cache = STATEMENT_CACHE if case == "fetch again" else 0
+    async with mod.Client(target.dsn, array_mode=True, prepared_statement_cache_size=cache) as client:
+        if case in FETCH_CASES:
+            if case == "fetch again":
+                await client.query(FETCH_SQL, [])
             started = time.perf_counter()
             assert len((await client.query(FETCH_SQL, [])).rows) == sizes.fetch_rows
             return time.perf_counter() - started
@@ -113,7 +123,11 @@ async def asyncpg_case(target: Target, case: str, sizes: Sizes) -> float:
             return time.perf_counter() - started
     conn = await asyncpg.connect(**kwargs)
     try:
-        if case == "fetch":
+        if case in FETCH_CASES:
+            if case == "fetch again":
+                for name in ("json", "jsonb"):
+                    await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+                await conn.fetch(FETCH_SQL)
             started = time.perf_counter()
             assert len(await conn.fetch(FETCH_SQL)) == sizes.fetch_rows
             return time.perf_counter() - started
@@ -145,9 +159,13 @@ async def psycopg_case(target: Target, case: str, sizes: Sizes) -> float:
             return time.perf_counter() - started
     async with await psycopg.AsyncConnection.connect(target.dsn, autocommit=True) as conn:
         cur = conn.cursor(binary=True)
-        if case == "fetch":
+        if case in FETCH_CASES:
+            prepare = True if case == "fetch again" else None
+            if prepare:
+                await cur.execute(FETCH_SQL, prepare=True)
+                await cur.fetchall()
             started = time.perf_counter()
-            await cur.execute(FETCH_SQL)
+            await cur.execute(FETCH_SQL, prepare=prepare)
             assert len(await cur.fetchall()) == sizes.fetch_rows
             return time.perf_counter() - started
         with Pinned(conn.info.backend_pid) if case == "select pinned" else _nothing():
@@ -174,8 +192,11 @@ def neon_sync_case(target: Target, case: str, sizes: Sizes) -> float:
             for t in threads:
                 t.join()
             return time.perf_counter() - started
-    with neon_sync.Client(target.dsn, array_mode=True) as client:
-        if case == "fetch":
+    cache = STATEMENT_CACHE if case == "fetch again" else 0
+    with neon_sync.Client(target.dsn, array_mode=True, prepared_statement_cache_size=cache) as client:
+        if case in FETCH_CASES:
+            if case == "fetch again":
+                client.query(FETCH_SQL, [])
             started = time.perf_counter()
             assert len(client.query(FETCH_SQL, []).rows) == sizes.fetch_rows
             return time.perf_counter() - started
@@ -282,14 +303,16 @@ def count_round_trips(direct: Target, relayed: Target, delay: float, passes: int
 # ---------------------------------------------------------------- measuring and reporting
 
 
-def measure(target: Target, sizes: Sizes, log: Callable[[str], None]) -> dict[str, dict[str, list[float]]]:
+def measure(
+    target: Target, sizes: Sizes, log: Callable[[str], None], cases: Sequence[str] = CASES
+) -> dict[str, dict[str, list[float]]]:
     names = list(DRIVERS)
-    times: dict[str, dict[str, list[float]]] = {case: {n: [] for n in names} for case in CASES}
+    times: dict[str, dict[str, list[float]]] = {case: {n: [] for n in names} for case in cases}
     for name in names:  # warm up: imports, codecs, the server's caches
-        for case in CASES:
+        for case in cases:
             DRIVERS[name](target, case, Sizes(50, sizes.fetch_rows, 100, 10, sizes.pool_size, 1))
     for rep in range(sizes.reps):
-        for case in CASES:
+        for case in cases:
             for name in rotated(names, rep):
                 times[case][name].append(DRIVERS[name](target, case, sizes))
         log(f"repetition {rep + 1}/{sizes.reps} done")
@@ -299,16 +322,18 @@ def measure(target: Target, sizes: Sizes, log: Callable[[str], None]) -> dict[st
 def per_unit(case: str, seconds: float, sizes: Sizes) -> float:
     if case.startswith("select"):
         return seconds / sizes.selects * 1e6  # µs/query
-    if case == "fetch":
+    if case in FETCH_CASES:
         return sizes.fetch_rows / seconds  # rows/s
     return sizes.pool_queries / seconds  # queries/s
 
 
-UNITS = {"select": "µs/query", "select pinned": "µs/query", "fetch": "rows/s", "pool": "queries/s"}
+UNITS = {"select": "µs/query", "select pinned": "µs/query", "fetch": "rows/s", "fetch again": "rows/s",
+         "pool": "queries/s"}
 LABELS = {
     "select": "SELECT $1::int, one connection",
     "select pinned": "SELECT $1::int, client and backend pinned to one CPU",
-    "fetch": "fetch rows (9 columns, bench_tcp's table)",
+    "fetch": "fetch rows (9 columns, bench_tcp's table), first run, each driver's defaults",
+    "fetch again": "fetch rows again, statement cached, jsonb parsed by all",
     "pool": "pooled: 50 tasks, pool of 10",
 }
 
@@ -317,14 +342,15 @@ def report(
     times: dict[str, dict[str, list[float]]], sizes: Sizes, info: list[str], rtt: dict[str, dict[str, float]], delay: float
 ) -> str:
     names = list(DRIVERS)
-    medians = {c: {n: per_unit(c, statistics.median(times[c][n]), sizes) for n in names} for c in CASES}
+    cases = list(times)
+    medians = {c: {n: per_unit(c, statistics.median(times[c][n]), sizes) for n in names} for c in cases}
     lines = ["# Async drivers: benchmark results", "", "Generated by `bench/bench_async.py`; do not edit by hand.", ""]
     lines += [f"- {line}" for line in info]
     lines += ["", "## Medians (ratio to asyncpg on the default loop in brackets)", ""]
     lines.append("| case | unit | " + " | ".join(names) + " |")
     lines.append("|---|---|" + "---:|" * len(names))
-    for case in CASES:
-        n = sizes.selects if case.startswith("select") else (sizes.fetch_rows if case == "fetch" else sizes.pool_queries)
+    for case in cases:
+        n = sizes.selects if case.startswith("select") else (sizes.fetch_rows if case in FETCH_CASES else sizes.pool_queries)
         base = medians[case]["asyncpg"]
         cells = []
         for name in names:
@@ -345,17 +371,22 @@ def report(
 
     for variant in ("neon_trio", "neon_asyncio", "neon_asyncio uvloop"):
         for case in ("select", "select pinned"):
+            if case not in times:
+                continue
             r = ratios(case, variant, "neon_sync", rate=False)
             med = statistics.median(r)
             best = min(times[case][variant]) / min(times[case]["neon_sync"])
             lines.append(f"| {variant} per query within 1.3x neon_sync ({case}) | {med:.2f}x neon_sync's time | "
                          f"{min(r):.2f}–{max(r):.2f} | {best:.2f} | {'yes' if med <= 1.3 else '**no**'} |")
     for variant, base in (("neon_trio", "asyncpg"), ("neon_asyncio", "asyncpg"), ("neon_asyncio uvloop", "asyncpg uvloop")):
-        for case, what in (("fetch", "100k fetch at least"), ("pool", "pooled workload ahead of")):
+        for case, what in (("fetch", "100k fetch at least"), ("fetch again", "100k fetch again at least"),
+                           ("pool", "pooled workload ahead of")):
+            if case not in times:
+                continue
             r = ratios(case, variant, base, rate=True)
             med = statistics.median(r)
             best = min(times[case][base]) / min(times[case][variant])
-            ok = med >= 1.0 if case == "fetch" else med > 1.0
+            ok = med >= 1.0 if case in FETCH_CASES else med > 1.0
             lines.append(f"| {variant} {what} {base}'s rate ({case}) | {med:.2f}x {base}'s rate | "
                          f"{min(r):.2f}–{max(r):.2f} | {best:.2f} | {'yes' if ok else '**no**'} |")
     lines += ["", "## Round trips", "",
@@ -368,6 +399,13 @@ def report(
               "- neon drivers run with `array_mode=True` (rows as lists); psycopg uses a binary cursor in autocommit and "
               "prepares a statement after 5 executions (its default), asyncpg prepares every statement (its default) and "
               "returns jsonb as `str`; the neon drivers send unnamed statements (no statement cache) and decode jsonb.",
+              "- fetch (first run): a new connection runs the fetch once, each driver as configured by default: asyncpg "
+              "prepares it (a round trip, then binary results) and leaves jsonb as `str`; the neon drivers run it "
+              "unnamed, in text, and parse jsonb. fetch again: the same connection runs it a second time with every "
+              f"driver's statement cache on (neon `prepared_statement_cache_size={STATEMENT_CACHE}`, psycopg "
+              "`prepare=True`) and every driver parsing jsonb (asyncpg through `set_type_codec(..., decoder=json.loads)`): "
+              "the neon drivers then bind the fixed-width columns (int4, int8, float8, timestamptz, bool, uuid) in "
+              "binary and keep text for text, numeric and jsonb.",
               "- pool: neon_trio/neon_asyncio `await pool.query(...)`; asyncpg `pool.fetchval`; psycopg_pool "
               "`async with pool.connection()` + execute + fetchone; neon_sync `Pool.query` from 50 threads. Pools are "
               "filled before the clock starts (min_size = max_size = 10; neon_sync's pool opens lazily).",
@@ -380,6 +418,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="neon_trio / neon_asyncio vs asyncpg, psycopg async, neon_sync")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, smaller sizes")
     parser.add_argument("--output", help="where to write the report (default bench/RESULTS_ASYNC.md)")
+    parser.add_argument("--cases", nargs="+", choices=CASES, help="run only these cases (then no report file unless --output)")
     args = parser.parse_args(argv)
     output = args.output or os.path.join(HERE, "RESULTS_ASYNC-quick.md" if args.quick else "RESULTS_ASYNC.md")
     sizes = QUICK if args.quick else FULL
@@ -397,15 +436,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         create_tables(admin, sizes.fetch_rows)  # type: ignore[arg-type]
         server_version = admin.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
         log(f"PostgreSQL on port {pg.port}, {sizes.fetch_rows:,} rows loaded")
-        times = measure(target, sizes, log)
+        times = measure(target, sizes, log, args.cases or CASES)
         delay = 0.020
-        relay, relay_port = start_relay(pg.port, delay, lifetime=300)
-        try:
-            rtt = count_round_trips(target, Target("127.0.0.1", relay_port, ROLE, role.password), delay)
-        finally:
-            relay.kill()
-            relay.wait()
-        log("round trips counted")
+        rtt: dict[str, dict[str, float]] = {}
+        if not args.cases:
+            relay, relay_port = start_relay(pg.port, delay, lifetime=300)
+            try:
+                rtt = count_round_trips(target, Target("127.0.0.1", relay_port, ROLE, role.password), delay)
+            finally:
+                relay.kill()
+                relay.wait()
+            log("round trips counted")
         admin.close()
     info = [
         f"**date (UTC)**: {time.strftime('%Y-%m-%d %H:%M', time.gmtime())}",
@@ -420,6 +461,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ]
     text = report(times, sizes, info, rtt, delay)
     print(text)
+    if args.cases and not args.output:
+        return
     with open(output, "w", encoding="utf-8") as f:
         f.write(text)
     log(f"wrote {os.path.relpath(output)}")

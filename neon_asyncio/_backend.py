@@ -139,7 +139,12 @@ class AsyncioStream:
 
     async def aclose(self) -> None:
         self.closed = True
-        self.transport.abort()
+        try:
+            self.transport.abort()
+        except AttributeError:
+            # CPython 3.11's selector transport, reset by the peer in the middle of a write,
+            # may already have run connection_lost and dropped its loop: it is closed anyway.
+            pass
 
 
 class _Timeout:

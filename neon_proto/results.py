@@ -153,23 +153,48 @@ def make_row_parser(
 
     The code is generated once per result shape with one unrolled block per column, so a
     row costs no inner loop and no intermediate list: the hot path of every large fetch.
-    A malformed row raises ValueError (the frontend then falls back to raw cells).
+    Binary columns of fixed width (ints, floats, bool, dates and times, uuid) are read
+    together with the field lengths around them in one struct call per run of such
+    columns; a row where one of them is NULL (or has an unexpected length) takes the
+    column-by-column path instead. A malformed row raises ValueError (the frontend then
+    falls back to raw cells).
     """
     chosen = [registry.get_loader(f.type_oid, f.format) for f in fields]
     if loaders is not None:
         for i, override in enumerate(loaders):
             if override is not None and i < len(chosen):
                 chosen[i] = override
-    n = len(chosen)
     namespace: dict[str, Any] = {"unpack_i": _unpack_i_from, "unpack_H": _unpack_H_from}
+    for i, loader in enumerate(chosen):
+        namespace[f"f{i}"] = loader
+    fixed = [_fixed_width(f, loader) for f, loader in zip(fields, chosen)]
+    shape = _row_expression(fields, mode)
+    if any(spec is not None for spec in fixed):
+        lines = [*_column_by_column("parse_slow", len(chosen)), shape, *_runs_of_fixed_width(fixed, namespace, shape)]
+    else:
+        lines = [*_column_by_column("parse_row", len(chosen)), shape]
+    exec("\n".join(lines), namespace)  # noqa: S102 - generated from column counts, struct codes and repr'd names
+    parser: RowParser = namespace["parse_row"]
+    return parser
+
+
+def _fixed_width(field: Field, loader: Callable[[bytes], Any]) -> tuple[str, Callable[[Any], Any] | None] | None:
+    if field.format != 1:
+        return None
+    from neon_proto.types.registry import FIXED_WIDTH_BINARY
+
+    return FIXED_WIDTH_BINARY.get(loader)
+
+
+def _column_by_column(name: str, n: int) -> list[str]:
+    """A row parser's lines up to its return, reading each field's length then its value."""
     lines = [
-        "def parse_row(buf, start, end):",
+        f"def {name}(buf, start, end):",
         f"    if unpack_H(buf, start)[0] != {n}:",
         "        raise ValueError('DataRow has the wrong number of columns')",
         "    p = start + 2",
     ]
-    for i, loader in enumerate(chosen):
-        namespace[f"f{i}"] = loader
+    for i in range(n):
         lines += [
             "    s = unpack_i(buf, p)[0]",
             "    p += 4",
@@ -183,14 +208,88 @@ def make_row_parser(
             "        p = q",
         ]
     lines += ["    if p != end:", "        raise ValueError('DataRow lengths do not add up')"]
+    return lines
+
+
+def _runs_of_fixed_width(
+    fixed: Sequence[tuple[str, Callable[[Any], Any] | None] | None], namespace: dict[str, Any], shape: str
+) -> list[str]:
+    """The lines of ``parse_row`` for a shape with fixed-width binary columns.
+
+    Each struct call reads from one variable-width value to the next: the field lengths and
+    fixed-width values between, and the length of the variable-width value that ends the run.
+    The first run starts with the column count. Any unexpected count or length hands the
+    row to ``parse_slow``.
+    """
+    n = len(fixed)
+    # Lines at one indent, then nested in a try: a run that reaches past the end of the
+    # buffer (a NULL made the row shorter than the run) hands the row to parse_slow too.
+    lines: list[str] = ["    p = start"]
+    runs = 0
+    codes = ["H"]
+    names = ["n"]
+    checks = [f"n != {n}"]
+    converts: list[str] = []
+
+    def flush(variable: int | None) -> None:
+        nonlocal runs, codes, names, checks, converts
+        layout = struct.Struct("!" + "".join(codes))
+        namespace[f"S{runs}"] = layout.unpack_from
+        lines.append(f"    {', '.join(names)}, = S{runs}(buf, p)")
+        if checks:
+            lines.extend([f"    if {' or '.join(checks)}:", "        return parse_slow(buf, start, end)"])
+        lines.append(f"    p += {layout.size}")
+        lines.extend(converts)
+        if variable is not None:
+            i = variable
+            lines.extend([
+                f"    if l{i} < 0:",
+                f"        if l{i} != -1:",
+                "            raise ValueError('negative field length')",
+                f"        v{i} = None",
+                "    else:",
+                f"        q = p + l{i}",
+                f"        v{i} = f{i}(buf[p:q])",
+                "        p = q",
+            ])
+        runs += 1
+        codes, names, checks, converts = [], [], [], []
+
+    for i, spec in enumerate(fixed):
+        if spec is None:
+            codes.append("i")
+            names.append(f"l{i}")
+            flush(i)
+            continue
+        code, convert = spec
+        codes += ["i", code]
+        names += [f"l{i}", f"v{i}"]
+        checks.append(f"l{i} != {struct.calcsize('!' + code)}")
+        if convert is not None:
+            namespace[f"c{i}"] = convert
+            converts.append(f"    v{i} = c{i}(v{i})")
+    if codes:
+        flush(None)
+    lines += ["    if p != end:", "        raise ValueError('DataRow lengths do not add up')", shape]
+    namespace["struct_error"] = struct.error
+    return [
+        "def parse_row(buf, start, end):",
+        "  try:",
+        *lines,
+        "  except struct_error:",
+        "    return parse_slow(buf, start, end)",
+    ]
+
+
+def _row_expression(fields: Sequence[Field], mode: RowMode) -> str:
+    """The return statement of a row parser: the row in the chosen mode."""
+    n = len(fields)
     values = ", ".join(f"v{i}" for i in range(n))
     if mode == "dict":
         items = ", ".join(f"{f.name!r}: v{i}" for i, f in enumerate(fields))
-        lines.append(f"    return {{{items}}}")
+        body = f"{{{items}}}"
     elif mode == "tuple":
-        lines.append(f"    return ({values}{',' if n == 1 else ''})" if n else "    return ()")
+        body = f"({values}{',' if n == 1 else ''})" if n else "()"
     else:
-        lines.append(f"    return [{values}]")
-    exec("\n".join(lines), namespace)  # noqa: S102 - generated from column counts and repr'd names only
-    parser: RowParser = namespace["parse_row"]
-    return parser
+        body = f"[{values}]"
+    return f"    return {body}"

@@ -82,6 +82,11 @@ def could_be_copy(sql: str) -> bool:
     return _COPY_WORD(sql) is not None
 
 
+# TimeZone settings that mean UTC: timestamptz text then carries +00, as binary does.
+_UTC_ZONES = frozenset({"UTC", "Etc/UTC", "GMT", "Etc/GMT", "UCT", "Etc/UCT", "Universal", "Etc/Universal",
+                        "Zulu", "Etc/Zulu", "GMT0", "Etc/GMT0", "Etc/GMT+0", "Etc/GMT-0", "Greenwich", "Etc/Greenwich"})
+
+
 class Query:
     """One statement in a pipeline: its text, parameters and, once run, its outcome."""
 
@@ -160,6 +165,9 @@ class Session:
         self.notification_handlers: list[NotificationHandler] = []
         self._cache_size = prepared_statement_cache_size
         self._prepared: OrderedDict[tuple[str, tuple[int, ...]], str] = OrderedDict()
+        # Column type OIDs of the cached statements that return rows, by statement name:
+        # their results can come with per-column formats (``_result_formats``).
+        self._columns: dict[str, tuple[int, ...]] = {}
         self._to_close: list[str] = []
         self._stmt_counter = 0
         self._converters: dict[tuple[int, str, int, int], tuple[Any, Any, Any, Any]] = {}
@@ -394,18 +402,40 @@ class Session:
         self._prepared[(sql, oids)] = name
         while len(self._prepared) > self._cache_size:
             _key, old = self._prepared.popitem(last=False)
+            self._columns.pop(old, None)
             self._to_close.append(old)
+
+    def _remember_columns(self, name: str, description: ev.RowDescription) -> None:
+        if name:
+            self._columns[name] = tuple([f.type_oid for f in description.fields])
+
+    def _result_formats(self, name: str, registry: Any, fmt: int) -> tuple[int, ...]:
+        """The Bind's result formats: ``fmt`` for every column, except that a cached statement
+        of known column types gets its columns in binary wherever that loads the same value
+        faster (``TypeRegistry.fast_result_formats``; asyncpg likewise binds what it prepared)."""
+        if fmt:
+            return (fmt,)
+        oids = self._columns.get(name) if name else None
+        if oids is None:
+            return ()
+        choose = getattr(registry, "fast_result_formats", None)
+        if choose is None:
+            return ()
+        formats: tuple[int, ...] = choose(oids, self.conn.parameters.get("TimeZone") in _UTC_ZONES)
+        return formats
 
     def forget_prepared_statements(self) -> None:
         """Forget the cache without closing anything: the server already dropped the
         statements (``DISCARD ALL``, ``DEALLOCATE ALL``)."""
         self._prepared.clear()
+        self._columns.clear()
         self._to_close.clear()
 
     def _forget_statements(self) -> None:
         """Drop the cache (a schema change invalidated a plan); close the statements on the server."""
         self._to_close.extend(self._prepared.values())
         self._prepared.clear()
+        self._columns.clear()
 
     def execute(
         self,
@@ -436,7 +466,7 @@ class Session:
         if self._cache_size:
             name, parse = self._statement_for(sql, toids)
         yield conn.send_extended_query(
-            name, sql, toids, values, formats if any(formats) else (), (fmt,) if fmt else (), parse=parse
+            name, sql, toids, values, formats if any(formats) else (), self._result_formats(name, reg, fmt), parse=parse
         )
         if not conn.has_buffered_data:
             conn.receive_data((yield None) or b"")
@@ -468,6 +498,8 @@ class Session:
                     if name:
                         self._remember_statement(sql, toids, name)
                 elif cls is ev.RowDescription:
+                    if parse:
+                        self._remember_columns(name, event)
                     convert = self._converter(event, reg, mode, loaders)
                     result = Result(event.fields, row_as_array=mode != "dict")
                     rows = result.rows
@@ -576,7 +608,6 @@ class Session:
         conn = self.conn
         reg = registry if registry is not None else self.registry
         fmt = self.result_format if result_format is None else result_format
-        result_formats = (fmt,) if fmt else ()
         out: list[bytes] = []
         if self._to_close:
             for name in self._to_close:
@@ -597,7 +628,7 @@ class Session:
                     toids,
                     values,
                     formats if any(formats) else (),
-                    result_formats,
+                    self._result_formats(name, reg, fmt),
                     parse=parse,
                     sync=False,
                 )
@@ -651,6 +682,7 @@ class Session:
                     self._remember_statement(query.sql, query._oids, query._stmt_name)
             elif cls is ev.RowDescription:
                 query = queries[cur]
+                self._remember_columns(query._stmt_name, event)
                 convert = self._converter(event, reg, query.mode, loaders)
                 query.result = Result(event.fields, row_as_array=query.mode != "dict")
                 rows = query.result.rows

@@ -120,6 +120,34 @@ class _Request:
         self.body = body
 
 
+_LINGER_SECONDS = 1.0
+_LINGER_BYTES = 64 * 1024 * 1024
+
+
+def _still_sending(http: "_HttpConnection") -> bool:
+    """Whether the client may still be sending the body of a request we answered early."""
+    return http.body_missing > 0 or (http.h11 is not None and http.h11.their_state is h11.SEND_BODY)
+
+
+async def _linger(stream: trio.abc.Stream) -> None:
+    """Before closing on a client that is still sending (a 413 answered mid-body): end our side
+    and read and drop what it sends, for at most a second and 64 MiB. Closing a socket with
+    unread data resets the connection, and the reset can destroy our answer before the client
+    has read it."""
+    with trio.move_on_after(_LINGER_SECONDS):
+        try:
+            if isinstance(stream, trio.SocketStream):
+                await stream.send_eof()
+            budget = _LINGER_BYTES
+            while budget > 0:
+                data = await stream.receive_some(65536)
+                if not data:
+                    break
+                budget -= len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+
+
 class _HttpConnection:
     """One client connection: its stream, what it sent that is not read yet, how to answer.
 
@@ -442,6 +470,8 @@ class ProxyServer:
             slots.give_back()
             if http.watched is not None:
                 self._hangups.unwatch(http.watched)
+            if http.responded and not self._stopping and _still_sending(http):
+                await _linger(stream)
             await trio.aclose_forcefully(stream)
 
     async def _receive_idle(self, http: _HttpConnection) -> bytes | None:

@@ -71,6 +71,7 @@ __all__ = [
     "default_registry",
     "make_row_decoder",
     "TEXT_PREFERRED_OIDS",
+    "FIXED_WIDTH_BINARY",
 ]
 
 Loader = Callable[[bytes], Any]
@@ -107,6 +108,39 @@ _FIXED_WIDTH: dict[Loader, str] = {
     numeric.load_float4_binary: "f",
     numeric.load_float8_binary: "d",
 }
+
+# Binary loaders of fixed width for whole rows: the struct code of the value and, where the
+# unpacked number is not yet the value, the function making it one. A DataRow's run of such
+# columns unpacks in one struct call (neon_proto.results.make_row_parser).
+FIXED_WIDTH_BINARY: dict[Loader, tuple[str, Callable[[Any], Any] | None]] = {
+    **{loader: (code, None) for loader, code in _FIXED_WIDTH.items()},
+    temporal.load_date_binary: ("i", temporal.date_from_days),
+    temporal.load_time_binary: ("q", temporal.time_from_micros),
+    temporal.load_timestamp_binary: ("q", temporal.timestamp_from_micros),
+    temporal.load_timestamptz_binary: ("q", temporal.timestamptz_from_micros),
+    strings.load_uuid_binary: ("16s", strings.uuid_from_bytes),
+}
+
+# Types whose built-in binary loader gives the same value as the built-in text loader, and
+# reads it faster (one struct call per run of such columns): when a statement's column types
+# are known, its results come in binary for these (``TypeRegistry.fast_result_formats``).
+# Not float4 (its text is the shortest decimal that reads back to the float4, which as a
+# Python float differs from the exact binary value), nor timestamptz unless the session's
+# TimeZone is UTC (text keeps the session's offset, binary gives UTC).
+_FAST_BINARY_PAIRS: dict[int, tuple[Loader, Loader]] = {
+    16: (numeric.load_bool, numeric.load_bool_binary),
+    20: (numeric.load_int, numeric.load_int8_binary),
+    21: (numeric.load_int, numeric.load_int2_binary),
+    23: (numeric.load_int, numeric.load_int4_binary),
+    26: (numeric.load_int, numeric.load_oid_binary),
+    701: (numeric.load_float, numeric.load_float8_binary),
+    1082: (temporal.load_date, temporal.load_date_binary),
+    1083: (temporal.load_time, temporal.load_time_binary),
+    1114: (temporal.load_timestamp, temporal.load_timestamp_binary),
+    1184: (temporal.load_timestamptz, temporal.load_timestamptz_binary),
+    2950: (strings.load_uuid, strings.load_uuid_binary),
+}
+_TIMESTAMPTZ_OID = 1184
 
 # The built-in binary loaders of TEXT_PREFERRED_OIDS types.
 _TEXT_PREFERRED_BUILTINS = (numeric.load_oid_binary, numeric.load_money_binary)
@@ -208,6 +242,7 @@ class TypeRegistry:
         self._chain: tuple[TypeRegistry, ...] = (self,) + (parent._chain if parent else ())
         self._gen = -1
         self._loader_cache: dict[tuple[int, int, bool], Loader | None] = {}
+        self._format_cache: dict[tuple[tuple[int, ...], bool], tuple[int, ...]] = {}
         self._dump_cache: dict[type, ParamDumper] = {}
         if parent is None:
             _install_builtins(self)
@@ -255,6 +290,34 @@ class TypeRegistry:
         except KeyError:
             loader = self._loader_cache[key] = self._resolve_loader(oid, 1, True)
         return loader is not None
+
+    def fast_result_formats(self, oids: Sequence[int], utc: bool) -> tuple[int, ...]:
+        """Result formats for a statement whose column types are known (a prepared one).
+
+        Binary (1) for the columns whose binary form loads to the same value faster, text (0)
+        for the others; ``()`` (all text) when no column gains. A type whose text or binary
+        loader was replaced stays text. ``utc``: the session's TimeZone is UTC (see above).
+        """
+        if self._gen != _generation[0]:
+            self._clear_caches()
+        key = (tuple(oids), utc)
+        formats = self._format_cache.get(key)
+        if formats is None:
+            chosen = []
+            for oid in key[0]:
+                pair = _FAST_BINARY_PAIRS.get(oid)
+                fast = (
+                    pair is not None
+                    and (utc or oid != _TIMESTAMPTZ_OID)
+                    and self.get_loader(oid, 0) is pair[0]
+                    and self.get_loader(oid, 1) is pair[1]
+                )
+                chosen.append(1 if fast else 0)
+            formats = tuple(chosen) if any(chosen) else ()
+            if len(self._format_cache) >= 512:
+                self._format_cache.clear()
+            self._format_cache[key] = formats
+        return formats
 
     def register_loader(self, oid_or_name: int | str, loader: Loader, *, format: int = 0) -> None:
         """Use ``loader`` for this type in this format (0 text, 1 binary).
@@ -615,6 +678,7 @@ class TypeRegistry:
 
     def _clear_caches(self) -> None:
         self._loader_cache.clear()
+        self._format_cache.clear()
         self._dump_cache.clear()
         self._gen = _generation[0]
 

@@ -17,6 +17,7 @@ __all__ = [
     "load_text",
     "load_bytea",
     "load_uuid",
+    "uuid_from_bytes",
     "load_bytea_binary",
     "load_uuid_binary",
     "load_char_binary",
@@ -85,6 +86,11 @@ def load_uuid_binary(data: bytes) -> UUID:
     """uuid binary: 16 bytes."""
     if len(data) != 16:
         raise ValueError("uuid binary value must be 16 bytes")
+    return uuid_from_bytes(data)
+
+
+def uuid_from_bytes(data: bytes) -> UUID:
+    """A UUID from its 16 bytes (length already checked), skipping UUID's own slower checks."""
     value = _new_uuid(UUID)
     _set_attr(value, "int", int.from_bytes(data, "big"))
     _set_attr(value, "is_safe", _UUID_UNKNOWN_SAFETY)

@@ -27,6 +27,10 @@ __all__ = [
     "load_timestamp_binary",
     "load_timestamptz_binary",
     "load_interval_binary",
+    "date_from_days",
+    "time_from_micros",
+    "timestamp_from_micros",
+    "timestamptz_from_micros",
     "dump_date",
     "dump_time",
     "dump_datetime",
@@ -199,7 +203,11 @@ _utc = timezone.utc
 
 def load_date_binary(data: bytes) -> date:
     """date binary: int4 days since 2000-01-01."""
-    days = _unpack_int4(data)[0]
+    return date_from_days(_unpack_int4(data)[0])
+
+
+def date_from_days(days: int) -> date:
+    """The date ``days`` after 2000-01-01 (a date's binary value, already unpacked)."""
     try:
         return date.fromordinal(days + _PG_EPOCH_ORDINAL)
     except (ValueError, OverflowError):
@@ -217,7 +225,12 @@ def _split_micros(micros: int) -> tuple[int, int, int, int]:
 
 def load_time_binary(data: bytes) -> time:
     """time binary: int8 microseconds since midnight."""
-    h, m, s, us = _split_micros(_unpack_int8(data)[0])
+    return time_from_micros(_unpack_int8(data)[0])
+
+
+def time_from_micros(micros: int) -> time:
+    """The time of day ``micros`` microseconds after midnight (a time's binary value)."""
+    h, m, s, us = _split_micros(micros)
     try:
         return time(h, m, s, us)
     except ValueError:
@@ -236,7 +249,11 @@ def load_timetz_binary(data: bytes) -> time:
 
 def load_timestamp_binary(data: bytes) -> datetime:
     """timestamp binary: int8 microseconds since 2000-01-01."""
-    micros = _unpack_int8(data)[0]
+    return timestamp_from_micros(_unpack_int8(data)[0])
+
+
+def timestamp_from_micros(micros: int) -> datetime:
+    """The timestamp ``micros`` microseconds after 2000-01-01 (its binary value, unpacked)."""
     try:
         return _PG_EPOCH + _timedelta(0, 0, micros)
     except OverflowError:
@@ -247,7 +264,11 @@ def load_timestamp_binary(data: bytes) -> datetime:
 
 def load_timestamptz_binary(data: bytes) -> datetime:
     """timestamptz binary: int8 microseconds since 2000-01-01 UTC, as a UTC datetime."""
-    micros = _unpack_int8(data)[0]
+    return timestamptz_from_micros(_unpack_int8(data)[0])
+
+
+def timestamptz_from_micros(micros: int) -> datetime:
+    """The timestamptz ``micros`` microseconds after 2000-01-01 UTC (its binary value, unpacked)."""
     try:
         return _PG_EPOCH_UTC + _timedelta(0, 0, micros)
     except OverflowError:
