@@ -420,6 +420,24 @@ def measure_round_trips(env: dict[str, str], ws_proxy: str, sizes: Sizes) -> tup
 # ---------------------------------------------------------------------------------- report
 
 
+def _summary(latency: dict[str, dict[str, Latency]]) -> list[str]:
+    """One line per condition: neon_proxy's ratio and CPU per query beside the reference relays'."""
+    lines: list[str] = []
+    proxy, trio_path = "neon_sync.Client, TCP via neon_proxy", "neon_sync.Client, TCP via neon_proxy --ws-trio-relay"
+    for condition, rows in latency.items():
+        direct = rows.get(DIRECT)
+        if direct is None or proxy not in rows:
+            continue
+        hops = [(name.split(" via ", 1)[1], value) for name, value in rows.items()
+                if name.startswith("neon_sync.Client, TCP via ") and name not in (proxy, trio_path)]
+        hops = [("neon_proxy", rows[proxy])] + ([("neon_proxy --ws-trio-relay", rows[trio_path])] if trio_path in rows else []) + hops
+        ratios = "; ".join(f"{label} {value.median_us / direct.median_us:.2f}x" for label, value in hops)
+        cpu = "; ".join(f"{label} {value.middle_cpu_us:.0f} µs" for label, value in hops if value.middle_cpu_us is not None)
+        lines += ["", f"With {CONDITIONS[condition]}, `{QUERY}` over TCP, vs direct: {ratios}. "
+                  f"CPU per relayed query: {cpu}."]
+    return lines
+
+
 def report(latency: dict[str, dict[str, Latency]], load: Throughput, rtt: tuple[float, float, float], notes: list[str],
            sizes: Sizes, quick: bool) -> str:
     lines = [SECTION_START, "## WebSocket proxy (bench/bench_ws_proxy.py)", ""]
@@ -450,6 +468,7 @@ def report(latency: dict[str, dict[str, Latency]], load: Throughput, rtt: tuple[
         cpu = [latency[c][name].middle_cpu_us for c in conditions if name in latency[c]]
         row += " " + (" / ".join(f"{v:.0f}" for v in cpu if v is not None) or "-") + " |"
         lines.append(row)
+    lines += _summary(latency)
     lines += ["", "The reference relays copy bytes and nothing else (bench/reference_relay.c, bench/reference_relay.py, "
               "bench/js/tcp_relay.mjs): what any relay hop costs on this machine. neon_proxy's rows do that and also "
               "unmask and frame WebSocket messages, watch for ReadyForQuery (idle timeout, shutdown, cancel of a "
@@ -476,6 +495,9 @@ def report(latency: dict[str, dict[str, Latency]], load: Throughput, rtt: tuple[
         "sleeps deeply and each wake-up on it costs tens of microseconds, so a chain of processes that hand a query "
         "on (client, relay, Postgres, relay, client) is much faster when another core is kept busy; the ratios "
         "to direct TCP differ between the two conditions for that reason, not because of the relay's own work.",
+        "- Per chunk, neon_proxy's relay thread makes three system calls (epoll_wait, read, write); a "
+        "thread-per-direction relay makes two (a blocking read, a write) and pays in threads per connection; "
+        "trio's path adds a task wake-up, a pass of trio's run loop and an epoll_ctl to re-arm each wait.",
         "- queries/s and p99 follow whatever else the cores are doing (machine busy cores, above: 2.00 means "
         "saturated).",
         "- The JS driver's latency includes its `coalesceWrites` flush, a `setTimeout(0)` that Node clamps to 1 ms, "
