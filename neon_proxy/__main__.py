@@ -127,11 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--ws-trio-relay",
-        dest="ws_relay_thread",
-        action="store_false",
-        default=(_env("WS_TRIO_RELAY", "") or "").lower() not in ("1", "true", "yes", "on"),
-        help="relay WebSocket and TCP sessions' bytes in trio tasks; off: on one relay thread, about half the "
-        "CPU per message (NEON_PROXY_WS_TRIO_RELAY=1)",
+        action="store_true",
+        default=(_env("WS_TRIO_RELAY", "") or "").lower() in ("1", "true", "yes", "on"),
+        help="relay WebSocket and TCP sessions' bytes in trio tasks always; off: on one relay thread where both "
+        "sockets are plain TCP, about half the CPU per message (NEON_PROXY_WS_TRIO_RELAY=1)",
     )
     parser.add_argument(
         "--ws-relay-allow",
@@ -238,7 +237,7 @@ def config_from_args(args: argparse.Namespace) -> ProxyConfig:
         shutdown_timeout=args.shutdown_timeout,
         ws_relay=args.ws_relay,
         ws_relay_allow=_relay_allowlist(args.ws_relay_allow),
-        ws_relay_thread=args.ws_relay_thread,
+        ws_relay_thread=not args.ws_trio_relay,
         ws_max_connections=args.ws_max_connections,
         ws_handshake_timeout=args.ws_handshake_timeout,
         ws_idle_timeout=args.ws_idle_timeout,

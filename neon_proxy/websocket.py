@@ -17,6 +17,11 @@ hold half a Postgres message or ten). Two modes:
 Text frames close the connection (1003), pings are answered, fragments are a byte stream
 like any other. A client that goes away while its query runs gets the query cancelled and
 its upstream connection closed.
+
+Once a session relays, its bytes move on the endpoint's relay thread
+(``neon_proxy.relay_thread``) when both sockets are plain TCP; its trio task keeps the idle
+timeout, shutdown and cancel, and takes the bytes over (``_Relay``'s trio tasks) where a
+side is TLS, a client's frames need wsproto, or a peer is slow to read.
 """
 
 from __future__ import annotations
