@@ -36,6 +36,11 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"NEON_PROXY_{name}", default)
 
 
+def _env_flag(name: str) -> bool:
+    """An on/off default from NEON_PROXY_<name> (1, true, yes, on)."""
+    return (_env(name, "") or "").lower() in ("1", "true", "yes", "on")
+
+
 def _number(parse: Callable[[str], _N], name: str, default: str) -> _N:
     """A numeric default from NEON_PROXY_<name>; a bad value is a usage error naming the variable."""
     text = _env(name, default) or default
@@ -121,14 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--ws-relay",
         action="store_true",
-        default=(_env("WS_RELAY", "") or "").lower() in ("1", "true", "yes", "on"),
+        default=_env_flag("WS_RELAY"),
         help="WebSocket relay mode (Neon's wsproxy): raw bytes to ?address=host:port, no authentication "
         "by the proxy; off: auth mode, the proxy logs in to the upstream (NEON_PROXY_WS_RELAY=1)",
     )
     parser.add_argument(
         "--ws-trio-relay",
         action="store_true",
-        default=(_env("WS_TRIO_RELAY", "") or "").lower() in ("1", "true", "yes", "on"),
+        default=_env_flag("WS_TRIO_RELAY"),
         help="relay WebSocket and TCP sessions' bytes in trio tasks always; off: on one relay thread where both "
         "sockets are plain TCP, about half the CPU per message (NEON_PROXY_WS_TRIO_RELAY=1)",
     )
