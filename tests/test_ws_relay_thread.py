@@ -118,8 +118,10 @@ def test_big_copy_in_through_the_tcp_endpoint(stack: DevStack) -> None:
     dsn = f"host=127.0.0.1 port={stack.port} user=scram_user password={pg.role('scram_user').password} dbname=postgres sslmode=disable"
     table = f"relay_copy_{uuid.uuid4().hex[:8]}"
     line = "x" * 200
+    thread = stack.server.websocket.relay_thread
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"CREATE TEMP TABLE {table} (n int, t text)")
+        assert thread is None or _wait_until(lambda: thread.sessions >= 1)  # plain TCP sessions ride it too
         with conn.cursor().copy(f"COPY {table} FROM STDIN") as copy:
             for n in range(40000):  # about 8 MB
                 copy.write(f"{n}\t{line}\n")
