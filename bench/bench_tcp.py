@@ -775,6 +775,15 @@ def machine_info(admin: Admin, load_before: tuple[float, float, float]) -> list[
     ]
 
 
+OTHER_RESULTS = (
+    "The other transports and bindings have their own tables: [RESULTS_ASYNC.md](RESULTS_ASYNC.md) "
+    "(neon_trio and neon_asyncio beside asyncpg and psycopg async: per query, the 100,000-row fetch, the "
+    "pooled workload, round trips), [RESULTS_WS.md](RESULTS_WS.md) (WebSockets through neon_proxy, pipelined "
+    "connects and their round trips), [RESULTS_HTTP.md](RESULTS_HTTP.md), [RESULTS_POOL.md](RESULTS_POOL.md), "
+    "[RESULTS_COPY.md](RESULTS_COPY.md), [RESULTS_QUERY.md](RESULTS_QUERY.md), [RESULTS_SOAK.md](RESULTS_SOAK.md)."
+)
+
+
 def report(measurements: list[Measurement], rtt: dict[str, dict[str, float]], info: list[tuple[str, str]],
            sizes: Sizes, quick: bool, gather_probe: str) -> str:
     names = [cls.name for cls in DRIVERS]
@@ -791,6 +800,8 @@ def report(measurements: list[Measurement], rtt: dict[str, dict[str, float]], in
     add(f"- **mode**: {'quick' if quick else 'full'}: {sizes.reps} repetitions "
         f"({sizes.connect_reps} x {sizes.connect_ops} connects), drivers interleaved round-robin "
         "with a rotating start; medians")
+    add("")
+    add(OTHER_RESULTS)
     add("")
     add("## Throughput (medians; ratio to psycopg in brackets)")
     add("")
