@@ -298,6 +298,15 @@ class ServerWebSocket:
         """
         if self._peer_closed:
             return
+        # Our Close went out: end our side of the TCP connection too (the server closes
+        # first, RFC 6455 7.1.1), so a client that answers our Close sees the end at once
+        # instead of waiting for the reply's round trip (the JS driver's end() does).
+        stream = self.stream.stream
+        if isinstance(stream, trio.SocketStream):
+            try:
+                await stream.send_eof()
+            except CLIENT_ERRORS:
+                return
         budget = _LINGER_BYTES
         with trio.move_on_after(_LINGER_SECONDS):
             while budget > 0 and self._ws.state is not ConnectionState.CLOSED:
