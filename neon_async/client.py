@@ -15,6 +15,7 @@ import logging
 import os
 import random
 import select
+import ssl
 from typing import (
     Any,
     AsyncIterable,
@@ -32,7 +33,7 @@ from typing import (
 
 import attrs
 
-from neon_async.backend import Backend, Stream
+from neon_async.backend import Backend, Sink, Stream
 from neon_async.connect import LinkStream, establish
 from neon_async.operation import Progress, drive
 from neon_proto import events as ev
@@ -52,7 +53,7 @@ from neon_proto.frontend import State
 from neon_proto.results import Result, RowMode, row_mode
 from neon_proto.pyformat import quote_identifier
 from neon_proto.session import Op, PortalStream, Query, Session, SessionFacts
-from neon_proto.startup import AuthPipelineMismatch
+from neon_proto.startup import AuthPipelineMismatch, StartupPipeline
 from neon_proto.types import TypeRegistry, default_registry
 from neon_sync.config_files import read_config_file
 
@@ -160,8 +161,13 @@ class Client(SessionFacts):
         binary: bool = False,
         max_message_size: int | None = None,
         cancel_timeout: float = DEFAULT_CANCEL_TIMEOUT,
+        wait_for_login: bool = True,
     ) -> Self:
-        """A client for already parsed parameters (no PG* environment is consulted)."""
+        """A client for already parsed parameters (no PG* environment is consulted).
+
+        The lower-level constructor, for code that takes over the session once it is logged
+        in (neon_proxy): its ``connect()`` waits for the login unless ``wait_for_login=False``.
+        """
         client = cls.__new__(cls)
         client._init(
             params,
@@ -172,6 +178,7 @@ class Client(SessionFacts):
             max_message_size=max_message_size,
             cancel_timeout=cancel_timeout,
         )
+        client._wait_for_login = wait_for_login
         return client
 
     def _init(
@@ -189,6 +196,7 @@ class Client(SessionFacts):
         self._given_params = params  # every host; self.params is the one connected to
         self.transport_options = TransportOptions()
         self.transport_name = "tcp"
+        self._wait_for_login = False  # connect()'s default for ``wait``
         self.array_mode = array_mode
         self.cancel_timeout = cancel_timeout
         self._session_options: dict[str, Any] = {
@@ -203,6 +211,8 @@ class Client(SessionFacts):
         self._connect_failed = False
         self._lock = self.backend.lock()
         self._connected = False
+        self.connect_pipeline: StartupPipeline = False
+        self._startup_deadline: float | None = None  # connect_timeout, while a pipelined login finishes
         self._drained: _Drained | None = None
         self._unfinished: CopyOut | RowStream | None = None  # a COPY or stream the caller left open
 
@@ -213,28 +223,37 @@ class Client(SessionFacts):
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def connect(self) -> Self:
+    async def connect(self, *, wait: bool | None = None) -> Self:
         """Open the connection: TCP or WebSocket, TLS per sslmode, startup and authentication.
 
-        The steps are ``neon_proto.connect``'s plan, the same one neon_sync drives. Over TCP
-        it returns once the login finished (a wrong password raises here). Over WebSocket a
-        pipelined connect (the default there, as in the JS driver) returns as soon as its last
-        flight is written and the first query leaves in the same message; a failed login then
-        surfaces at that query, with the same exception class.
+        The steps are ``neon_proto.connect``'s plan, the same one neon_sync drives. With a
+        pipelined connect (``pipeline_connect``, on by default where it is safe: SCRAM over
+        TCP with a password, a cleartext password over WebSocket) it returns as soon as its
+        last flight is written, and the first query follows in the same round trip; a failed
+        login then surfaces at that query, with the same exception class. ``wait=True``
+        waits for the login to finish anyway (``Pool`` and DB-API ``connect()`` do; so does
+        a client made by ``from_params``); until it finished, ``backend_pid`` is None.
+        Calling it on a connected client does nothing (but waiting, with ``wait=True``); on one
+        whose connection was lost, it connects again.
 
         With several hosts, each is tried in turn (``load_balance_hosts``), waiting for its
         login, until one accepts and its session fits ``target_session_attrs``
         (``neon_proto.hosts``); ``self.params`` then names that host.
         """
+        if wait is None:
+            wait = self._wait_for_login
         if self._connected and not self.closed:
-            await self.backend.checkpoint()  # every call is a checkpoint, even one with nothing to do
+            if wait and self._session.conn.startup_in_background:
+                await self.run(self._session.finish_startup())
+            else:
+                await self.backend.checkpoint()  # every call is a checkpoint, even one with nothing to do
             return self
         await self.backend.checkpoint_if_cancelled()
         steps = PlanSteps(host_plan(self._given_params, random.shuffle))
         for step in steps:
             try:
                 if isinstance(step, TryHost):
-                    await self._connect_to(step.params, wait=step.wait)
+                    await self._connect_to(step.params, wait=wait or step.wait)
                     steps.answer(self.server_parameters if step.wait else None)
                 elif isinstance(step, AskSessionState):
                     steps.answer((await self.query(step.sql, array_mode=True)).rows[0])
@@ -246,11 +265,15 @@ class Client(SessionFacts):
         return self
 
     async def _connect_to(self, params: ConnectionParams, *, wait: bool) -> None:
-        """Connect to the one server ``params`` names, within its ``connect_timeout``."""
+        """Connect to the one server ``params`` names, within its ``connect_timeout`` (which
+        also bounds a pipelined login that finishes behind the first query)."""
         self.params = params
         self._connected = False
         self._connect_failed = True  # until it succeeds: a failed connect reads as closed
-        async with self.backend.timeout(params.connect_timeout or None) as scope:
+        backend = self.backend
+        timeout = params.connect_timeout or None
+        self._startup_deadline = None if timeout is None else backend.time() + timeout
+        async with backend.timeout(timeout) as scope:
             try:
                 await self._open(params, wait=wait)
             except AuthPipelineMismatch:
@@ -262,10 +285,20 @@ class Client(SessionFacts):
             raise OperationalError(f"connection to {params.host}:{params.port} timed out")
         self._connect_failed = False
         self._connected = True
-        logger.debug("connected to %s:%s as %s over %s", params.host, params.port, params.user, self.transport_name)
+        pipeline = self.connect_pipeline
+        logger.debug(
+            "connected to %s:%s as %s over %s%s",
+            params.host,
+            params.port,
+            params.user,
+            self.transport_name,
+            f" (pipelined: {pipeline})" if pipeline else "",
+        )
 
     async def _open(self, params: ConnectionParams, *, wait: bool) -> None:
-        """Drive the connect plan; keep its stream (through its link, if any) and its session."""
+        """Drive the connect plan; keep its stream (through its link, if any) and its session.
+
+        A pipelined login is left to finish behind the first operation unless ``wait``."""
         options = self.transport_options
         plan = connect_plan(ConnectOptions(params, options), self._session.renewed)
         raw, connected = await establish(self.backend, plan)
@@ -275,7 +308,9 @@ class Client(SessionFacts):
             stream = LinkStream(raw, connected.link, coalesce_writes=options.coalesce_writes, unsent=connected.unsent)
         self._stream = stream
         self._session = session = connected.session
-        if session.conn.startup_in_background and (wait or options.transport != "websocket"):
+        #: How the last connect was pipelined: "password", "scram", "startup" or False.
+        self.connect_pipeline = connected.pipeline
+        if wait and session.conn.startup_in_background:
             try:
                 await drive(Progress(session.finish_startup()), stream, session.conn)
             except BaseException:
@@ -366,6 +401,8 @@ class Client(SessionFacts):
 
     async def _run_locked(self, op: Op[T], timeout: float | None = None) -> T:
         stream = self._usable_stream()
+        if self._startup_deadline is not None:
+            stream = self._login_bound(stream)
         progress = Progress(op)
         if timeout is None:
             return await self._drive(progress, stream)
@@ -380,12 +417,27 @@ class Client(SessionFacts):
         value: T = drained.value
         return value
 
+    def _login_bound(self, stream: Stream) -> Stream:
+        """The stream, its reads bounded by ``connect_timeout`` while a pipelined login is
+        still unanswered (as neon_sync does); the plain stream once the login finished."""
+        deadline = self._startup_deadline
+        if deadline is None or not self._session.conn.startup_in_background:
+            self._startup_deadline = None
+            return stream
+        return _LoginBoundStream(stream, self, deadline)
+
     async def _drive(self, progress: Progress[T], stream: Stream) -> T:
         session = self._session
         try:
             return await drive(progress, stream, session.conn)
         except self.backend.cancelled:
-            self._drained = await self._recover(progress, stream)
+            if session.conn.startup_in_background:
+                # Cancelled before the pipelined login was answered: there is no backend key
+                # to cancel with yet, and the server has our messages; close.
+                await stream.aclose()
+                self._drained = _Drained(dropped=True)
+            else:
+                self._drained = await self._recover(progress, stream)
             raise
         except ConnectionClosed:
             await stream.aclose()
@@ -662,6 +714,53 @@ class Client(SessionFacts):
                 await stream.aclose()
         if scope.expired:
             raise OperationalError("timed out sending the cancel request")
+
+
+class _LoginBoundStream:
+    """A client's stream whose reads give up at the connect deadline while the pipelined
+    login is unanswered: the connection is then closed and OperationalError raised."""
+
+    def __init__(self, inner: Stream, client: Client, deadline: float) -> None:
+        self.inner = inner
+        self.client = client
+        self.deadline = deadline
+        self.server_certificate = inner.server_certificate
+
+    @property
+    def closed(self) -> bool:
+        return self.inner.closed
+
+    @closed.setter
+    def closed(self, value: bool) -> None:
+        self.inner.closed = value
+
+    @property
+    def is_tls(self) -> bool:
+        return self.inner.is_tls
+
+    async def receive(self) -> bytes:
+        client = self.client
+        if not client._session.conn.startup_in_background:
+            return await self.inner.receive()
+        backend = client.backend
+        async with backend.timeout(max(0.0, self.deadline - backend.time())) as scope:
+            return await self.inner.receive()
+        assert scope.expired
+        await self.inner.aclose()
+        params = client.params
+        raise OperationalError(f"connection to {params.host}:{params.port} timed out (the login was not answered)")
+
+    async def send(self, data: bytes | memoryview, sink: Sink | None = None) -> None:
+        await self.inner.send(data, sink)
+
+    def receive_nowait(self) -> bytes | None:
+        return self.inner.receive_nowait()
+
+    async def start_tls(self, ctx: ssl.SSLContext, server_hostname: str | None) -> None:
+        await self.inner.start_tls(ctx, server_hostname)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 class Pipeline:

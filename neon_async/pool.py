@@ -301,7 +301,7 @@ class Pool(BookedPool[C]):
 
     async def _new_client(self) -> C:
         client = self.client_class(self.dsn, **connect_keywords(self._options, self._connect_options))
-        await client.connect()
+        await client.connect(wait=True)
         if self.configure is not None:
             try:
                 await self.configure(client)
