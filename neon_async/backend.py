@@ -27,6 +27,12 @@ class Stream(Protocol):
     server_certificate: bytes | None
 
     @property
+    def parked(self) -> int:
+        """How many times the stream waited for the event loop (each wait a trio schedule
+        point): an operation during which it did not change still owes its caller one."""
+        ...
+
+    @property
     def is_tls(self) -> bool: ...
 
     async def receive(self) -> bytes:

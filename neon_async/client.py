@@ -381,9 +381,11 @@ class Client(SessionFacts):
         answer (usually QueryCanceled) is raised, or OperationalError when the connection
         had to be closed because the cancel was not confirmed within ``cancel_timeout``.
         """
+        backend = self.backend
         try:
-            await self.backend.checkpoint_if_cancelled()  # a cancelled caller sends nothing
-            self._usable_stream()
+            await backend.checkpoint_if_cancelled()  # a cancelled caller sends nothing
+            stream = self._usable_stream()
+            parked = stream.parked
             lock = self._lock
             await lock.acquire()
             try:
@@ -392,9 +394,11 @@ class Client(SessionFacts):
                 result = await self._run_locked(op, timeout)
             finally:
                 lock.release()
-            # With the cancellation check above, a whole checkpoint even when the reads found
-            # every byte already there and never waited (trio's rule: every call is one).
-            await self.backend.schedule_point()
+            if stream.parked == parked:
+                # With the cancellation check above, a whole checkpoint even when the reads
+                # found every byte already there and never waited (trio's rule: every call
+                # is one). A read that waited was one already.
+                await backend.schedule_point()
             return result
         finally:
             op.close()
@@ -737,6 +741,10 @@ class _LoginBoundStream:
     @property
     def is_tls(self) -> bool:
         return self.inner.is_tls
+
+    @property
+    def parked(self) -> int:
+        return self.inner.parked
 
     async def receive(self) -> bytes:
         client = self.client

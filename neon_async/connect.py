@@ -108,6 +108,10 @@ class LinkStream:
         self.inner.closed = value
 
     @property
+    def parked(self) -> int:
+        return self.inner.parked
+
+    @property
     def is_tls(self) -> bool:
         """Whether the socket carries TLS (wss, or Postgres TLS inside the tunnel)."""
         return self.inner.is_tls or self.link.tls is not None

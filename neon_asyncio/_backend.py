@@ -78,6 +78,7 @@ class AsyncioStream:
         self.closed = False
         self.server_certificate: bytes | None = None
         self.is_tls = False
+        self.parked = 0
 
     @property
     def socket(self) -> socket.socket | None:
@@ -93,6 +94,7 @@ class AsyncioStream:
                     raise ConnectionClosed(f"the connection to the server was lost: {proto.error}")
                 return b""
             proto.reader = asyncio.get_running_loop().create_future()
+            self.parked += 1
             try:
                 await proto.reader
             finally:
@@ -119,6 +121,7 @@ class AsyncioStream:
         self.transport.write(data)
         drainer = self.protocol.drainer
         if drainer is not None:
+            self.parked += 1
             await asyncio.shield(drainer)
             if self.protocol.error is not None:
                 raise ConnectionClosed(f"the connection to the server was lost: {self.protocol.error}")

@@ -66,6 +66,7 @@ class TrioTransport:
         self.closed = False
         self._released = False
         self._fd = direct_fd(stream)
+        self.parked = 0
 
     @property
     def is_tls(self) -> bool:
@@ -103,8 +104,10 @@ class TrioTransport:
                         data: bytes | bytearray = os.read(fd, size)
                         break
                     except BlockingIOError:
+                        self.parked += 1
                         await trio.lowlevel.wait_readable(fd)
             else:
+                self.parked += 1
                 data = await self.stream.receive_some(size)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self.closed = True
@@ -146,6 +149,7 @@ class TrioTransport:
             if written == len(data):
                 return  # the kernel took it all: nothing could be cut in half
             data = memoryview(data)[written:]
+        self.parked += 1
         deadline = trio.current_effective_deadline()  # -inf when already cancelled
         with trio.CancelScope(shield=True) as scope:
             if deadline != math.inf:
