@@ -389,9 +389,12 @@ class Client(SessionFacts):
             lock = self._lock
             await lock.acquire()
             try:
-                if self._unfinished is not None:
-                    await self._unfinished._finish_locked()
-                result = await self._run_locked(op, timeout)
+                if timeout is None and self._startup_deadline is None and self._unfinished is None:
+                    result = await self._drive(Progress(op), stream)  # the common case, in short
+                else:
+                    if self._unfinished is not None:
+                        await self._unfinished._finish_locked()
+                    result = await self._run_locked(op, timeout)
             finally:
                 lock.release()
             if stream.parked == parked:
@@ -503,24 +506,26 @@ class Client(SessionFacts):
         """
         mode: RowMode = row_mode(self.array_mode if array_mode is None else array_mode)
         if params is None:
-            results = await self._run_rebuilt(
-                lambda: self._session.simple_query(text, mode=mode, registry=types), timeout
-            )
+            try:
+                results = await self.run(self._session.simple_query(text, mode=mode, registry=types), timeout=timeout)
+            except AuthPipelineMismatch:
+                await self._connect_again()
+                results = await self.run(self._session.simple_query(text, mode=mode, registry=types), timeout=timeout)
             return results[-1] if results else Result(())
-        return await self._run_rebuilt(lambda: self._session.execute(text, params, mode=mode, registry=types), timeout)
-
-    async def _run_rebuilt(self, make: Callable[[], Op[T]], timeout: float | None) -> T:
-        """``run(make())``; when a pipelined connect guessed the wrong login (the server asked
-        for another method, so the operation never reached it), connect again, now knowing
-        what the server asks, and run a new one once more, as neon_sync's ``query()`` does."""
         try:
-            return await self.run(make(), timeout=timeout)
+            return await self.run(self._session.execute(text, params, mode=mode, registry=types), timeout=timeout)
         except AuthPipelineMismatch:
-            if self._stream is not None:
-                await self._stream.aclose()  # the server read our early message as its answer: done
-            self._connected = False
-            await self.connect()
-            return await self.run(make(), timeout=timeout)
+            await self._connect_again()
+            return await self.run(self._session.execute(text, params, mode=mode, registry=types), timeout=timeout)
+
+    async def _connect_again(self) -> None:
+        """A pipelined connect guessed the wrong login (the server asked for another method,
+        so the operation never reached it): connect again, now knowing what the server asks,
+        so the caller can run a new operation once more, as neon_sync's ``query()`` does."""
+        if self._stream is not None:
+            await self._stream.aclose()  # the server read our early message as its answer: done
+        self._connected = False
+        await self.connect()
 
     async def execute(
         self, text: str, params: Sequence[Any] | None = None, *, mode: RowMode = "tuple", timeout: float | None = None

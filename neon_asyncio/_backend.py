@@ -21,11 +21,13 @@ _PAUSE_AT = 4 * 1024 * 1024  # stop reading from the socket while this much wait
 
 
 class _StreamProtocol(asyncio.Protocol):
-    """Bytes from the loop into a buffer that ``receive`` takes whole; write flow control."""
+    """Bytes from the loop into a list of chunks that ``receive`` takes whole (one chunk as
+    it came, without a copy); write flow control."""
 
     def __init__(self) -> None:
         self.transport: Any = None
-        self.buffer = bytearray()
+        self.chunks: list[bytes] = []
+        self.size = 0
         self.eof = False
         self.error: BaseException | None = None
         self.reader: asyncio.Future[None] | None = None
@@ -36,11 +38,25 @@ class _StreamProtocol(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if len(self.buffer) > _PAUSE_AT and not self.paused and self.drainer is None:
+        self.chunks.append(data)
+        self.size += len(data)
+        if self.size > _PAUSE_AT and not self.paused and self.drainer is None:
             self.paused = True
             self.transport.pause_reading()
-        self._wake()
+        reader = self.reader
+        if reader is not None and not reader.done():
+            reader.set_result(None)
+
+    def take(self) -> bytes:
+        """Every byte received and not taken yet."""
+        chunks = self.chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self.size = 0
+        if self.paused:
+            self.paused = False
+            self.transport.resume_reading()
+        return data
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -87,7 +103,7 @@ class AsyncioStream:
 
     async def receive(self) -> bytes:
         proto = self.protocol
-        while not proto.buffer:
+        while not proto.chunks:
             if proto.eof:
                 if proto.error is not None:
                     self.closed = True
@@ -99,19 +115,12 @@ class AsyncioStream:
                 await proto.reader
             finally:
                 proto.reader = None
-        data = bytes(proto.buffer)
-        proto.buffer.clear()
-        if proto.paused:
-            proto.paused = False
-            self.transport.resume_reading()
-        return data
+        return proto.take()
 
     def receive_nowait(self) -> bytes | None:
         proto = self.protocol
-        if proto.buffer:
-            data = bytes(proto.buffer)
-            proto.buffer.clear()
-            return data
+        if proto.chunks:
+            return proto.take()
         return b"" if proto.eof else None
 
     async def send(self, data: bytes | memoryview, sink: Sink | None = None) -> None:
