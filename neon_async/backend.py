@@ -11,7 +11,7 @@ from __future__ import annotations
 import ssl
 from typing import AsyncContextManager, Protocol
 
-__all__ = ["Backend", "Stream", "Sink", "Scope", "Lock", "Event"]
+__all__ = ["Backend", "Stream", "Sink", "Scope", "Event"]
 
 
 class Sink(Protocol):
@@ -39,6 +39,11 @@ class Stream(Protocol):
         """Bytes from the peer, b"" at EOF; raises ConnectionClosed when the stream breaks.
 
         A cancellation while waiting loses no data."""
+        ...
+
+    def send_nowait(self, data: bytes) -> int:
+        """Hand as much of ``data`` to the stream as it takes at once, without waiting, and
+        return how many bytes that was; ``send`` takes the rest (0: all of it)."""
         ...
 
     async def send(self, data: bytes | memoryview, sink: Sink | None = None) -> None:
@@ -69,16 +74,6 @@ class Scope(Protocol):
         ...
 
 
-class Lock(Protocol):
-    """A mutex of the loop (trio.Lock, asyncio.Lock)."""
-
-    async def acquire(self) -> object: ...
-
-    def release(self) -> None: ...
-
-    def locked(self) -> bool: ...
-
-
 class Event(Protocol):
     """A one-shot event of the loop (trio.Event, asyncio.Event)."""
 
@@ -95,6 +90,10 @@ class Backend(Protocol):
     name: str
     cancelled: type[BaseException]
     """The exception a cancellation arrives as (trio.Cancelled, asyncio.CancelledError)."""
+    checkpoints: bool
+    """Whether the loop's rules make every async call a checkpoint (trio). Without them
+    (asyncio) ``checkpoint``, ``checkpoint_if_cancelled`` and ``schedule_point`` do nothing,
+    and a hot path may skip calling them."""
 
     async def open_stream(self, host: str, port: int) -> Stream:
         """A TCP stream with Nagle off, or a Unix socket when ``host`` is a path."""
@@ -130,7 +129,5 @@ class Backend(Protocol):
         Where the loop cannot shield (asyncio), a second cancellation still interrupts it;
         the caller then closes what it was protecting."""
         ...
-
-    def lock(self) -> Lock: ...
 
     def event(self) -> Event: ...

@@ -35,6 +35,7 @@ import attrs
 
 from neon_async.backend import Backend, Sink, Stream
 from neon_async.connect import LinkStream, establish
+from neon_async.lock import TurnLock
 from neon_async.operation import Progress, drive
 from neon_proto import events as ev
 from neon_proto.connect import cancel_plan, connect_plan
@@ -209,7 +210,7 @@ class Client(SessionFacts):
         self._session = self.session_class(**self._session_options)
         self._stream: Stream | None = None
         self._connect_failed = False
-        self._lock = self.backend.lock()
+        self._lock = TurnLock(self.backend)
         self._connected = False
         self.connect_pipeline: StartupPipeline = False
         self._startup_deadline: float | None = None  # connect_timeout, while a pipelined login finishes
@@ -383,11 +384,13 @@ class Client(SessionFacts):
         """
         backend = self.backend
         try:
-            await backend.checkpoint_if_cancelled()  # a cancelled caller sends nothing
+            if backend.checkpoints:
+                await backend.checkpoint_if_cancelled()  # a cancelled caller sends nothing
             stream = self._usable_stream()
             parked = stream.parked
             lock = self._lock
-            await lock.acquire()
+            if not lock.try_acquire():
+                await lock.acquire()
             try:
                 if timeout is None and self._startup_deadline is None and self._unfinished is None:
                     result = await self._drive(Progress(op), stream)  # the common case, in short
@@ -397,7 +400,7 @@ class Client(SessionFacts):
                     result = await self._run_locked(op, timeout)
             finally:
                 lock.release()
-            if stream.parked == parked:
+            if stream.parked == parked and backend.checkpoints:
                 # With the cancellation check above, a whole checkpoint even when the reads
                 # found every byte already there and never waited (trio's rule: every call
                 # is one). A read that waited was one already.
@@ -762,6 +765,9 @@ class _LoginBoundStream:
         await self.inner.aclose()
         params = client.params
         raise OperationalError(f"connection to {params.host}:{params.port} timed out (the login was not answered)")
+
+    def send_nowait(self, data: bytes) -> int:
+        return self.inner.send_nowait(data)
 
     async def send(self, data: bytes | memoryview, sink: Sink | None = None) -> None:
         await self.inner.send(data, sink)

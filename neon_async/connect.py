@@ -144,6 +144,9 @@ class LinkStream:
         link.receive_data(raw)
         return link.read()
 
+    def send_nowait(self, data: bytes) -> int:
+        return 0  # framing and coalescing happen in send
+
     async def send(self, data: bytes | memoryview, sink: Sink | None = None) -> None:
         if self.coalesce_writes:
             self._pending.append(bytes(data))

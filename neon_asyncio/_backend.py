@@ -123,6 +123,12 @@ class AsyncioStream:
             return proto.take()
         return b"" if proto.eof else None
 
+    def send_nowait(self, data: bytes) -> int:
+        if self.closed or self.protocol.drainer is not None or self.transport.is_closing():
+            return 0
+        self.transport.write(data)
+        return len(data)
+
     async def send(self, data: bytes | memoryview, sink: Sink | None = None) -> None:
         # write() takes every byte at once: a cancellation while draining cuts nothing.
         if self.closed or self.transport.is_closing():
@@ -181,6 +187,7 @@ class AsyncioBackend:
 
     name = "asyncio"
     cancelled: type[BaseException] = asyncio.CancelledError
+    checkpoints = False
 
     async def open_stream(self, host: str, port: int) -> Stream:
         loop = asyncio.get_running_loop()
@@ -216,9 +223,6 @@ class AsyncioBackend:
 
     def shielded(self, seconds: float) -> _Timeout:
         return _Timeout(seconds)
-
-    def lock(self) -> asyncio.Lock:
-        return asyncio.Lock()
 
     def event(self) -> asyncio.Event:
         return asyncio.Event()

@@ -130,6 +130,17 @@ class TrioTransport:
             self.closed = True
             return b""
 
+    def send_nowait(self, data: bytes) -> int:
+        """Write what the kernel takes at once on a plain socket (0 under TLS, or on an error,
+        which ``send`` then reports)."""
+        fd = self._fd
+        if fd is None or self.closed:
+            return 0
+        try:
+            return os.write(fd, data)
+        except OSError:
+            return 0
+
     async def send(self, data: bytes | memoryview, conn: Sink | None = None) -> None:
         """Send everything, shielded from cancellation so no message is ever cut in half.
 
