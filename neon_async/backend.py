@@ -9,7 +9,7 @@ of anyio's backends. Nothing about Postgres lives behind it.
 from __future__ import annotations
 
 import ssl
-from typing import AsyncContextManager, Protocol
+from typing import AsyncContextManager, Awaitable, Protocol
 
 __all__ = ["Backend", "Stream", "Sink", "Scope", "Event"]
 
@@ -35,10 +35,11 @@ class Stream(Protocol):
     @property
     def is_tls(self) -> bool: ...
 
-    async def receive(self) -> bytes:
+    def receive(self) -> Awaitable[bytes]:
         """Bytes from the peer, b"" at EOF; raises ConnectionClosed when the stream breaks.
 
-        A cancellation while waiting loses no data."""
+        A cancellation while waiting loses no data. (An awaitable rather than a coroutine
+        function, so a stream may hand out a bare future.)"""
         ...
 
     def send_nowait(self, data: bytes) -> int:

@@ -21,16 +21,18 @@ _PAUSE_AT = 4 * 1024 * 1024  # stop reading from the socket while this much wait
 
 
 class _StreamProtocol(asyncio.Protocol):
-    """Bytes from the loop into a list of chunks that ``receive`` takes whole (one chunk as
-    it came, without a copy); write flow control."""
+    """Bytes from the loop straight into the future of a waiting ``receive``, or else into a
+    list of chunks that the next ``receive`` takes whole (one chunk as it came, without a
+    copy); write flow control."""
 
     def __init__(self) -> None:
         self.transport: Any = None
+        self.loop = asyncio.get_running_loop()
         self.chunks: list[bytes] = []
         self.size = 0
         self.eof = False
         self.error: BaseException | None = None
-        self.reader: asyncio.Future[None] | None = None
+        self.reader: asyncio.Future[bytes] | None = None
         self.drainer: asyncio.Future[None] | None = None
         self.paused = False
 
@@ -38,14 +40,17 @@ class _StreamProtocol(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        reader = self.reader
+        if reader is not None:
+            self.reader = None
+            if not reader.done():  # (a cancelled receive leaves the bytes for the next one)
+                reader.set_result(data)
+                return
         self.chunks.append(data)
         self.size += len(data)
         if self.size > _PAUSE_AT and not self.paused and self.drainer is None:
             self.paused = True
             self.transport.pause_reading()
-        reader = self.reader
-        if reader is not None and not reader.done():
-            reader.set_result(None)
 
     def take(self) -> bytes:
         """Every byte received and not taken yet."""
@@ -80,9 +85,17 @@ class _StreamProtocol(asyncio.Protocol):
             drainer.set_result(None)
 
     def _wake(self) -> None:
-        reader = self.reader
+        """At EOF or a lost connection, answer a waiting ``receive``."""
+        reader, self.reader = self.reader, None
         if reader is not None and not reader.done():
-            reader.set_result(None)
+            if self.error is not None:
+                reader.set_exception(lost(self.error))
+            else:
+                reader.set_result(b"")
+
+
+def lost(cause: BaseException) -> ConnectionClosed:
+    return ConnectionClosed(f"the connection to the server was lost: {cause}")
 
 
 class AsyncioStream:
@@ -101,21 +114,20 @@ class AsyncioStream:
         sock: socket.socket | None = self.transport.get_extra_info("socket")
         return sock
 
-    async def receive(self) -> bytes:
+    def receive(self) -> asyncio.Future[bytes]:
         proto = self.protocol
-        while not proto.chunks:
-            if proto.eof:
-                if proto.error is not None:
-                    self.closed = True
-                    raise ConnectionClosed(f"the connection to the server was lost: {proto.error}")
-                return b""
-            proto.reader = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[bytes] = proto.loop.create_future()
+        if proto.chunks:
+            answer.set_result(proto.take())
+        elif not proto.eof:
+            proto.reader = answer  # data_received fills it
             self.parked += 1
-            try:
-                await proto.reader
-            finally:
-                proto.reader = None
-        return proto.take()
+        elif proto.error is not None:
+            self.closed = True
+            raise lost(proto.error)
+        else:
+            answer.set_result(b"")
+        return answer
 
     def receive_nowait(self) -> bytes | None:
         proto = self.protocol
@@ -139,7 +151,7 @@ class AsyncioStream:
             self.parked += 1
             await asyncio.shield(drainer)
             if self.protocol.error is not None:
-                raise ConnectionClosed(f"the connection to the server was lost: {self.protocol.error}")
+                raise lost(self.protocol.error)
 
     async def start_tls(self, ctx: ssl.SSLContext, server_hostname: str | None) -> None:
         loop = asyncio.get_running_loop()
