@@ -34,7 +34,7 @@ from typing import (
 import attrs
 
 from neon_async.backend import Backend, Sink, Stream
-from neon_async.connect import LinkStream, establish
+from neon_async.connect import LinkStream, StreamOver, establish
 from neon_async.lock import TurnLock
 from neon_async.operation import Progress, drive
 from neon_proto import events as ev
@@ -286,15 +286,8 @@ class Client(SessionFacts):
             raise OperationalError(f"connection to {params.host}:{params.port} timed out")
         self._connect_failed = False
         self._connected = True
-        pipeline = self.connect_pipeline
-        logger.debug(
-            "connected to %s:%s as %s over %s%s",
-            params.host,
-            params.port,
-            params.user,
-            self.transport_name,
-            f" (pipelined: {pipeline})" if pipeline else "",
-        )
+        logger.debug("connected to %s:%s as %s over %s (pipelined: %s)",
+                     params.host, params.port, params.user, self.transport_name, self.connect_pipeline)  # fmt: skip
 
     async def _open(self, params: ConnectionParams, *, wait: bool) -> None:
         """Drive the connect plan; keep its stream (through its link, if any) and its session.
@@ -736,7 +729,7 @@ class Client(SessionFacts):
             raise OperationalError("timed out sending the cancel request")
 
 
-class _LoginBoundStream:
+class _LoginBoundStream(StreamOver):
     """A client's stream whose reads give up at the connect deadline while the pipelined
     login is unanswered: the connection is then closed and OperationalError raised."""
 
@@ -747,20 +740,8 @@ class _LoginBoundStream:
         self.server_certificate = inner.server_certificate
 
     @property
-    def closed(self) -> bool:
-        return self.inner.closed
-
-    @closed.setter
-    def closed(self, value: bool) -> None:
-        self.inner.closed = value
-
-    @property
     def is_tls(self) -> bool:
         return self.inner.is_tls
-
-    @property
-    def parked(self) -> int:
-        return self.inner.parked
 
     async def receive(self) -> bytes:
         client = self.client
