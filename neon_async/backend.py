@@ -9,9 +9,9 @@ of anyio's backends. Nothing about Postgres lives behind it.
 from __future__ import annotations
 
 import ssl
-from typing import AsyncContextManager, Protocol
+from typing import AsyncContextManager, Awaitable, Protocol
 
-__all__ = ["Backend", "Stream", "Sink", "Scope", "Lock", "Event"]
+__all__ = ["Backend", "Stream", "Sink", "Scope", "Event"]
 
 
 class Sink(Protocol):
@@ -27,12 +27,24 @@ class Stream(Protocol):
     server_certificate: bytes | None
 
     @property
+    def parked(self) -> int:
+        """How many times the stream waited for the event loop (each wait a trio schedule
+        point): an operation during which it did not change still owes its caller one."""
+        ...
+
+    @property
     def is_tls(self) -> bool: ...
 
-    async def receive(self) -> bytes:
+    def receive(self) -> Awaitable[bytes]:
         """Bytes from the peer, b"" at EOF; raises ConnectionClosed when the stream breaks.
 
-        A cancellation while waiting loses no data."""
+        A cancellation while waiting loses no data. (An awaitable rather than a coroutine
+        function, so a stream may hand out a bare future.)"""
+        ...
+
+    def send_nowait(self, data: bytes) -> int:
+        """Hand as much of ``data`` to the stream as it takes at once, without waiting, and
+        return how many bytes that was; ``send`` takes the rest (0: all of it)."""
         ...
 
     async def send(self, data: bytes | memoryview, sink: Sink | None = None) -> None:
@@ -63,16 +75,6 @@ class Scope(Protocol):
         ...
 
 
-class Lock(Protocol):
-    """A mutex of the loop (trio.Lock, asyncio.Lock)."""
-
-    async def acquire(self) -> object: ...
-
-    def release(self) -> None: ...
-
-    def locked(self) -> bool: ...
-
-
 class Event(Protocol):
     """A one-shot event of the loop (trio.Event, asyncio.Event)."""
 
@@ -89,6 +91,10 @@ class Backend(Protocol):
     name: str
     cancelled: type[BaseException]
     """The exception a cancellation arrives as (trio.Cancelled, asyncio.CancelledError)."""
+    checkpoints: bool
+    """Whether the loop's rules make every async call a checkpoint (trio). Without them
+    (asyncio) ``checkpoint``, ``checkpoint_if_cancelled`` and ``schedule_point`` do nothing,
+    and a hot path may skip calling them."""
 
     async def open_stream(self, host: str, port: int) -> Stream:
         """A TCP stream with Nagle off, or a Unix socket when ``host`` is a path."""
@@ -124,7 +130,5 @@ class Backend(Protocol):
         Where the loop cannot shield (asyncio), a second cancellation still interrupts it;
         the caller then closes what it was protecting."""
         ...
-
-    def lock(self) -> Lock: ...
 
     def event(self) -> Event: ...

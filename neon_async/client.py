@@ -15,6 +15,7 @@ import logging
 import os
 import random
 import select
+import ssl
 from typing import (
     Any,
     AsyncIterable,
@@ -32,8 +33,9 @@ from typing import (
 
 import attrs
 
-from neon_async.backend import Backend, Stream
-from neon_async.connect import LinkStream, establish
+from neon_async.backend import Backend, Sink, Stream
+from neon_async.connect import LinkStream, StreamOver, establish
+from neon_async.lock import TurnLock
 from neon_async.operation import Progress, drive
 from neon_proto import events as ev
 from neon_proto.connect import cancel_plan, connect_plan
@@ -52,7 +54,7 @@ from neon_proto.frontend import State
 from neon_proto.results import Result, RowMode, row_mode
 from neon_proto.pyformat import quote_identifier
 from neon_proto.session import Op, PortalStream, Query, Session, SessionFacts
-from neon_proto.startup import AuthPipelineMismatch
+from neon_proto.startup import AuthPipelineMismatch, StartupPipeline
 from neon_proto.types import TypeRegistry, default_registry
 from neon_sync.config_files import read_config_file
 
@@ -160,8 +162,13 @@ class Client(SessionFacts):
         binary: bool = False,
         max_message_size: int | None = None,
         cancel_timeout: float = DEFAULT_CANCEL_TIMEOUT,
+        wait_for_login: bool = True,
     ) -> Self:
-        """A client for already parsed parameters (no PG* environment is consulted)."""
+        """A client for already parsed parameters (no PG* environment is consulted).
+
+        The lower-level constructor, for code that takes over the session once it is logged
+        in (neon_proxy): its ``connect()`` waits for the login unless ``wait_for_login=False``.
+        """
         client = cls.__new__(cls)
         client._init(
             params,
@@ -172,6 +179,7 @@ class Client(SessionFacts):
             max_message_size=max_message_size,
             cancel_timeout=cancel_timeout,
         )
+        client._wait_for_login = wait_for_login
         return client
 
     def _init(
@@ -189,6 +197,7 @@ class Client(SessionFacts):
         self._given_params = params  # every host; self.params is the one connected to
         self.transport_options = TransportOptions()
         self.transport_name = "tcp"
+        self._wait_for_login = False  # connect()'s default for ``wait``
         self.array_mode = array_mode
         self.cancel_timeout = cancel_timeout
         self._session_options: dict[str, Any] = {
@@ -201,8 +210,10 @@ class Client(SessionFacts):
         self._session = self.session_class(**self._session_options)
         self._stream: Stream | None = None
         self._connect_failed = False
-        self._lock = self.backend.lock()
+        self._lock = TurnLock(self.backend)
         self._connected = False
+        self.connect_pipeline: StartupPipeline = False
+        self._startup_deadline: float | None = None  # connect_timeout, while a pipelined login finishes
         self._drained: _Drained | None = None
         self._unfinished: CopyOut | RowStream | None = None  # a COPY or stream the caller left open
 
@@ -213,28 +224,37 @@ class Client(SessionFacts):
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def connect(self) -> Self:
+    async def connect(self, *, wait: bool | None = None) -> Self:
         """Open the connection: TCP or WebSocket, TLS per sslmode, startup and authentication.
 
-        The steps are ``neon_proto.connect``'s plan, the same one neon_sync drives. Over TCP
-        it returns once the login finished (a wrong password raises here). Over WebSocket a
-        pipelined connect (the default there, as in the JS driver) returns as soon as its last
-        flight is written and the first query leaves in the same message; a failed login then
-        surfaces at that query, with the same exception class.
+        The steps are ``neon_proto.connect``'s plan, the same one neon_sync drives. With a
+        pipelined connect (``pipeline_connect``, on by default where it is safe: SCRAM over
+        TCP with a password, a cleartext password over WebSocket) it returns as soon as its
+        last flight is written, and the first query follows in the same round trip; a failed
+        login then surfaces at that query, with the same exception class. ``wait=True``
+        waits for the login to finish anyway (``Pool`` and DB-API ``connect()`` do; so does
+        a client made by ``from_params``); until it finished, ``backend_pid`` is None.
+        Calling it on a connected client does nothing (but waiting, with ``wait=True``); on one
+        whose connection was lost, it connects again.
 
         With several hosts, each is tried in turn (``load_balance_hosts``), waiting for its
         login, until one accepts and its session fits ``target_session_attrs``
         (``neon_proto.hosts``); ``self.params`` then names that host.
         """
+        if wait is None:
+            wait = self._wait_for_login
         if self._connected and not self.closed:
-            await self.backend.checkpoint()  # every call is a checkpoint, even one with nothing to do
+            if wait and self._session.conn.startup_in_background:
+                await self.run(self._session.finish_startup())
+            else:
+                await self.backend.checkpoint()  # every call is a checkpoint, even one with nothing to do
             return self
         await self.backend.checkpoint_if_cancelled()
         steps = PlanSteps(host_plan(self._given_params, random.shuffle))
         for step in steps:
             try:
                 if isinstance(step, TryHost):
-                    await self._connect_to(step.params, wait=step.wait)
+                    await self._connect_to(step.params, wait=wait or step.wait)
                     steps.answer(self.server_parameters if step.wait else None)
                 elif isinstance(step, AskSessionState):
                     steps.answer((await self.query(step.sql, array_mode=True)).rows[0])
@@ -246,11 +266,15 @@ class Client(SessionFacts):
         return self
 
     async def _connect_to(self, params: ConnectionParams, *, wait: bool) -> None:
-        """Connect to the one server ``params`` names, within its ``connect_timeout``."""
+        """Connect to the one server ``params`` names, within its ``connect_timeout`` (which
+        also bounds a pipelined login that finishes behind the first query)."""
         self.params = params
         self._connected = False
         self._connect_failed = True  # until it succeeds: a failed connect reads as closed
-        async with self.backend.timeout(params.connect_timeout or None) as scope:
+        backend = self.backend
+        timeout = params.connect_timeout or None
+        self._startup_deadline = None if timeout is None else backend.time() + timeout
+        async with backend.timeout(timeout) as scope:
             try:
                 await self._open(params, wait=wait)
             except AuthPipelineMismatch:
@@ -262,10 +286,13 @@ class Client(SessionFacts):
             raise OperationalError(f"connection to {params.host}:{params.port} timed out")
         self._connect_failed = False
         self._connected = True
-        logger.debug("connected to %s:%s as %s over %s", params.host, params.port, params.user, self.transport_name)
+        logger.debug("connected to %s:%s as %s over %s (pipelined: %s)",
+                     params.host, params.port, params.user, self.transport_name, self.connect_pipeline)  # fmt: skip
 
     async def _open(self, params: ConnectionParams, *, wait: bool) -> None:
-        """Drive the connect plan; keep its stream (through its link, if any) and its session."""
+        """Drive the connect plan; keep its stream (through its link, if any) and its session.
+
+        A pipelined login is left to finish behind the first operation unless ``wait``."""
         options = self.transport_options
         plan = connect_plan(ConnectOptions(params, options), self._session.renewed)
         raw, connected = await establish(self.backend, plan)
@@ -275,7 +302,9 @@ class Client(SessionFacts):
             stream = LinkStream(raw, connected.link, coalesce_writes=options.coalesce_writes, unsent=connected.unsent)
         self._stream = stream
         self._session = session = connected.session
-        if session.conn.startup_in_background and (wait or options.transport != "websocket"):
+        #: How the last connect was pipelined: "password", "scram", "startup" or False.
+        self.connect_pipeline = connected.pipeline
+        if wait and session.conn.startup_in_background:
             try:
                 await drive(Progress(session.finish_startup()), stream, session.conn)
             except BaseException:
@@ -346,26 +375,43 @@ class Client(SessionFacts):
         answer (usually QueryCanceled) is raised, or OperationalError when the connection
         had to be closed because the cancel was not confirmed within ``cancel_timeout``.
         """
+        backend = self.backend
         try:
-            await self.backend.checkpoint_if_cancelled()  # a cancelled caller sends nothing
-            self._usable_stream()
+            if backend.checkpoints:
+                await backend.checkpoint_if_cancelled()  # a cancelled caller sends nothing
+            stream = self._usable_stream()
+            parked = stream.parked
             lock = self._lock
-            await lock.acquire()
+            if not lock.try_acquire():
+                await lock.acquire()
             try:
-                if self._unfinished is not None:
-                    await self._unfinished._finish_locked()
-                result = await self._run_locked(op, timeout)
+                if timeout is None and self._startup_deadline is None and self._unfinished is None:
+                    # The common case, in short: ``_drive`` without its own coroutine.
+                    progress = Progress(op)
+                    try:
+                        result = await drive(progress, stream, self._session.conn)
+                    except BaseException as exc:
+                        await self._after_failed_drive(exc, progress, stream)
+                        raise
+                else:
+                    if self._unfinished is not None:
+                        await self._unfinished._finish_locked()
+                    result = await self._run_locked(op, timeout)
             finally:
                 lock.release()
-            # With the cancellation check above, a whole checkpoint even when the reads found
-            # every byte already there and never waited (trio's rule: every call is one).
-            await self.backend.schedule_point()
+            if stream.parked == parked and backend.checkpoints:
+                # With the cancellation check above, a whole checkpoint even when the reads
+                # found every byte already there and never waited (trio's rule: every call
+                # is one). A read that waited was one already.
+                await backend.schedule_point()
             return result
         finally:
             op.close()
 
     async def _run_locked(self, op: Op[T], timeout: float | None = None) -> T:
         stream = self._usable_stream()
+        if self._startup_deadline is not None:
+            stream = self._login_bound(stream)
         progress = Progress(op)
         if timeout is None:
             return await self._drive(progress, stream)
@@ -380,20 +426,37 @@ class Client(SessionFacts):
         value: T = drained.value
         return value
 
+    def _login_bound(self, stream: Stream) -> Stream:
+        """The stream, its reads bounded by ``connect_timeout`` while a pipelined login is
+        still unanswered (as neon_sync does); the plain stream once the login finished."""
+        deadline = self._startup_deadline
+        if deadline is None or not self._session.conn.startup_in_background:
+            self._startup_deadline = None
+            return stream
+        return _LoginBoundStream(stream, self, deadline)
+
     async def _drive(self, progress: Progress[T], stream: Stream) -> T:
-        session = self._session
         try:
-            return await drive(progress, stream, session.conn)
-        except self.backend.cancelled:
-            self._drained = await self._recover(progress, stream)
+            return await drive(progress, stream, self._session.conn)
+        except BaseException as exc:
+            await self._after_failed_drive(exc, progress, stream)
             raise
-        except ConnectionClosed:
-            await stream.aclose()
-            raise
-        except Error:
-            if session.closed:
+
+    async def _after_failed_drive(self, exc: BaseException, progress: Progress[Any], stream: Stream) -> None:
+        """What an operation that raised ``exc`` leaves to do before the caller sees it:
+        after a cancellation, cancel on the server and drain (or close); after a lost or
+        broken connection, close the stream."""
+        session = self._session
+        if isinstance(exc, self.backend.cancelled):
+            if session.conn.startup_in_background:
+                # Cancelled before the pipelined login was answered: there is no backend key
+                # to cancel with yet, and the server has our messages; close.
                 await stream.aclose()
-            raise
+                self._drained = _Drained(dropped=True)
+            else:
+                self._drained = await self._recover(progress, stream)
+        elif isinstance(exc, ConnectionClosed) or (isinstance(exc, Error) and session.closed):
+            await stream.aclose()
 
     async def _recover(self, progress: Progress[Any], stream: Stream) -> _Drained:
         """After a cancellation mid-operation: cancel on the server, then read to ReadyForQuery.
@@ -447,24 +510,26 @@ class Client(SessionFacts):
         """
         mode: RowMode = row_mode(self.array_mode if array_mode is None else array_mode)
         if params is None:
-            results = await self._run_rebuilt(
-                lambda: self._session.simple_query(text, mode=mode, registry=types), timeout
-            )
+            try:
+                results = await self.run(self._session.simple_query(text, mode=mode, registry=types), timeout=timeout)
+            except AuthPipelineMismatch:
+                await self._connect_again()
+                results = await self.run(self._session.simple_query(text, mode=mode, registry=types), timeout=timeout)
             return results[-1] if results else Result(())
-        return await self._run_rebuilt(lambda: self._session.execute(text, params, mode=mode, registry=types), timeout)
-
-    async def _run_rebuilt(self, make: Callable[[], Op[T]], timeout: float | None) -> T:
-        """``run(make())``; when a pipelined connect guessed the wrong login (the server asked
-        for another method, so the operation never reached it), connect again, now knowing
-        what the server asks, and run a new one once more, as neon_sync's ``query()`` does."""
         try:
-            return await self.run(make(), timeout=timeout)
+            return await self.run(self._session.execute(text, params, mode=mode, registry=types), timeout=timeout)
         except AuthPipelineMismatch:
-            if self._stream is not None:
-                await self._stream.aclose()  # the server read our early message as its answer: done
-            self._connected = False
-            await self.connect()
-            return await self.run(make(), timeout=timeout)
+            await self._connect_again()
+            return await self.run(self._session.execute(text, params, mode=mode, registry=types), timeout=timeout)
+
+    async def _connect_again(self) -> None:
+        """A pipelined connect guessed the wrong login (the server asked for another method,
+        so the operation never reached it): connect again, now knowing what the server asks,
+        so the caller can run a new operation once more, as neon_sync's ``query()`` does."""
+        if self._stream is not None:
+            await self._stream.aclose()  # the server read our early message as its answer: done
+        self._connected = False
+        await self.connect()
 
     async def execute(
         self, text: str, params: Sequence[Any] | None = None, *, mode: RowMode = "tuple", timeout: float | None = None
@@ -662,6 +727,48 @@ class Client(SessionFacts):
                 await stream.aclose()
         if scope.expired:
             raise OperationalError("timed out sending the cancel request")
+
+
+class _LoginBoundStream(StreamOver):
+    """A client's stream whose reads give up at the connect deadline while the pipelined
+    login is unanswered: the connection is then closed and OperationalError raised."""
+
+    def __init__(self, inner: Stream, client: Client, deadline: float) -> None:
+        self.inner = inner
+        self.client = client
+        self.deadline = deadline
+        self.server_certificate = inner.server_certificate
+
+    @property
+    def is_tls(self) -> bool:
+        return self.inner.is_tls
+
+    async def receive(self) -> bytes:
+        client = self.client
+        if not client._session.conn.startup_in_background:
+            return await self.inner.receive()
+        backend = client.backend
+        async with backend.timeout(max(0.0, self.deadline - backend.time())) as scope:
+            return await self.inner.receive()
+        assert scope.expired
+        await self.inner.aclose()
+        params = client.params
+        raise OperationalError(f"connection to {params.host}:{params.port} timed out (the login was not answered)")
+
+    def send_nowait(self, data: bytes) -> int:
+        return self.inner.send_nowait(data)
+
+    async def send(self, data: bytes | memoryview, sink: Sink | None = None) -> None:
+        await self.inner.send(data, sink)
+
+    def receive_nowait(self) -> bytes | None:
+        return self.inner.receive_nowait()
+
+    async def start_tls(self, ctx: ssl.SSLContext, server_hostname: str | None) -> None:
+        await self.inner.start_tls(ctx, server_hostname)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 class Pipeline:

@@ -20,7 +20,7 @@ from neon_proto.connect import CloseStream, ConnectStep, Link, OpenStream, Recei
 from neon_proto.errors import Error, InterfaceError
 from neon_proto.plan import PlanSteps
 
-__all__ = ["establish", "LinkStream"]
+__all__ = ["establish", "LinkStream", "StreamOver"]
 
 T = TypeVar("T")
 
@@ -80,7 +80,25 @@ class _LinkSink:
             self.sink.receive_data(plain)
 
 
-class LinkStream:
+class StreamOver:
+    """A stream built over another one, whose state (closed, waits) is the inner stream's."""
+
+    inner: Stream
+
+    @property
+    def closed(self) -> bool:
+        return self.inner.closed
+
+    @closed.setter
+    def closed(self, value: bool) -> None:
+        self.inner.closed = value
+
+    @property
+    def parked(self) -> int:
+        return self.inner.parked
+
+
+class LinkStream(StreamOver):
     """Postgres bytes through a ``Link`` (WebSocket, maybe TLS inside it) over ``inner``.
 
     With ``coalesce_writes`` the writes that come before the next read leave as one
@@ -98,14 +116,6 @@ class LinkStream:
 
     def __repr__(self) -> str:
         return f"<LinkStream {self.link!r}>"
-
-    @property
-    def closed(self) -> bool:
-        return self.inner.closed
-
-    @closed.setter
-    def closed(self, value: bool) -> None:
-        self.inner.closed = value
 
     @property
     def is_tls(self) -> bool:
@@ -139,6 +149,9 @@ class LinkStream:
             return None
         link.receive_data(raw)
         return link.read()
+
+    def send_nowait(self, data: bytes) -> int:
+        return 0  # framing and coalescing happen in send
 
     async def send(self, data: bytes | memoryview, sink: Sink | None = None) -> None:
         if self.coalesce_writes:

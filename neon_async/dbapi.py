@@ -77,7 +77,7 @@ class Connection(DBAPIConnectionState, DBAPIExceptions, Generic[C]):
             cancel_timeout=cancel_timeout,
             **options,
         )
-        await client.connect()
+        await client.connect(wait=True)
         return cls(client, autocommit=autocommit, row_factory=row_factory)
 
     async def set_autocommit(self, value: bool) -> None:

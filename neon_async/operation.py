@@ -71,7 +71,10 @@ async def drive(progress: Progress[T], stream: Stream, sink: Sink) -> T:
             else:
                 if out:
                     progress.out = _NEXT
-                    await stream.send(out, sink)
+                    # Most messages leave at once; what the stream cannot take now is awaited.
+                    sent = stream.send_nowait(out)
+                    if sent < len(out):
+                        await stream.send(memoryview(out)[sent:] if sent else out, sink)
                 out = op.send(None)
     except StopIteration as stop:
         progress.out = _NEXT

@@ -170,9 +170,23 @@ class Pool(BookedPool[C]):
 
     async def acquire(self, timeout: float | None = None) -> C:
         """Lend a connection; give it back with ``release`` (or use ``connection()``)."""
+        return await self._acquire(timeout, owes_schedule_point=True)
+
+    async def _acquire(self, timeout: float | None, *, owes_schedule_point: bool) -> C:
+        """``acquire``; without ``owes_schedule_point`` the caller's next call (a query) gives
+        other tasks their turn, so a connection that was at hand is lent without one."""
+        backend = self._backend
+        await backend.checkpoint_if_cancelled()  # before anything is taken: a cancellation here loses nothing
+        client, took_turn = await self._take(timeout)
+        if owes_schedule_point and not took_turn:
+            await backend.schedule_point()  # cancel-shielded: the connection is never lost here
+        return client
+
+    async def _take(self, timeout: float | None) -> tuple[C, bool]:
+        """A connection to lend, and whether other tasks had their turn meanwhile."""
         backend = self._backend
         book = self._book
-        await backend.checkpoint()  # before anything is taken: a cancellation here loses nothing
+        took_turn = False
         wait = self.timeout if timeout is None else timeout
         started = backend.time()
         deadline = started + wait
@@ -187,12 +201,14 @@ class Pool(BookedPool[C]):
             if isinstance(step, Lend):
                 client = await self._vet(step.entry)
                 if client is not None:
-                    return self._lend(step.entry, started, queued)
+                    return self._lend(step.entry, started, queued), took_turn
+                took_turn = True  # closing the bad one
                 continue
             if isinstance(step, Open):
+                took_turn = True  # connecting waits for the server
                 entry = await self._fill_slot(deadline)
                 if entry is not None:
-                    return self._lend(entry, started, queued)
+                    return self._lend(entry, started, queued), took_turn
                 continue
             remaining = deadline - now
             if remaining <= 0:
@@ -203,9 +219,10 @@ class Pool(BookedPool[C]):
                 raise PoolTimeout(message) from self._last_error
             until = remaining if step is None or step.until is None else min(remaining, max(0.0, step.until - now))
             queued = True
+            took_turn = True
             entry = await self._wait(until)
             if entry is not None:
-                return self._lend(entry, started, queued)
+                return self._lend(entry, started, queued), took_turn
 
     async def _wait(self, seconds: float) -> PoolEntry[C] | None:
         """Wait in line; a release may hand over its connection directly."""
@@ -301,7 +318,7 @@ class Pool(BookedPool[C]):
 
     async def _new_client(self) -> C:
         client = self.client_class(self.dsn, **connect_keywords(self._options, self._connect_options))
-        await client.connect()
+        await client.connect(wait=True)
         if self.configure is not None:
             try:
                 await self.configure(client)
@@ -315,11 +332,21 @@ class Pool(BookedPool[C]):
     async def release(self, client: C) -> None:
         """Take a connection back: rolled back (and reset, if configured) before it is lent
         again; a broken one, or one that cannot be brought back to idle, is closed."""
+        await self._give_back(client)
+        await self._backend.checkpoint()
+
+    async def _give_back(self, client: C) -> None:
+        """``release`` without its checkpoint (for a caller whose query just had one)."""
         entry = self._lent.pop(id(client), None)
         if entry is None:
             raise InterfaceError("this connection was not lent by this pool")
-        async with self._backend.shielded(client.cancel_timeout):
-            good = await self._restore(client)
+        if client.closed or not client.session.idle:
+            good = False
+        elif client.transaction_status == "I" and self.reset is None:
+            good = True  # nothing to send: no shielded section needed
+        else:
+            async with self._backend.shielded(client.cancel_timeout):
+                good = await self._restore(client)
         if not good:
             self._book.discard(entry, bad_return=True)
             self._wake_first()
@@ -327,7 +354,6 @@ class Pool(BookedPool[C]):
             return
         self._hand_over(entry)
         await self._close_retired()
-        await self._backend.checkpoint()
 
     async def _close_retired(self) -> None:
         while self._closing:
@@ -368,6 +394,10 @@ class Pool(BookedPool[C]):
 
     async def query(self, text: str, params: Sequence[Any] | None = None, **options: Any) -> Result:
         """Run one query on a pooled connection."""
-        async with self.connection() as client:
+        # The query is this call's checkpoint: acquiring and giving back add none of their own.
+        client = await self._acquire(None, owes_schedule_point=False)
+        try:
             return await client.query(text, params, **options)
+        finally:
+            await self._give_back(client)
 

@@ -21,14 +21,18 @@ _PAUSE_AT = 4 * 1024 * 1024  # stop reading from the socket while this much wait
 
 
 class _StreamProtocol(asyncio.Protocol):
-    """Bytes from the loop into a buffer that ``receive`` takes whole; write flow control."""
+    """Bytes from the loop straight into the future of a waiting ``receive``, or else into a
+    list of chunks that the next ``receive`` takes whole (one chunk as it came, without a
+    copy); write flow control."""
 
     def __init__(self) -> None:
         self.transport: Any = None
-        self.buffer = bytearray()
+        self.loop = asyncio.get_running_loop()
+        self.chunks: list[bytes] = []
+        self.size = 0
         self.eof = False
         self.error: BaseException | None = None
-        self.reader: asyncio.Future[None] | None = None
+        self.reader: asyncio.Future[bytes] | None = None
         self.drainer: asyncio.Future[None] | None = None
         self.paused = False
 
@@ -36,11 +40,28 @@ class _StreamProtocol(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if len(self.buffer) > _PAUSE_AT and not self.paused and self.drainer is None:
+        reader = self.reader
+        if reader is not None:
+            self.reader = None
+            if not reader.done():  # (a cancelled receive leaves the bytes for the next one)
+                reader.set_result(data)
+                return
+        self.chunks.append(data)
+        self.size += len(data)
+        if self.size > _PAUSE_AT and not self.paused and self.drainer is None:
             self.paused = True
             self.transport.pause_reading()
-        self._wake()
+
+    def take(self) -> bytes:
+        """Every byte received and not taken yet."""
+        chunks = self.chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self.size = 0
+        if self.paused:
+            self.paused = False
+            self.transport.resume_reading()
+        return data
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -64,9 +85,17 @@ class _StreamProtocol(asyncio.Protocol):
             drainer.set_result(None)
 
     def _wake(self) -> None:
-        reader = self.reader
+        """At EOF or a lost connection, answer a waiting ``receive``."""
+        reader, self.reader = self.reader, None
         if reader is not None and not reader.done():
-            reader.set_result(None)
+            if self.error is not None:
+                reader.set_exception(lost(self.error))
+            else:
+                reader.set_result(b"")
+
+
+def lost(cause: BaseException) -> ConnectionClosed:
+    return ConnectionClosed(f"the connection to the server was lost: {cause}")
 
 
 class AsyncioStream:
@@ -78,39 +107,39 @@ class AsyncioStream:
         self.closed = False
         self.server_certificate: bytes | None = None
         self.is_tls = False
+        self.parked = 0
 
     @property
     def socket(self) -> socket.socket | None:
         sock: socket.socket | None = self.transport.get_extra_info("socket")
         return sock
 
-    async def receive(self) -> bytes:
+    def receive(self) -> asyncio.Future[bytes]:
         proto = self.protocol
-        while not proto.buffer:
-            if proto.eof:
-                if proto.error is not None:
-                    self.closed = True
-                    raise ConnectionClosed(f"the connection to the server was lost: {proto.error}")
-                return b""
-            proto.reader = asyncio.get_running_loop().create_future()
-            try:
-                await proto.reader
-            finally:
-                proto.reader = None
-        data = bytes(proto.buffer)
-        proto.buffer.clear()
-        if proto.paused:
-            proto.paused = False
-            self.transport.resume_reading()
-        return data
+        answer: asyncio.Future[bytes] = proto.loop.create_future()
+        if proto.chunks:
+            answer.set_result(proto.take())
+        elif not proto.eof:
+            proto.reader = answer  # data_received fills it
+            self.parked += 1
+        elif proto.error is not None:
+            self.closed = True
+            raise lost(proto.error)
+        else:
+            answer.set_result(b"")
+        return answer
 
     def receive_nowait(self) -> bytes | None:
         proto = self.protocol
-        if proto.buffer:
-            data = bytes(proto.buffer)
-            proto.buffer.clear()
-            return data
+        if proto.chunks:
+            return proto.take()
         return b"" if proto.eof else None
+
+    def send_nowait(self, data: bytes) -> int:
+        if self.closed or self.protocol.drainer is not None or self.transport.is_closing():
+            return 0
+        self.transport.write(data)
+        return len(data)
 
     async def send(self, data: bytes | memoryview, sink: Sink | None = None) -> None:
         # write() takes every byte at once: a cancellation while draining cuts nothing.
@@ -119,9 +148,10 @@ class AsyncioStream:
         self.transport.write(data)
         drainer = self.protocol.drainer
         if drainer is not None:
+            self.parked += 1
             await asyncio.shield(drainer)
             if self.protocol.error is not None:
-                raise ConnectionClosed(f"the connection to the server was lost: {self.protocol.error}")
+                raise lost(self.protocol.error)
 
     async def start_tls(self, ctx: ssl.SSLContext, server_hostname: str | None) -> None:
         loop = asyncio.get_running_loop()
@@ -174,6 +204,7 @@ class AsyncioBackend:
 
     name = "asyncio"
     cancelled: type[BaseException] = asyncio.CancelledError
+    checkpoints = False
 
     async def open_stream(self, host: str, port: int) -> Stream:
         loop = asyncio.get_running_loop()
@@ -209,9 +240,6 @@ class AsyncioBackend:
 
     def shielded(self, seconds: float) -> _Timeout:
         return _Timeout(seconds)
-
-    def lock(self) -> asyncio.Lock:
-        return asyncio.Lock()
 
     def event(self) -> asyncio.Event:
         return asyncio.Event()

@@ -33,33 +33,12 @@ class _Scope:
         return bool(self._scope.__exit__(*exc))
 
 
-class _Lock:
-    """trio.Lock whose uncontended acquire takes no pass through the scheduler (the caller's
-    own I/O is where other tasks get their turn)."""
-
-    __slots__ = ("_lock",)
-
-    def __init__(self) -> None:
-        self._lock = trio.Lock()
-
-    async def acquire(self) -> None:
-        try:
-            self._lock.acquire_nowait()
-        except trio.WouldBlock:
-            await self._lock.acquire()
-
-    def release(self) -> None:
-        self._lock.release()
-
-    def locked(self) -> bool:
-        return self._lock.locked()
-
-
 class TrioBackend:
     """``neon_async.backend.Backend`` for trio."""
 
     name = "trio"
     cancelled: type[BaseException] = trio.Cancelled
+    checkpoints = True
 
     async def open_stream(self, host: str, port: int) -> Stream:
         return TrioTransport(await open_stream(host, port))
@@ -84,9 +63,6 @@ class TrioBackend:
 
     def shielded(self, seconds: float) -> _Scope:
         return _Scope(trio.CancelScope(shield=True, deadline=trio.current_time() + seconds))
-
-    def lock(self) -> _Lock:
-        return _Lock()
 
     def event(self) -> trio.Event:
         return trio.Event()

@@ -66,6 +66,7 @@ class TrioTransport:
         self.closed = False
         self._released = False
         self._fd = direct_fd(stream)
+        self.parked = 0
 
     @property
     def is_tls(self) -> bool:
@@ -103,8 +104,10 @@ class TrioTransport:
                         data: bytes | bytearray = os.read(fd, size)
                         break
                     except BlockingIOError:
+                        self.parked += 1
                         await trio.lowlevel.wait_readable(fd)
             else:
+                self.parked += 1
                 data = await self.stream.receive_some(size)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self.closed = True
@@ -127,6 +130,17 @@ class TrioTransport:
             self.closed = True
             return b""
 
+    def send_nowait(self, data: bytes) -> int:
+        """Write what the kernel takes at once on a plain socket (0 under TLS, or on an error,
+        which ``send`` then reports)."""
+        fd = self._fd
+        if fd is None or self.closed:
+            return 0
+        try:
+            return os.write(fd, data)
+        except OSError:
+            return 0
+
     async def send(self, data: bytes | memoryview, conn: Sink | None = None) -> None:
         """Send everything, shielded from cancellation so no message is ever cut in half.
 
@@ -146,6 +160,7 @@ class TrioTransport:
             if written == len(data):
                 return  # the kernel took it all: nothing could be cut in half
             data = memoryview(data)[written:]
+        self.parked += 1
         deadline = trio.current_effective_deadline()  # -inf when already cancelled
         with trio.CancelScope(shield=True) as scope:
             if deadline != math.inf:

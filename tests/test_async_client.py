@@ -71,7 +71,7 @@ def test_tls_verification_failure_is_an_operational_error(loop: Loop, pg: Embedd
 def test_wrong_password_reports_the_sqlstate_and_hides_the_password(loop: Loop, pg: EmbeddedPostgres) -> None:
     async def main() -> None:
         with pytest.raises(OperationalError) as info:
-            await loop.mod.Client(pg.dsn("scram_user", password="wrong-secret", sslmode="disable")).connect()
+            await loop.mod.Client(pg.dsn("scram_user", password="wrong-secret", sslmode="disable")).connect(wait=True)
         assert info.value.sqlstate == "28P01"
         assert "wrong-secret" not in repr(info.value) + str(info.value)
 
@@ -108,7 +108,7 @@ def test_connect_timeout_against_a_silent_server(loop: Loop) -> None:
         client = loop.mod.Client(f"postgresql://u@127.0.0.1:{silent.getsockname()[1]}/db", sslmode="disable", connect_timeout="1")
         started = time.monotonic()
         with pytest.raises(OperationalError, match="timed out"):
-            await client.connect()
+            await client.connect(wait=True)
         assert time.monotonic() - started < 3
         assert client.closed
 
@@ -248,7 +248,7 @@ def test_register_type_loads_an_enum(loop: Loop, pg: EmbeddedPostgres, fresh_db:
 
 def test_backend_terminated_mid_query_is_a_clear_error(loop: Loop, pg: EmbeddedPostgres, admin: SyncClient) -> None:
     async def main() -> None:
-        async with loop.mod.Client(dsn(pg)) as client:
+        async with await loop.mod.Client(dsn(pg)).connect(wait=True) as client:
             pid = client.backend_pid
 
             async def kill() -> None:
@@ -356,7 +356,7 @@ def test_notifications_arrive_as_an_async_iterator(loop: Loop, pg: EmbeddedPostg
 
 def test_poll_notices_a_terminated_backend(loop: Loop, pg: EmbeddedPostgres, admin: SyncClient) -> None:
     async def main() -> None:
-        async with loop.mod.Client(dsn(pg)) as client:
+        async with await loop.mod.Client(dsn(pg)).connect(wait=True) as client:
             assert client.poll()
             admin.query("SELECT pg_terminate_backend($1::int)", [client.backend_pid])
             for _ in range(100):

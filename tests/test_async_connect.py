@@ -1,9 +1,13 @@
-"""The async clients drive neon_proto's connect plan, as neon_sync does: Postgres TLS inside a
-WebSocket through neon_proxy's relay mode, several hosts with target_session_attrs, and the
-password file, on trio, asyncio and uvloop against the real Postgres."""
+"""The async clients drive neon_proto's connect plan, as neon_sync does: a pipelined connect
+over TCP that returns before the login is answered, Postgres TLS inside a WebSocket through
+neon_proxy's relay mode, several hosts with target_session_attrs, and the password file, on
+trio, asyncio and uvloop against the real Postgres."""
 
 from __future__ import annotations
 
+import socket
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +17,8 @@ import pytest
 from aio import Loop, backends_of, loop, admin  # noqa: F401  (fixtures)
 from test_conninfo_server import clean_env, dead_port, read_only_pg  # noqa: F401  (fixtures: the sync side's servers and files)
 from neon_proto.auth import auth_method_memory
-from neon_proto.errors import OperationalError
+from neon_proto.errors import ConnectionClosed, InterfaceError, OperationalError
+from neon_proto.sqlstate import InvalidCatalogName, InvalidPassword
 from neon_sync import Client as SyncClient
 from neon_sync.embedded import EmbeddedPostgres
 
@@ -24,6 +29,162 @@ def fresh_memory() -> Iterator[None]:
     auth_method_memory.clear()
     yield
     auth_method_memory.clear()
+
+
+# ---------------------------------------------------------------- pipelined connect over TCP, as neon_sync
+
+
+@pytest.mark.parametrize(
+    "user, pipeline",
+    [
+        ("scram_user", "scram"),
+        ("cleartext_user", "password"),  # loopback: the cleartext password may travel
+        ("md5_user", False),  # the salt comes from the server: nothing to pipeline
+        ("trust_user", "startup"),  # the server asks nothing
+    ],
+)
+def test_a_pipelined_tcp_connect_returns_before_the_login_is_answered(
+    loop: Loop, pg: EmbeddedPostgres, user: str, pipeline: Any
+) -> None:
+    """connect() returns once its last flight is written (no backend key yet) and the first
+    query follows in the same round trip, finishing the login. The first connect guesses
+    SCRAM; a server that asks otherwise answers that guess at once, so the connect tries
+    again with what it asks, as will every later connect."""
+
+    async def main() -> None:
+        for _ in range(2):
+            client = await loop.mod.Client(pg.dsn(user), sslmode="disable").connect()
+            assert client.connect_pipeline == pipeline
+            assert client.session.conn.startup_in_background == (pipeline is not False)
+            assert (client.backend_pid is None) == (pipeline is not False)
+            assert (await client.query("SELECT current_user AS u, $1::int AS n", [5])).rows == [{"u": user, "n": 5}]
+            assert client.backend_pid is not None and not client.session.conn.startup_in_background
+            await client.close()
+
+    loop.run(main)
+
+
+@pytest.mark.parametrize("pipeline", ["scram", False])
+def test_a_failed_pipelined_login_surfaces_at_the_first_query_with_its_class(
+    loop: Loop, pg: EmbeddedPostgres, pipeline: Any
+) -> None:
+    async def main() -> None:
+        for options, error in (
+            ({"password": "nope"}, InvalidPassword),
+            ({"dbname": "no_such_db_async"}, InvalidCatalogName),
+        ):
+            url = pg.dsn("scram_user", sslmode="disable")
+            client = loop.mod.Client(url, pipeline_connect=pipeline, **options)
+            if pipeline:
+                await client.connect()  # nothing answered yet
+                with pytest.raises(error):
+                    await client.query("SELECT 1")
+            else:
+                with pytest.raises(error):
+                    await client.connect()  # not pipelined: the login is answered before connect() returns
+            assert client.closed
+            with pytest.raises(error):
+                await loop.mod.Client(url, pipeline_connect=pipeline, **options).connect(wait=True)
+
+    loop.run(main)
+
+
+def test_wait_finishes_the_login_of_a_connected_client(loop: Loop, pg: EmbeddedPostgres) -> None:
+    async def main() -> None:
+        client = await loop.mod.Client(pg.dsn("scram_user"), sslmode="disable").connect()
+        assert client.backend_pid is None
+        assert await client.connect(wait=True) is client
+        assert client.backend_pid is not None and client.server_parameters["server_version"]
+        assert (await client.query("SELECT pg_backend_pid() AS pid")).rows == [{"pid": client.backend_pid}]
+        await client.close()
+
+    loop.run(main)
+
+
+def test_pools_and_dbapi_connect_wait_for_the_login(loop: Loop, pg: EmbeddedPostgres) -> None:
+    async def main() -> None:
+        url = pg.dsn("scram_user", sslmode="disable")
+        conn = await loop.mod.connect(url)
+        assert conn.client.backend_pid is not None and conn.client.connect_pipeline == "scram"
+        await conn.close()
+        with pytest.raises(InvalidPassword):
+            await loop.mod.connect(url, password="nope")
+        async with loop.mod.Pool(url, max_size=1) as pool:
+            async with pool.connection() as c:
+                assert c.backend_pid is not None and c.connect_pipeline == "scram"
+        async with loop.mod.Pool(url, password="nope", max_size=1) as pool:
+            with pytest.raises(InvalidPassword):
+                await pool.query("SELECT 1")
+
+    loop.run(main)
+
+
+def test_a_first_query_cancelled_after_a_pipelined_connect_is_cancelled_on_the_server(
+    loop: Loop, pg: EmbeddedPostgres, admin: SyncClient
+) -> None:
+    app = f"pipelined_cancel_{uuid.uuid4().hex[:8]}"
+
+    async def main() -> None:
+        client = await loop.mod.Client(pg.dsn("scram_user"), sslmode="disable", application_name=app).connect()
+        async with loop.timeout(0.3) as scope:
+            await client.query("SELECT pg_sleep(30)")
+        assert scope.expired and not client.closed and client.transaction_status == "I"
+        assert (await client.query("SELECT 1 AS one")).rows == [{"one": 1}]
+        rows = admin.query("SELECT state FROM pg_stat_activity WHERE pid = $1::int", [client.backend_pid]).rows
+        assert rows == [{"state": "idle"}]
+        await client.close()
+
+    loop.run(main)
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port whose kernel accepts connections that nobody ever answers."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        yield silent.getsockname()[1]
+    finally:
+        silent.close()
+
+
+@pytest.mark.parametrize("loop", [Loop("trio"), Loop("asyncio")], ids=["trio", "asyncio"])
+def test_connect_timeout_bounds_a_pipelined_login_behind_the_first_query(loop: Loop, silent_port: int) -> None:
+    """Without a password the StartupMessage alone is the last flight: connect() returns, and
+    the first query gives up at connect_timeout (2 s at least, as libpq) with the connection closed."""
+
+    async def main() -> None:
+        client = await loop.mod.Client(f"postgresql://u@127.0.0.1:{silent_port}/db", sslmode="disable", connect_timeout=2).connect()
+        assert client.connect_pipeline == "startup"
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="timed out"):
+            await client.query("SELECT 1")
+        assert time.monotonic() - started < 6
+        assert client.closed
+        with pytest.raises(ConnectionClosed):
+            await client.query("SELECT 1")
+
+    loop.run(main)
+
+
+@pytest.mark.parametrize("loop", [Loop("trio"), Loop("asyncio")], ids=["trio", "asyncio"])
+def test_a_first_query_cancelled_before_the_login_is_answered_closes_the_connection(loop: Loop, silent_port: int) -> None:
+    """No backend key yet, so nothing to cancel with: the connection is closed at once rather
+    than drained for cancel_timeout."""
+
+    async def main() -> None:
+        client = loop.mod.Client(f"postgresql://u@127.0.0.1:{silent_port}/db", sslmode="disable", cancel_timeout=30)
+        await client.connect()
+        started = time.monotonic()
+        async with loop.timeout(0.2) as scope:
+            await client.query("SELECT 1")
+        assert scope.expired and time.monotonic() - started < 5
+        assert client.closed
+        with pytest.raises((ConnectionClosed, InterfaceError)):
+            await client.query("SELECT 1")
+
+    loop.run(main)
 
 
 # ---------------------------------------------------------------- TLS inside the tunnel (relay mode)
@@ -226,7 +387,7 @@ def test_a_home_pgpass_with_group_access_is_ignored(loop: Loop, pg: EmbeddedPost
 
     async def main() -> None:
         with pytest.raises(OperationalError, match="password"):
-            await loop.mod.Client(dsn).connect()
+            await loop.mod.Client(dsn).connect(wait=True)
 
     loop.run(main)
 

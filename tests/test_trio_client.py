@@ -73,7 +73,7 @@ def test_tls_verification_failure_is_an_operational_error(pg: EmbeddedPostgres) 
 def test_wrong_password_reports_the_server_sqlstate(pg: EmbeddedPostgres) -> None:
     async def main() -> None:
         with pytest.raises(OperationalError) as info:
-            await Client(pg.dsn("scram_user", password="wrong", sslmode="disable")).connect()
+            await Client(pg.dsn("scram_user", password="wrong", sslmode="disable")).connect(wait=True)
         assert info.value.sqlstate == "28P01"
         assert "wrong" not in repr(info.value) + str(info.value)
 
@@ -141,7 +141,7 @@ def test_pipeline_and_execute_many(pg: EmbeddedPostgres, fresh_db: str) -> None:
 
 def test_move_on_after_cancels_the_server_query_and_keeps_the_connection(pg: EmbeddedPostgres) -> None:
     async def main() -> None:
-        async with Client(pg.dsn(sslmode="disable")) as client:
+        async with await Client(pg.dsn(sslmode="disable")).connect(wait=True) as client:
             pid = client.backend_pid
             assert pid is not None
             started = time.monotonic()
@@ -236,7 +236,8 @@ def test_close_is_idempotent_and_closed_client_refuses_queries(pg: EmbeddedPostg
 
 def test_server_terminating_the_session_is_seen_by_an_idle_watcher(pg: EmbeddedPostgres) -> None:
     async def main() -> None:
-        async with Client(pg.dsn(sslmode="disable")) as client, Client(pg.dsn(sslmode="disable")) as admin:
+        client = await Client(pg.dsn(sslmode="disable")).connect(wait=True)
+        async with client, Client(pg.dsn(sslmode="disable")) as admin:
             pid = client.backend_pid
 
             async def terminate() -> None:
