@@ -386,13 +386,7 @@ class Client(SessionFacts):
                 await lock.acquire()
             try:
                 if timeout is None and self._startup_deadline is None and self._unfinished is None:
-                    # The common case, in short: ``_drive`` without its own coroutine.
-                    progress = Progress(op)
-                    try:
-                        result = await drive(progress, stream, self._session.conn)
-                    except BaseException as exc:
-                        await self._after_failed_drive(exc, progress, stream)
-                        raise
+                    result = await self._drive(Progress(op), stream)  # the common case, in short
                 else:
                     if self._unfinished is not None:
                         await self._unfinished._finish_locked()
@@ -436,18 +430,10 @@ class Client(SessionFacts):
         return _LoginBoundStream(stream, self, deadline)
 
     async def _drive(self, progress: Progress[T], stream: Stream) -> T:
-        try:
-            return await drive(progress, stream, self._session.conn)
-        except BaseException as exc:
-            await self._after_failed_drive(exc, progress, stream)
-            raise
-
-    async def _after_failed_drive(self, exc: BaseException, progress: Progress[Any], stream: Stream) -> None:
-        """What an operation that raised ``exc`` leaves to do before the caller sees it:
-        after a cancellation, cancel on the server and drain (or close); after a lost or
-        broken connection, close the stream."""
         session = self._session
-        if isinstance(exc, self.backend.cancelled):
+        try:
+            return await drive(progress, stream, session.conn)
+        except self.backend.cancelled:
             if session.conn.startup_in_background:
                 # Cancelled before the pipelined login was answered: there is no backend key
                 # to cancel with yet, and the server has our messages; close.
@@ -455,8 +441,14 @@ class Client(SessionFacts):
                 self._drained = _Drained(dropped=True)
             else:
                 self._drained = await self._recover(progress, stream)
-        elif isinstance(exc, ConnectionClosed) or (isinstance(exc, Error) and session.closed):
+            raise
+        except ConnectionClosed:
             await stream.aclose()
+            raise
+        except Error:
+            if session.closed:
+                await stream.aclose()
+            raise
 
     async def _recover(self, progress: Progress[Any], stream: Stream) -> _Drained:
         """After a cancellation mid-operation: cancel on the server, then read to ReadyForQuery.

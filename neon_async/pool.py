@@ -340,10 +340,8 @@ class Pool(BookedPool[C]):
         entry = self._lent.pop(id(client), None)
         if entry is None:
             raise InterfaceError("this connection was not lent by this pool")
-        if client.closed or not client.session.idle:
-            good = False
-        elif client.transaction_status == "I" and self.reset is None:
-            good = True  # nothing to send: no shielded section needed
+        if self.reset is None and not client.closed and client.session.idle and client.transaction_status == "I":
+            good = True  # clean already: nothing to send, so no shielded section
         else:
             async with self._backend.shielded(client.cancel_timeout):
                 good = await self._restore(client)

@@ -11,6 +11,7 @@ import struct
 from typing import Any, Callable, Iterable, Literal, Sequence
 
 from neon_proto.events import FieldDescription
+from neon_proto.types.registry import FIXED_WIDTH_BINARY
 
 __all__ = ["Field", "Result", "RowMode", "make_row_converter", "make_row_parser", "parse_command_tag", "row_mode", "RowConverter", "RowParser"]
 
@@ -181,8 +182,6 @@ def make_row_parser(
 def _fixed_width(field: Field, loader: Callable[[bytes], Any]) -> tuple[str, Callable[[Any], Any] | None] | None:
     if field.format != 1:
         return None
-    from neon_proto.types.registry import FIXED_WIDTH_BINARY
-
     return FIXED_WIDTH_BINARY.get(loader)
 
 

@@ -60,6 +60,33 @@ _MEDIUM_HEAD = struct.Struct(">BBH").pack
 _LONG_HEAD = struct.Struct(">BBQ").pack
 
 
+async def half_close(stream: trio.abc.Stream) -> bool:
+    """End our side of a plain TCP connection (TLS has no half-close); False if the peer is gone."""
+    if isinstance(stream, trio.SocketStream):
+        try:
+            await stream.send_eof()
+        except CLIENT_ERRORS:
+            return False
+    return True
+
+
+async def drain_before_close(stream: trio.abc.Stream, *, budget: int = _LINGER_BYTES) -> None:
+    """Half-close, then read and drop what the peer still sends until its EOF, for at most
+    ``_LINGER_SECONDS`` and ``budget`` bytes. Closing a socket with unread bytes in it resets
+    the connection, and the reset can destroy our last answer before the client has read it."""
+    if not await half_close(stream):
+        return
+    with trio.move_on_after(_LINGER_SECONDS):
+        try:
+            while budget > 0:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return
+                budget -= len(data)
+        except CLIENT_ERRORS:
+            pass
+
+
 class ByteStream:
     """A trio stream read and written with ``os.read``/``os.write`` while the kernel has room.
 
@@ -301,12 +328,8 @@ class ServerWebSocket:
         # Our Close went out: end our side of the TCP connection too (the server closes
         # first, RFC 6455 7.1.1), so a client that answers our Close sees the end at once
         # instead of waiting for the reply's round trip (the JS driver's end() does).
-        stream = self.stream.stream
-        if isinstance(stream, trio.SocketStream):
-            try:
-                await stream.send_eof()
-            except CLIENT_ERRORS:
-                return
+        if not await half_close(self.stream.stream):
+            return
         budget = _LINGER_BYTES
         with trio.move_on_after(_LINGER_SECONDS):
             while budget > 0 and self._ws.state is not ConnectionState.CLOSED:
@@ -398,19 +421,8 @@ class PlainChannel:
     async def linger(self) -> None:
         """Half-close, then discard what the client still sends until its EOF, briefly (see ServerWebSocket)."""
         stream = self.stream.stream
-        if not isinstance(stream, trio.SocketStream):
-            return
-        try:
-            await stream.send_eof()
-        except CLIENT_ERRORS:
-            return
-        budget = _LINGER_BYTES
-        with trio.move_on_after(_LINGER_SECONDS):
-            while budget > 0:
-                data = await self.stream.receive()
-                if not data:
-                    return
-                budget -= len(data)
+        if isinstance(stream, trio.SocketStream):
+            await drain_before_close(stream)
 
 
 def accept_token(key: str) -> str:

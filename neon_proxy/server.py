@@ -27,6 +27,7 @@ import trio
 
 from neon_proto.errors import Error, ProgrammingError
 from neon_proxy.cells import ResponseBudget
+from neon_proxy.client_channel import drain_before_close
 from neon_proxy.config import ProxyConfig
 from neon_proxy.hangups import HangupWatcher
 from neon_proxy.limits import REFUSAL, ConnectionSlots, RequestDeadlines, timeout_response
@@ -120,32 +121,12 @@ class _Request:
         self.body = body
 
 
-_LINGER_SECONDS = 1.0
-_LINGER_BYTES = 64 * 1024 * 1024
+_LINGER_BYTES = 64 * 1024 * 1024  # a request body cut short by our answer (413) may be this long
 
 
 def _still_sending(http: "_HttpConnection") -> bool:
     """Whether the client may still be sending the body of a request we answered early."""
     return http.body_missing > 0 or (http.h11 is not None and http.h11.their_state is h11.SEND_BODY)
-
-
-async def _linger(stream: trio.abc.Stream) -> None:
-    """Before closing on a client that is still sending (a 413 answered mid-body): end our side
-    and read and drop what it sends, for at most a second and 64 MiB. Closing a socket with
-    unread data resets the connection, and the reset can destroy our answer before the client
-    has read it."""
-    with trio.move_on_after(_LINGER_SECONDS):
-        try:
-            if isinstance(stream, trio.SocketStream):
-                await stream.send_eof()
-            budget = _LINGER_BYTES
-            while budget > 0:
-                data = await stream.receive_some(65536)
-                if not data:
-                    break
-                budget -= len(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
 
 
 class _HttpConnection:
@@ -471,7 +452,7 @@ class ProxyServer:
             if http.watched is not None:
                 self._hangups.unwatch(http.watched)
             if http.responded and not self._stopping and _still_sending(http):
-                await _linger(stream)
+                await drain_before_close(stream, budget=_LINGER_BYTES)  # a 413 answered mid-body
             await trio.aclose_forcefully(stream)
 
     async def _receive_idle(self, http: _HttpConnection) -> bytes | None:

@@ -551,14 +551,23 @@ class _Relay:
         """Whether silence now counts as idleness (no query known to be running)."""
         return self.link.upstream_idle or not self.link.sees_postgres
 
+    def _idle_left(self) -> float:
+        """Seconds until the session would have been idle for ``idle_timeout``."""
+        return max(0.0, self.link.last_activity + self.idle_timeout - time.monotonic())
+
+    def _idle_over(self) -> bool:
+        """Whether the session has been idle for ``idle_timeout``; a running query restarts the count."""
+        link = self.link
+        if not self._quiet:
+            link.last_activity = time.monotonic()  # a query runs: idleness starts after it
+            return False
+        return time.monotonic() >= link.last_activity + self.idle_timeout
+
     async def _watch_idle(self) -> None:
         """End the relay once it has been idle for ``idle_timeout`` (wakes about once per period)."""
-        link = self.link
         while True:
-            await trio.sleep(max(0.0, link.last_activity + self.idle_timeout - time.monotonic()))
-            if not self._quiet:
-                link.last_activity = time.monotonic()  # a query runs: idleness starts after it
-            elif time.monotonic() >= link.last_activity + self.idle_timeout:
+            await trio.sleep(self._idle_left())
+            if self._idle_over():
                 self._end("idle")
                 return
 
@@ -621,12 +630,10 @@ class _Relay:
         self._on_thread = True
         try:
             while True:
-                with trio.move_on_after(max(0.0, link.last_activity + self.idle_timeout - time.monotonic())):
+                with trio.move_on_after(self._idle_left()):
                     await left.wait()
                     return link.why
-                if not self._quiet:
-                    link.last_activity = time.monotonic()
-                elif time.monotonic() >= link.last_activity + self.idle_timeout and thread.detach(link, "idle"):
+                if self._idle_over() and thread.detach(link, "idle"):
                     return "idle"
         finally:
             self._on_thread = False

@@ -130,7 +130,7 @@ class TrioTransport:
             self.closed = True
             return b""
 
-    def send_nowait(self, data: bytes) -> int:
+    def send_nowait(self, data: bytes | memoryview) -> int:
         """Write what the kernel takes at once on a plain socket (0 under TLS, or on an error,
         which ``send`` then reports)."""
         fd = self._fd
@@ -148,17 +148,10 @@ class TrioTransport:
         cannot finish by then leaves the stream in an unknown state, so the transport is
         closed. Large writes keep reading (into ``conn``) so neither side's buffer deadlocks.
         """
-        fd = self._fd
-        if fd is not None and not self.closed:
-            try:
-                written = os.write(fd, data)
-            except BlockingIOError:
-                written = 0
-            except OSError as exc:
-                await self.aclose()
-                raise ConnectionClosed(f"the connection to the server was lost: {exc}") from exc
-            if written == len(data):
-                return  # the kernel took it all: nothing could be cut in half
+        written = self.send_nowait(data)
+        if written == len(data):
+            return  # the kernel took it all: nothing could be cut in half
+        if written:
             data = memoryview(data)[written:]
         self.parked += 1
         deadline = trio.current_effective_deadline()  # -inf when already cancelled
