@@ -10,11 +10,20 @@ message may hold half a Postgres message or ten of them, and each ``send()`` is 
 
 A text frame is a protocol error (the Neon proxy treats it as fatal too); pings are answered;
 a Close ends the Postgres stream (EOF) after the close handshake is answered.
+
+wsproto runs the WebSocket: the upgrade, pings, the close handshake, fragmented messages
+and the verdict on any malformed frame. The frames that carry the Postgres bytes (final
+binary frames under 64 KiB, nearly all of them) are read and written by neon_proto.ws_frames
+instead of going through wsproto's event machine, which would cost more CPU per query than
+the rest of the client; a control frame, or a binary frame of 64 KiB or more, is handed to
+wsproto whole and the tunnel carries on, and after any other kind of frame (a fragment, a
+text frame, extension bits) every later byte goes to wsproto.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from wsproto import ConnectionType, WSConnection
@@ -35,6 +44,7 @@ from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
 
 from neon_proto.errors import LocalProtocolError, OperationalError, RemoteProtocolError
 from neon_proto.options import WebSocketTarget
+from neon_proto.ws_frames import client_binary_frame, frame_size, take_binary_frames
 
 __all__ = ["WebSocketTunnel", "WebSocketRejected"]
 
@@ -72,6 +82,10 @@ class WebSocketTunnel:
         self._incoming_size = 0
         self._outgoing: list[bytes] = []
         self._started = False
+        self._head_tail = b""  # the last bytes of the upgrade response read so far
+        self._frames = b""  # an incomplete frame, waiting for the rest
+        self._fast = True  # False once a frame only wsproto can follow came (a fragment...)
+        self._to_wsproto = 0  # bytes still to hand wsproto of the frame it is reading
         self._error: Exception | None = None
         self._reject: tuple[int, bytearray] | None = None
         self.handshake_complete = False
@@ -83,6 +97,11 @@ class WebSocketTunnel:
     def __repr__(self) -> str:
         state = "eof" if self.eof else ("open" if self.handshake_complete else "handshaking")
         return f"<WebSocketTunnel {self.target.url} {state}>"
+
+    @property
+    def frames_through_wsproto(self) -> bool:
+        """Whether every frame now goes through wsproto (after a fragment, a text frame...)."""
+        return not self._fast
 
     # ------------------------------------------------------------------ handshake
 
@@ -110,20 +129,88 @@ class WebSocketTunnel:
             if data:
                 logger.debug("ignoring %d bytes after the WebSocket closed", len(data))
             return
-        ws = self._ws
         try:
             if not data:
-                if ws.state is ConnectionState.CONNECTING or self._reject is not None:
+                if self._ws.state is ConnectionState.CONNECTING or self._reject is not None:
                     self._fail(self._handshake_eof_error())
-                ws.receive_data(None)
+                self._frames = b""  # a frame cut short by the end: wsproto reports 1006
+                self._wsproto(None)
+            elif not self.handshake_complete:
+                self._receive_upgrade(data)
+            elif self._fast:
+                self._receive_frames(data)
             else:
-                ws.receive_data(data)
-            for event in ws.events():
-                self._handle(event)
+                self._wsproto(data)
         except WSRemoteProtocolError as exc:
             self._fail(RemoteProtocolError(f"bad WebSocket upgrade response from {self.target.url}: {exc}"))
         if not data and not self.eof:
             self.eof = True
+
+    def _wsproto(self, data: bytes | None) -> None:
+        ws = self._ws
+        ws.receive_data(data)
+        for event in ws.events():
+            self._handle(event)
+            if self._error is not None:
+                return
+
+    def _receive_upgrade(self, data: bytes) -> None:
+        """Feed wsproto the upgrade response and no further: the frames behind it are ours."""
+        probe = self._head_tail + data
+        end = probe.find(b"\r\n\r\n")
+        if end < 0 or self._reject is not None:
+            self._head_tail = probe[-3:]
+            self._wsproto(data)
+            return
+        cut = end + 4 - len(self._head_tail)
+        self._wsproto(data[:cut])
+        rest = data[cut:]
+        if not rest or self.eof:
+            return
+        if self.handshake_complete:
+            self._receive_frames(rest)
+        else:  # a refusal's body, or an upgrade wsproto has yet to finish: all of it is wsproto's
+            self._fast = False
+            self._wsproto(rest)
+
+    def _receive_frames(self, data: bytes) -> None:
+        """Whole binary frames straight to the Postgres bytes; every other frame to wsproto."""
+        buf = self._frames + data if self._frames else data
+        self._frames = b""
+        while buf:
+            if self._to_wsproto:
+                n = min(self._to_wsproto, len(buf))
+                self._to_wsproto -= n
+                self._wsproto(buf[:n])
+                buf = buf[n:]
+                if self.eof:
+                    return
+                continue
+            payloads, used, other = take_binary_frames(buf, masked=False)
+            if payloads:
+                for payload in payloads:
+                    if payload:
+                        self._incoming.append(payload)
+                        self._incoming_size += len(payload)
+                if self._incoming_size > self.max_buffer:
+                    self._fail(LocalProtocolError("more than max_buffer bytes received without read()"))
+                buf = buf[used:]
+            if not other:
+                break
+            first = buf[0]
+            if first & 0xF0 == 0x80 and first & 0x0F in (0x2, 0x8, 0x9, 0xA):
+                # A final frame wsproto reads whole (a ping, a close, a long binary frame): hand
+                # it over and carry on after it; wsproto holds nothing once it has read it.
+                size = frame_size(buf)
+                if size is None:
+                    break
+                self._to_wsproto = size
+                continue
+            # A fragment, a text frame, extension bits: wsproto from here on.
+            self._fast = False
+            self._wsproto(buf)
+            return
+        self._frames = buf
 
     def _handshake_eof_error(self) -> OperationalError:
         if self._reject is not None:
@@ -142,7 +229,10 @@ class WebSocketTunnel:
                     self._fail(LocalProtocolError("more than max_buffer bytes received without read()"))
         elif cls is TextMessage:
             self._close_with(1003, "text frames are not part of this protocol")
-            self._fail(RemoteProtocolError("the WebSocket peer sent a text frame; Postgres travels in binary frames"))
+            self._fail(
+                RemoteProtocolError("the WebSocket peer sent a text frame; Postgres travels in binary frames"),
+                after_data=True,
+            )
         elif cls is Ping:
             self._outgoing.append(self._ws.send(event.response()))
         elif cls is CloseConnection:
@@ -153,7 +243,7 @@ class WebSocketTunnel:
             elif self._ws.state is ConnectionState.OPEN:
                 # wsproto reports a bad frame as a Close it made up: answer it, then fail.
                 self._close_with(1002, "protocol error")
-                self._fail(RemoteProtocolError(f"bad WebSocket frame from the proxy: {event.reason}"))
+                self._fail(RemoteProtocolError(f"bad WebSocket frame from the proxy: {event.reason}"), after_data=True)
             self.eof = True
         elif cls is AcceptConnection:
             self.handshake_complete = True
@@ -182,10 +272,13 @@ class WebSocketTunnel:
         except WSLocalProtocolError:
             pass
 
-    def _fail(self, error: Exception) -> None:
+    def _fail(self, error: Exception, *, after_data: bool = False) -> None:
+        """End the tunnel with ``error``: raised now, or, ``after_data``, once the Postgres
+        bytes that came before the fault have been read (they may say why the proxy failed)."""
         self._error = error
         self.eof = True
-        raise error
+        if not (after_data and self._incoming):
+            raise error
 
     # ------------------------------------------------------------------ output
 
@@ -196,6 +289,8 @@ class WebSocketTunnel:
             self._incoming.clear()
             self._incoming_size = 0
             return data
+        if self._error is not None:
+            raise self._error
         return b"" if self.eof else None
 
     def data_to_send(self) -> bytes:
@@ -212,6 +307,8 @@ class WebSocketTunnel:
             raise self._error
         if not self.handshake_complete:
             raise LocalProtocolError("the WebSocket is not open yet")
+        if self._ws.state is ConnectionState.OPEN:
+            return client_binary_frame(data, os.urandom(4))
         try:
             return self._ws.send(Message(data=bytes(data)))
         except WSLocalProtocolError as exc:

@@ -14,13 +14,13 @@ import binascii
 import hashlib
 import logging
 import os
-import struct
 from typing import Mapping, Protocol
 
 import trio
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 
+from neon_proto.ws_frames import server_binary_frame, take_binary_frames
 from neon_proxy.request import RequestError
 from neon_trio._io import direct_fd
 
@@ -55,9 +55,6 @@ CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_UNSUPPORTED_DATA = 1003
 
 # Headers of a final, unmasked binary frame (servers do not mask), by payload length.
-_SHORT_HEAD = struct.Struct(">BB").pack
-_MEDIUM_HEAD = struct.Struct(">BBH").pack
-_LONG_HEAD = struct.Struct(">BBQ").pack
 
 
 async def half_close(stream: trio.abc.Stream) -> bool:
@@ -182,12 +179,7 @@ class ServerWebSocket:
 
     def wrap(self, payload: bytes) -> bytes:
         """``payload`` as one binary message on the wire."""
-        n = len(payload)
-        if n < 126:
-            return _SHORT_HEAD(0x82, n) + payload
-        if n < 65536:
-            return _MEDIUM_HEAD(0x82, 126, n) + payload
-        return _LONG_HEAD(0x82, 127, n) + payload
+        return server_binary_frame(payload)
 
     def _take_fast_frames(self) -> bytes:
         """The payload of the complete binary frames at the front of ``_pending`` (b"" if none).
@@ -195,44 +187,14 @@ class ServerWebSocket:
         Leaves an incomplete one in ``_pending``; on anything else (another opcode, a fragment,
         a large or unusual frame) gives up the fast path and passes what is left to wsproto.
         """
-        buf = self._pending
-        pos, end = 0, len(buf)
-        chunks: list[bytes] = []
-        while end - pos >= 6:
-            length = buf[pos + 1] ^ 0x80  # the mask bit must be set
-            if buf[pos] != 0x82 or length > 127:
-                break
-            head = pos + 2
-            if length == 126:
-                if end - head < 2:
-                    break
-                length = int.from_bytes(buf[head : head + 2], "big")
-                head += 2
-                if length < 126:
-                    break  # not minimally encoded: wsproto says what is wrong
-            elif length == 127:
-                break  # frames of 64 KiB and more stream through wsproto
-            if end - head - 4 < length:
-                self._pending = buf[pos:]  # under 64 KiB: wait for the rest of the frame
-                return b"".join(chunks)
-            mask = buf[head : head + 4]
-            start = head + 4
-            payload = buf[start : start + length]
-            if length:
-                key = int.from_bytes((mask * (length // 4 + 1))[:length], "big")
-                payload = (int.from_bytes(payload, "big") ^ key).to_bytes(length, "big")
-            chunks.append(payload)
-            pos = start + length
-        if pos == end:
-            self._pending = b""
-            return b"".join(chunks)
-        if end - pos < 6 and buf[pos] == 0x82:
-            self._pending = buf[pos:]  # the start of a frame: wait for the rest
-            return b"".join(chunks)
-        self._fast = False
-        rest, self._pending = buf[pos:], b""
-        self._ws.receive_data(rest)
-        return b"".join(chunks)
+        payloads, used, other = take_binary_frames(self._pending, masked=True)
+        if other:
+            self._fast = False
+            rest, self._pending = self._pending[used:], b""
+            self._ws.receive_data(rest)
+        else:
+            self._pending = self._pending[used:]  # an incomplete frame (under 64 KiB): wait for the rest
+        return payloads[0] if len(payloads) == 1 else b"".join(payloads)
 
     @property
     def open(self) -> bool:
