@@ -286,6 +286,7 @@ class Latency:
     median_us: float
     mean_us: float
     middle_cpu_us: float | None
+    client_cpu_us: float | None = None
 
 
 CONDITIONS = {"idle": "other cores idle", "busy": "one core kept busy"}
@@ -296,6 +297,7 @@ def measure_latency(drivers: list[Driver], env: dict[str, str], sizes: Sizes, pr
     """Per condition (``idle``, ``busy``), per client: latency and the middle process's CPU per query."""
     samples: dict[str, dict[str, list[float]]] = {c: {} for c in conditions}
     cpu_us: dict[str, dict[str, list[float]]] = {c: {} for c in conditions}
+    client_us: dict[str, dict[str, list[float]]] = {c: {} for c in conditions}
     for r in range(sizes.rounds):
         for condition in conditions:
             spinner = start_spinner() if condition == "busy" else None
@@ -307,10 +309,13 @@ def measure_latency(drivers: list[Driver], env: dict[str, str], sizes: Sizes, pr
                         driver.run(i)
                     cpu = run_cpu(driver.middle) if driver.middle else 0.0
                     times = []
+                    own = time.process_time()
                     for i in range(sizes.queries):
                         t = time.perf_counter()
                         driver.run(i)
                         times.append((time.perf_counter() - t) * 1e6)
+                    client_us[condition].setdefault(driver.name, []).append(
+                        (time.process_time() - own) / sizes.queries * 1e6)
                     if driver.middle:
                         cpu_us[condition].setdefault(driver.name, []).append(
                             (run_cpu(driver.middle) - cpu) / sizes.queries * 1e6)
@@ -327,7 +332,8 @@ def measure_latency(drivers: list[Driver], env: dict[str, str], sizes: Sizes, pr
     return {
         condition: {
             name: Latency(statistics.median(values), statistics.fmean(values),
-                          statistics.median(cpu_us[condition][name]) if name in cpu_us[condition] else None)
+                          statistics.median(cpu_us[condition][name]) if name in cpu_us[condition] else None,
+                          statistics.median(client_us[condition][name]) if name in client_us[condition] else None)
             for name, values in samples[condition].items()
         }
         for condition in conditions
@@ -435,6 +441,12 @@ def _summary(latency: dict[str, dict[str, Latency]]) -> list[str]:
         cpu = "; ".join(f"{label} {value.middle_cpu_us:.0f} µs" for label, value in hops if value.middle_cpu_us is not None)
         lines += ["", f"With {CONDITIONS[condition]}, `{QUERY}` over TCP, vs direct: {ratios}. "
                   f"CPU per relayed query: {cpu}."]
+        websocket = rows.get("neon_sync.Client, WebSocket via neon_proxy")
+        if websocket is not None:
+            added = "; ".join(f"{label} {value.median_us - direct.median_us:.0f} µs" for label, value in hops)
+            lines += ["", f"Added to each query by the hop, with {CONDITIONS[condition]}: WebSocket via neon_proxy "
+                      f"{websocket.median_us - direct.median_us:.0f} µs ({websocket.median_us / direct.median_us:.2f}x); "
+                      f"over TCP: {added}."]
     return lines
 
 
@@ -451,8 +463,9 @@ def report(latency: dict[str, dict[str, Latency]], load: Throughput, rtt: tuple[
     for condition in conditions:
         head += f" median µs, {CONDITIONS[condition]} | vs direct |"
         rule += "---|---|"
-    head += " CPU µs/query of the hop" + (" (" + " / ".join(conditions) + ")" if len(conditions) > 1 else "") + " |"
-    rule += "---|"
+    both = " (" + " / ".join(conditions) + ")" if len(conditions) > 1 else ""
+    head += f" CPU µs/query of the hop{both} | client CPU µs/query{both} |"
+    rule += "---|---|"
     lines += ["", f"### Warm latency, `{QUERY}` on one connection ({sizes.rounds} rounds x {sizes.queries} queries, "
               "interleaved)", "", head, rule]
     names = list(latency[conditions[0]])
@@ -467,6 +480,8 @@ def report(latency: dict[str, dict[str, Latency]], load: Throughput, rtt: tuple[
             row += f" {value.median_us:.0f} | {ratio} |"
         cpu = [latency[c][name].middle_cpu_us for c in conditions if name in latency[c]]
         row += " " + (" / ".join(f"{v:.0f}" for v in cpu if v is not None) or "-") + " |"
+        own = [latency[c][name].client_cpu_us for c in conditions if name in latency[c]]
+        row += " " + (" / ".join(f"{v:.0f}" for v in own if v is not None) or "-") + " |"
         lines.append(row)
     lines += _summary(latency)
     lines += ["", "The reference relays copy bytes and nothing else (bench/reference_relay.c, bench/reference_relay.py, "
