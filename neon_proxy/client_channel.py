@@ -54,7 +54,6 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_UNSUPPORTED_DATA = 1003
 
-# Headers of a final, unmasked binary frame (servers do not mask), by payload length.
 
 
 async def half_close(stream: trio.abc.Stream) -> bool:
