@@ -289,18 +289,58 @@ class Latency:
     client_cpu_us: float | None = None
 
 
-CONDITIONS = {"idle": "other cores idle", "busy": "one core kept busy"}
+CONDITIONS = {"idle": "other cores idle", "busy": "one core kept busy", "pinned": "every process on one core"}
+
+
+def _process_tree(root: int) -> list[int]:
+    """``root`` and its descendants (Postgres's backends, a relay's workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def set_affinity(pids: Sequence[int], cpus: set[int]) -> None:
+    """Every thread of these processes and their descendants on ``cpus`` (children started later inherit it)."""
+    for root in pids:
+        for pid in _process_tree(root):
+            try:
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    os.sched_setaffinity(int(task), cpus)
+            except OSError:
+                pass  # gone meanwhile
 
 
 def measure_latency(drivers: list[Driver], env: dict[str, str], sizes: Sizes, proxy_pid: int, conditions: list[str],
-                    log: Callable[[str], None]) -> dict[str, dict[str, Latency]]:
-    """Per condition (``idle``, ``busy``), per client: latency and the middle process's CPU per query."""
+                    log: Callable[[str], None], postgres_pid: int | None = None) -> dict[str, dict[str, Latency]]:
+    """Per condition (``idle``, ``busy``, ``pinned``), per client: latency and the middle process's CPU per query.
+
+    ``pinned`` puts this process, Postgres (postmaster and backends) and every process in the
+    middle on the first CPU, so that a hand-over between processes never wakes another core.
+    """
+    everyone = sorted({os.getpid(), proxy_pid, *(d.middle for d in drivers if d.middle),
+                       *([postgres_pid] if postgres_pid else [])})
+    all_cpus = os.sched_getaffinity(0)
     samples: dict[str, dict[str, list[float]]] = {c: {} for c in conditions}
     cpu_us: dict[str, dict[str, list[float]]] = {c: {} for c in conditions}
     client_us: dict[str, dict[str, list[float]]] = {c: {} for c in conditions}
     for r in range(sizes.rounds):
         for condition in conditions:
             spinner = start_spinner() if condition == "busy" else None
+            if condition == "pinned":
+                set_affinity(everyone, {min(all_cpus)})
             try:
                 if spinner is not None:
                     time.sleep(0.2)
@@ -328,6 +368,8 @@ def measure_latency(drivers: list[Driver], env: dict[str, str], sizes: Sizes, pr
             finally:
                 if spinner is not None:
                     stop(spinner)
+                if condition == "pinned":
+                    set_affinity(everyone, all_cpus)
             log(f"latency round {r + 1}/{sizes.rounds} ({CONDITIONS[condition]}) done")
     return {
         condition: {
@@ -509,7 +551,9 @@ def report(latency: dict[str, dict[str, Latency]], load: Throughput, rtt: tuple[
         "steady number on a shared machine. Latency follows whatever else the cores do: on this VM a core left idle "
         "sleeps deeply and each wake-up on it costs tens of microseconds, so a chain of processes that hand a query "
         "on (client, relay, Postgres, relay, client) is much faster when another core is kept busy; the ratios "
-        "to direct TCP differ between the two conditions for that reason, not because of the relay's own work.",
+        "to direct TCP differ between the conditions for that reason, not because of the relay's own work. With "
+        "every process on one core no hand-over wakes another core: a query costs the CPU of each process it "
+        "passes through plus a context switch at each hand-over.",
         "- Per chunk, neon_proxy's relay thread makes three system calls (epoll_wait, read, write); a "
         "thread-per-direction relay makes two (a blocking read, a write) and pays in threads per connection; "
         "trio's path adds a task wake-up, a pass of trio's run loop and an epoll_ctl to re-arm each wait.",
@@ -541,8 +585,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer queries and shorter runs")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS_WS.md alone")
-    parser.add_argument("--cores", choices=("both", "idle", "busy"), default="both",
-                        help="latency rounds with the other cores idle, with one kept busy by a spinner, or both")
+    parser.add_argument("--cores", choices=("all", "idle", "busy", "pinned"), default="all",
+                        help="latency rounds with the other cores idle, with one kept busy by a spinner, with every "
+                             "process on one core, or all three")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
 
@@ -551,7 +596,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from neon_sync.embedded import EmbeddedPostgres
 
-    conditions = ["idle", "busy"] if args.cores == "both" else [args.cores]
+    conditions = list(CONDITIONS) if args.cores == "all" else [args.cores]
     with EmbeddedPostgres(tls=False) as pg, tempfile.TemporaryDirectory() as workdir:
         upstream = f"postgres://127.0.0.1:{pg.port}?sslmode=disable"
         proxy, ws_proxy = start_ws_proxy(upstream)
@@ -566,7 +611,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             drivers, more = python_drivers(dsn, proxies, relays, pg.superuser, password)
             notes += more
             try:
-                latency = measure_latency(drivers, env, sizes, proxy.pid, conditions, log)
+                latency = measure_latency(drivers, env, sizes, proxy.pid, conditions, log, pg.pid)
             finally:
                 for driver in drivers:
                     driver.close()
