@@ -51,6 +51,7 @@ __all__ = ["WebSocketTunnel", "WebSocketRejected"]
 logger = logging.getLogger("neon_proto.websocket")
 
 _MAX_REJECT_BODY = 4096
+_MASK_KEYS_PER_DRAW = 128
 
 
 class WebSocketRejected(OperationalError):
@@ -86,6 +87,7 @@ class WebSocketTunnel:
         self._frames = b""  # an incomplete frame, waiting for the rest
         self._fast = True  # False once a frame only wsproto can follow came (a fragment...)
         self._to_wsproto = 0  # bytes still to hand wsproto of the frame it is reading
+        self._mask_keys = b""  # random bytes for the masks of frames to come, used once each
         self._error: Exception | None = None
         self._reject: tuple[int, bytearray] | None = None
         self.handshake_complete = False
@@ -308,7 +310,13 @@ class WebSocketTunnel:
         if not self.handshake_complete:
             raise LocalProtocolError("the WebSocket is not open yet")
         if self._ws.state is ConnectionState.OPEN:
-            return client_binary_frame(data, os.urandom(4))
+            keys = self._mask_keys
+            if not keys:
+                # RFC 6455 5.3: a fresh key from a strong source for every frame; one draw of
+                # os.urandom serves the next 128 frames instead of a system call per frame.
+                keys = os.urandom(_MASK_KEYS_PER_DRAW * 4)
+            self._mask_keys = keys[4:]
+            return client_binary_frame(data, keys[:4])
         try:
             return self._ws.send(Message(data=bytes(data)))
         except WSLocalProtocolError as exc:

@@ -331,3 +331,12 @@ def test_bytes_before_a_bad_frame_are_read_before_the_error() -> None:
     # The tunnel answered the fault with a protocol-error Close.
     closes = [e for e in server_messages(server, client.data_to_send(), []) if isinstance(e, CloseConnection)]
     assert [c.code for c in closes] == [1002]
+
+
+def test_masks_stay_fresh_across_many_messages() -> None:
+    # Keys are drawn from os.urandom 128 at a time; a batch used twice would leave at most
+    # 128 distinct keys among 1000 frames (random 32-bit keys repeat about once in 10,000 runs).
+    client, server = open_pair()
+    frames = [client.send(b"x") for _ in range(1000)]
+    assert len({f[2:6] for f in frames}) > 990
+    assert server_messages(server, b"".join(frames), []) == [b"x"] * 1000
