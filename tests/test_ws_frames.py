@@ -56,6 +56,17 @@ def open_pair(max_buffer: int = 64 * 1024 * 1024) -> tuple[WebSocketTunnel, WSCo
     return client, server
 
 
+def wsproto_client() -> WSConnection:
+    """A plain wsproto client past its upgrade: the reference reader of server frames."""
+    client = WSConnection(ConnectionType.CLIENT)
+    server = WSConnection(ConnectionType.SERVER)
+    server.receive_data(client.send(Request(host="h", target="/v2")))
+    list(server.events())
+    client.receive_data(server.send(AcceptConnection()))
+    list(client.events())
+    return client
+
+
 def pieces(wire: bytes, cuts: list[int]) -> list[bytes]:
     """``wire`` cut at the positions ``cuts`` (taken modulo its length)."""
     bounds = sorted({c % (len(wire) + 1) for c in cuts} | {0, len(wire)})
@@ -106,12 +117,7 @@ def test_client_frames_follow_rfc_6455() -> None:
 
 
 def test_server_frames_read_back_in_a_wsproto_client() -> None:
-    client = WSConnection(ConnectionType.CLIENT)
-    server = WSConnection(ConnectionType.SERVER)
-    server.receive_data(client.send(Request(host="h", target="/v2")))
-    list(server.events())
-    client.receive_data(server.send(AcceptConnection()))
-    list(client.events())
+    client = wsproto_client()
     messages = [b"", b"x", bytes(125), bytes(126), bytes(65535), bytes(65536)]
     client.receive_data(b"".join(server_binary_frame(m) for m in messages))
     got: list[bytes] = []
@@ -275,12 +281,7 @@ def test_the_receive_bound_holds_on_the_hot_path() -> None:
 def reference_outcome(wire: bytes) -> tuple[bytes, bool]:
     """A plain wsproto client's view of ``wire`` after the upgrade: its data, and whether it
     found the server at fault (a framing error, a text frame)."""
-    client = WSConnection(ConnectionType.CLIENT)
-    server = WSConnection(ConnectionType.SERVER)
-    server.receive_data(client.send(Request(host="h", target="/v2")))
-    list(server.events())
-    client.receive_data(server.send(AcceptConnection()))
-    list(client.events())
+    client = wsproto_client()
     data = bytearray()
     client.receive_data(wire)
     for event in client.events():
