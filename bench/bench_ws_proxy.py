@@ -530,7 +530,7 @@ def report(latency: dict[str, dict[str, Latency]], load: Throughput, rtt: tuple[
               "bench/js/tcp_relay.mjs): what any relay hop costs on this machine. neon_proxy's rows do that and also "
               "unmask and frame WebSocket messages, watch for ReadyForQuery (idle timeout, shutdown, cancel of a "
               "departed client's query) and keep their sessions' limits; `--ws-trio-relay` is its trio-task relay, "
-              "the path taken where a side is TLS or a client's frames need wsproto."]
+              "the path taken where a client's frames need wsproto or a peer reads slowly."]
     cores = load.machine_busy_s / load.seconds
     lines += ["", f"### Throughput: {load.sessions} JS driver sessions through the proxy for {load.seconds:.0f} s", "",
               "| queries/s | p50 ms | p99 ms | proxy CPU µs/query | proxy cores | node cores | Postgres cores | machine busy cores |",

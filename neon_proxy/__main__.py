@@ -134,8 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--ws-trio-relay",
         action="store_true",
         default=_env_flag("WS_TRIO_RELAY"),
-        help="relay WebSocket and TCP sessions' bytes in trio tasks always; off: on one relay thread where both "
-        "sockets are plain TCP, about half the CPU per message (NEON_PROXY_WS_TRIO_RELAY=1)",
+        help="relay WebSocket and TCP sessions' bytes in trio tasks always; off: on one relay thread (TLS included), "
+        "about half the CPU per message (NEON_PROXY_WS_TRIO_RELAY=1)",
     )
     parser.add_argument(
         "--ws-relay-allow",

@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import logging
 import os
+import ssl
 from typing import Mapping, Protocol
 
 import trio
@@ -21,6 +22,7 @@ from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 
 from neon_proto.ws_frames import server_binary_frame, take_binary_frames
+from neon_proxy.relay_thread import TLSRecords
 from neon_proxy.request import RequestError
 from neon_trio._io import direct_fd
 
@@ -31,6 +33,7 @@ __all__ = [
     "ClientChannel",
     "WebSocketClosed",
     "accept_token",
+    "thread_tls",
     "check_upgrade",
     "accept_upgrade",
     "send_quietly",
@@ -81,6 +84,34 @@ async def drain_before_close(stream: trio.abc.Stream, *, budget: int = _LINGER_B
                 budget -= len(data)
         except CLIENT_ERRORS:
             pass
+
+
+def thread_tls(stream: trio.abc.Stream) -> tuple[int, TLSRecords, trio.abc.Stream] | None:
+    """For a trio.SSLStream over a plain socket, past its handshake and with nothing in flight:
+    the socket's descriptor, the stream's record layer (for the relay thread) and the stream
+    under the TLS; else None.
+
+    trio keeps the record layer private (its ``SSLObject`` and two ``MemoryBIO``); a trio that
+    no longer has them leaves such sessions to trio's own path.
+    """
+    if not isinstance(stream, trio.SSLStream):
+        return None
+    fd = direct_fd(stream.transport_stream)
+    ssl_object = getattr(stream, "_ssl_object", None)
+    incoming = getattr(stream, "_incoming", None)
+    outgoing = getattr(stream, "_outgoing", None)
+    handshook = getattr(stream, "_handshook", None)
+    if (
+        fd is None
+        or not isinstance(ssl_object, ssl.SSLObject)
+        or not isinstance(incoming, ssl.MemoryBIO)
+        or not isinstance(outgoing, ssl.MemoryBIO)
+        or not getattr(handshook, "done", False)
+        or getattr(stream, "_delayed_outgoing", None) is not None  # session tickets not yet sent
+        or outgoing.pending
+    ):
+        return None
+    return fd, TLSRecords(ssl_object, incoming, outgoing), stream.transport_stream
 
 
 class ByteStream:

@@ -7,6 +7,11 @@ itself. Here one thread per endpoint keeps every attached session's two sockets 
 level-triggered epoll set, registered once, and moves each chunk with one ``read`` and one
 ``write``. The session's trio task only waits for the end and keeps the timers.
 
+A side that speaks TLS (a wss client, an upstream reached with sslmode=require) comes too:
+trio's SSLStream keeps its ``ssl.SSLObject`` between two memory buffers, and while the
+session is on the thread the thread feeds and drains those buffers itself
+(``TLSRecords``); back in trio, the SSLStream carries on from the same state.
+
 A session leaves the thread (``RelayLink.why`` says why, and ``on_end`` tells its task)
 when a side closes or fails, when a write would block (the rest goes through trio, then
 the session comes back), when the client's WebSocket frames need more than the fast path
@@ -20,11 +25,12 @@ from __future__ import annotations
 import logging
 import os
 import select
+import ssl
 import threading
 import time
 from typing import Callable, Protocol
 
-__all__ = ["RelayThread", "RelayLink", "DirectChannel", "READ_SIZE"]
+__all__ = ["RelayThread", "RelayLink", "DirectChannel", "TLSRecords", "READ_SIZE"]
 
 logger = logging.getLogger("neon_proxy")
 
@@ -50,6 +56,60 @@ class DirectChannel(Protocol):
         ...
 
 
+class TLSRecords:
+    """The record layer of a TLS connection past its handshake, worked by the relay thread.
+
+    ``open`` takes what was read from the socket and gives the plaintext of the whole records
+    so far; ``seal`` gives the records to write for some plaintext; ``owed`` what TLS itself
+    must send (the answer to a key update). Only one thread works it at a time: trio's
+    SSLStream, which holds the same objects, is left alone while the session is on the thread.
+    """
+
+    __slots__ = ("_ssl", "_incoming", "_outgoing")
+
+    def __init__(self, ssl_object: ssl.SSLObject, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO) -> None:
+        self._ssl = ssl_object
+        self._incoming = incoming
+        self._outgoing = outgoing
+
+    def __repr__(self) -> str:
+        return f"<TLSRecords {self._ssl.version()} buffered={self.buffered}>"
+
+    @property
+    def buffered(self) -> bool:
+        """Whether records or plaintext already wait inside (read before the thread took over)."""
+        return self._incoming.pending > 0 or self._ssl.pending() > 0
+
+    def open(self, raw: bytes) -> bytes:
+        """The plaintext of the whole records in ``raw`` and what came before it.
+
+        ssl.SSLZeroReturnError: the peer ended TLS (close_notify); another ssl.SSLError: a
+        broken record.
+        """
+        if raw:
+            self._incoming.write(raw)
+        chunks: list[bytes] = []
+        while True:
+            try:
+                chunk = self._ssl.read(READ_SIZE)
+            except ssl.SSLWantReadError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def owed(self) -> bytes:
+        """Records TLS itself must send now (b"" mostly)."""
+        return self._outgoing.read() if self._outgoing.pending else b""
+
+    def seal(self, plain: bytes) -> bytes:
+        """The records that carry ``plain`` (after any owed). ssl.SSLError if TLS cannot send now
+        (a renegotiation under way: the session ends)."""
+        self._ssl.write(plain)
+        return self._outgoing.read()
+
+
 class RelayLink:
     """One session's sockets and what its relay saw, shared by its trio task and the thread.
 
@@ -60,14 +120,17 @@ class RelayLink:
     """
 
     __slots__ = (
-        "client_fd", "upstream_fd", "channel", "sees_postgres", "upstream_idle", "client_tail",
-        "last_activity", "stop_when_idle", "why", "unsent", "unsent_to_client", "on_end", "attached",
+        "client_fd", "upstream_fd", "client_tls", "upstream_tls", "channel", "sees_postgres", "upstream_idle",
+        "client_tail", "last_activity", "stop_when_idle", "why", "unsent", "unsent_to_client", "on_end", "attached",
     )  # fmt: skip
 
     def __init__(self, channel: DirectChannel, client_fd: int | None, upstream_fd: int | None, sees_postgres: bool) -> None:
         self.channel = channel
         self.client_fd = client_fd
         self.upstream_fd = upstream_fd
+        #: The record layer of a side that speaks TLS (its fd is then the socket under it).
+        self.client_tls: TLSRecords | None = None
+        self.upstream_tls: TLSRecords | None = None
         self.sees_postgres = sees_postgres
         self.upstream_idle = True
         self.client_tail = b""
@@ -141,6 +204,11 @@ class RelayThread:
             self._by_fd[link.upstream_fd] = (link, False)
             epoll.register(link.client_fd, select.EPOLLIN)
             epoll.register(link.upstream_fd, select.EPOLLIN)
+            # Records read before the thread took over raise no epoll event: open them now.
+            for tls, fd, from_client in ((link.client_tls, link.client_fd, True),
+                                         (link.upstream_tls, link.upstream_fd, False)):  # fmt: skip
+                if tls is not None and tls.buffered and link.attached:
+                    self._carry_guarded(link, fd, from_client, b"")
 
     def detach(self, link: RelayLink, why: str) -> bool:
         """Stop carrying ``link`` with ``why``; False if it had left already (``link.why`` says why).
@@ -190,25 +258,45 @@ class RelayThread:
                     return
                 for fd, _flags in events:
                     entry = by_fd.get(fd)
-                    if entry is None:
-                        continue
-                    try:
-                        self._carry(entry[0], fd, entry[1])
-                    except Exception:  # a bug must cost one session, not every session on the thread
-                        logger.exception("the relay thread failed on a session; closing it")
-                        if entry[0].attached:
-                            self._leave(entry[0], "upstream")
+                    if entry is not None:
+                        self._carry_guarded(entry[0], fd, entry[1])
 
-    def _carry(self, link: RelayLink, fd: int, from_client: bool) -> None:
+    def _carry_guarded(self, link: RelayLink, fd: int, from_client: bool, read: bytes | None = None) -> None:
         try:
-            data = os.read(fd, READ_SIZE)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._leave(link, "client" if from_client else "upstream")
-            return
+            self._carry(link, fd, from_client, read)
+        except Exception:  # a bug must cost one session, not every session on the thread
+            logger.exception("the relay thread failed on a session; closing it")
+            if link.attached:
+                self._leave(link, "upstream")
+
+    def _carry(self, link: RelayLink, fd: int, from_client: bool, read: bytes | None = None) -> None:
+        """Move what ``fd`` has (or ``read``, already taken from it) to the other side."""
+        if read is None:
+            try:
+                data = os.read(fd, READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._leave(link, "client" if from_client else "upstream")
+                return
+        else:
+            data = read
+        tls = link.client_tls if from_client else link.upstream_tls
+        if tls is not None:
+            try:
+                data = tls.open(data)
+            except ssl.SSLError as exc:
+                if not isinstance(exc, ssl.SSLZeroReturnError):
+                    logger.info("TLS failed on a relayed session's %s side: %s", "client" if from_client else "upstream", exc)
+                self._leave(link, "client" if from_client else "upstream")
+                return
+            owed = tls.owed()
+            if owed and not self._write_raw(link, owed, to_client=from_client):
+                return
+            if not data:
+                return  # part of a record: the rest is still on its way
         link.last_activity = time.monotonic()
         channel = link.channel
         if from_client:
@@ -227,6 +315,18 @@ class RelayThread:
                 self._leave(link, "shutdown")
 
     def _write(self, link: RelayLink, data: bytes, to_client: bool) -> bool:
+        tls = link.client_tls if to_client else link.upstream_tls
+        if tls is not None:
+            try:
+                data = tls.seal(data)
+            except ssl.SSLError as exc:
+                logger.info("TLS failed on a relayed session's %s side: %s", "client" if to_client else "upstream", exc)
+                self._leave(link, "client" if to_client else "upstream")
+                return False
+        return self._write_raw(link, data, to_client)
+
+    def _write_raw(self, link: RelayLink, data: bytes, to_client: bool) -> bool:
+        """Write ``data`` as it is; on a full socket keep the rest in ``link.unsent`` and leave."""
         fd = link.client_fd if to_client else link.upstream_fd
         assert fd is not None
         try:

@@ -19,9 +19,10 @@ like any other. A client that goes away while its query runs gets the query canc
 its upstream connection closed.
 
 Once a session relays, its bytes move on the endpoint's relay thread
-(``neon_proxy.relay_thread``) when both sockets are plain TCP; its trio task keeps the idle
-timeout, shutdown and cancel, and takes the bytes over (``_Relay``'s trio tasks) where a
-side is TLS, a client's frames need wsproto, or a peer is slow to read.
+(``neon_proxy.relay_thread``), TLS on either side included (the thread works trio's TLS
+record layer); its trio task keeps the idle timeout, shutdown and cancel, and takes the
+bytes over (``_Relay``'s trio tasks) where a client's frames need wsproto or a peer is slow
+to read.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from neon_proxy.client_channel import (
     accept_upgrade,
     check_upgrade,
     send_quietly,
+    thread_tls,
 )
 from neon_proxy.config import ProxyConfig
 from neon_proxy.pool import SessionSlot, SlotRefused, UpstreamPool
@@ -511,8 +513,8 @@ class WebSocketEndpoint:
 class _Relay:
     """Bytes both ways between a client channel and an upstream stream until one side ends.
 
-    On the endpoint's relay thread while both are plain sockets and the client's frames
-    allow it (``neon_proxy.relay_thread``), else in two trio tasks. With ``sees_postgres``
+    On the endpoint's relay thread while both sides are sockets, plain or TLS, and the
+    client's frames allow it (``neon_proxy.relay_thread``), else in two trio tasks. With ``sees_postgres``
     the stream is Postgres's own in clear: a chunk from the upstream that ends in
     ReadyForQuery (with no client bytes since) means no query is running, which is when the
     idle timeout counts and a departing client needs no cancel.
@@ -531,10 +533,25 @@ class _Relay:
         self.upstream = ByteStream(upstream)
         self.idle_timeout = idle_timeout
         self.link = RelayLink(ws, ws.stream.fd, self.upstream.fd, sees_postgres)
-        usable = self.link.client_fd is not None and self.link.upstream_fd is not None
-        self.thread = thread if usable else None
+        self.thread = thread
+        # Where bytes the thread could not write go: the socket itself, under any TLS.
+        self._raw_client: trio.abc.Stream | ByteStream = ws.stream
+        self._raw_upstream: trio.abc.Stream | ByteStream = self.upstream
         self._scope = trio.CancelScope()
         self._on_thread = False
+
+    def _thread_can_carry(self) -> bool:
+        """Whether both sides are sockets the thread can work, TLS included (taken over here)."""
+        link = self.link
+        if link.client_fd is None and link.client_tls is None:
+            found = thread_tls(self.ws.stream.stream)
+            if found is not None:
+                link.client_fd, link.client_tls, self._raw_client = found
+        if link.upstream_fd is None and link.upstream_tls is None:
+            found = thread_tls(self.upstream.stream)
+            if found is not None:
+                link.upstream_fd, link.upstream_tls, self._raw_upstream = found
+        return link.client_fd is not None and link.upstream_fd is not None
 
     @property
     def upstream_idle(self) -> bool:
@@ -598,7 +615,7 @@ class _Relay:
         link = self.link
         link.last_activity = time.monotonic()
         with self._scope:
-            thread = self.thread
+            thread = self.thread if self.thread is not None and self._thread_can_carry() else None
             while thread is not None and self.ws.direct:
                 why = await self._run_on_thread(thread)
                 if why == "blocked":
@@ -646,7 +663,7 @@ class _Relay:
         link.unsent = b""
         try:
             with trio.move_on_after(self.idle_timeout) as scope:
-                await (self.ws.stream if to_client else self.upstream).send_all(data)
+                await (self._raw_client if to_client else self._raw_upstream).send_all(data)
         except CLIENT_ERRORS:
             return "client" if to_client else "upstream"
         if scope.cancelled_caught:

@@ -2,13 +2,15 @@
 
 Every behaviour of a relayed session holds on both: big answers to a slow reader, big COPY
 input, frames split across reads, idle timeout, shutdown, a client vanishing mid-query.
-The thread needs plain sockets on both sides, so these proxies reach Postgres without TLS;
-tests/test_ws_proxy.py's auth-mode proxy has a TLS upstream and relays in trio, its
-relay-mode proxy on the thread.
+A third variant runs the thread with TLS on both sides (a wss client, an upstream reached
+over TLS): the thread works trio's TLS record layer itself.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import ssl
 import threading
 import time
 import uuid
@@ -24,25 +26,39 @@ from neon_proto import messages as msg
 from neon_proto.session import Session
 from neon_proxy.config import ProxyConfig
 from neon_proxy.testing import DevStack
+from neon_sync import Client
 from neon_sync.embedded import EmbeddedPostgres
 from tests.ws_testclient import WsClient, drive, events_until
 
 pytestmark = pytest.mark.slow
 
 
-def _config(thread: bool) -> ProxyConfig:
-    return ProxyConfig(listen_port=0, shutdown_timeout=5.0, ws_idle_timeout=1.0, ws_relay_thread=thread)
+def _config(thread: bool, tls_from: EmbeddedPostgres | None = None) -> ProxyConfig:
+    """A proxy relaying on the thread or in trio; with ``tls_from``, serving wss with that server's certificate."""
+    tls = {"tls_cert": tls_from.server_cert_path, "tls_key": tls_from.server_key_path} if tls_from else {}
+    return ProxyConfig(listen_port=0, shutdown_timeout=5.0, ws_idle_timeout=1.0, ws_relay_thread=thread, **tls)
 
 
-@pytest.fixture(scope="module", params=["thread", "trio"])
+@pytest.fixture(scope="module", params=["thread", "trio", "thread-tls"])
 def stack(request: pytest.FixtureRequest, pg: EmbeddedPostgres) -> Iterator[DevStack]:
-    with DevStack(postgres=pg, config=_config(request.param == "thread"), upstream_tls=False) as running:
+    tls = request.param == "thread-tls"
+    config = _config(request.param != "trio", pg if tls else None)
+    with DevStack(postgres=pg, config=config, upstream_tls=tls) as running:
         yield running
+
+
+def _uses_tls(stack: DevStack) -> bool:
+    return stack.server.config.tls_cert is not None
+
+
+def _client_tls(stack: DevStack) -> ssl.SSLContext | None:
+    """A context trusting the test CA when the proxy serves wss."""
+    return ssl.create_default_context(cafile=stack.pg.ca_cert_path) if _uses_tls(stack) else None
 
 
 def _login(stack: DevStack, application_name: str = "relay-paths") -> tuple[WsClient, Session]:
     pg = stack.pg
-    ws = WsClient(stack.port, f"/v2?address=localhost:{pg.port}")
+    ws = WsClient(stack.port, f"/v2?address=localhost:{pg.port}", tls=_client_tls(stack))
     session = Session()
     params = {"user": "scram_user", "database": "postgres", "application_name": application_name}
     drive(session.startup(params, pg.role("scram_user").password), ws)
@@ -113,12 +129,21 @@ def test_big_answer_to_a_slow_reader_arrives_whole(stack: DevStack) -> None:
     ws.close()
 
 
-def test_big_copy_in_through_the_tcp_endpoint(stack: DevStack) -> None:
+def test_big_copy_in(stack: DevStack) -> None:
     pg = stack.pg
-    dsn = f"host=127.0.0.1 port={stack.port} user=scram_user password={pg.role('scram_user').password} dbname=postgres sslmode=disable"
     table = f"relay_copy_{uuid.uuid4().hex[:8]}"
     line = "x" * 200
     thread = stack.server.websocket.relay_thread
+    if _uses_tls(stack):  # over wss, encrypted on both hops
+        wss = {"transport": "websocket", "ws_proxy": f"127.0.0.1:{stack.port}/v2", "sslrootcert": pg.ca_cert_path}
+        with Client(pg.dsn("scram_user"), **wss) as client:
+            client.query(f"CREATE TEMP TABLE {table} (n int, t text)")
+            assert thread is not None and _wait_until(lambda: thread.sessions >= 1)
+            assert client.copy_from(f"COPY {table} FROM STDIN", (f"{n}\t{line}\n" for n in range(40000))) == 40000
+            rows = client.query(f"SELECT count(*) AS c, sum(n) AS s, min(t) = max(t) AS same FROM {table}").rows
+            assert rows == [{"c": 40000, "s": 799980000, "same": True}]
+        return
+    dsn = f"host=127.0.0.1 port={stack.port} user=scram_user password={pg.role('scram_user').password} dbname=postgres sslmode=disable"
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"CREATE TEMP TABLE {table} (n int, t text)")
         assert thread is None or _wait_until(lambda: thread.sessions >= 1)  # plain TCP sessions ride it too
@@ -278,3 +303,76 @@ def test_relay_mode_sessions_end_at_the_shutdown_deadline(pg: EmbeddedPostgres) 
         ws.close()
     finally:
         running.stop()
+
+
+def _backend_messages(ws: WsClient, ready_count: int) -> list[tuple[bytes, bytes]]:
+    """The server's messages (type, body) up to its ``ready_count``-th ReadyForQuery."""
+    buffer = b""
+    found: list[tuple[bytes, bytes]] = []
+    while sum(1 for kind, _ in found if kind == b"Z") < ready_count:
+        data = ws.receive()
+        assert data, f"the stream ended after {found[-3:]!r}"
+        buffer += data
+        while len(buffer) >= 5:
+            size = int.from_bytes(buffer[1:5], "big")
+            if len(buffer) < 1 + size:
+                break
+            found.append((buffer[:1], buffer[5 : 1 + size]))
+            buffer = buffer[1 + size :]
+    return found
+
+
+def test_a_first_flight_bigger_than_one_read_arrives_whole(stack: DevStack) -> None:
+    # Startup, password and six queries of 40 KB each leave in one write, before the proxy
+    # has asked for anything: it reads part of that for the login, and the rest (still in
+    # the socket, or in the TLS buffers on a wss) must reach Postgres once the relay starts.
+    pg = stack.pg
+    ws = WsClient(stack.port, f"/v2?address=localhost:{pg.port}", tls=_client_tls(stack))
+    messages = [
+        msg.startup_message({"user": "scram_user", "database": "postgres", "application_name": "relay-flight"}),
+        msg.password_message(pg.role("scram_user").password),
+    ] + [msg.query_message(f"SELECT length('{'z' * 40_000}') + {i}") for i in range(6)]
+    ws.send_raw(b"".join(ws.ws.send(BytesMessage(data=m)) for m in messages))
+    found = _backend_messages(ws, 7)
+    assert [kind for kind, _ in found if kind == b"E"] == []
+    values = [int(body[6:]) for kind, body in found if kind == b"D"]  # one int4 column: count, length, value
+    assert values == [40_000 + i for i in range(6)]
+    ws.send(msg.query_message("SELECT 'still here'"))
+    assert [body for kind, body in _backend_messages(ws, 1) if kind == b"D"] == [b"\x00\x01\x00\x00\x00\x0astill here"]
+    ws.close()
+
+
+@pytest.mark.parametrize("stack", ["thread-tls"], indirect=True)
+def test_bytes_that_are_not_tls_end_that_session_only(stack: DevStack) -> None:
+    name = f"relay-garbage-{uuid.uuid4().hex[:8]}"
+    ws, session = _login(stack, name)
+    assert _query(ws, session, "SELECT 1") == [[1]]
+    os.write(ws.sock.fileno(), b"\x17\x03\x03\x00\x05hello")  # an application-data record no key opens
+    try:  # the proxy drops the session: its end, or a TLS error, reaches the client
+        ended = ws.receive() == b""
+    except (ssl.SSLError, OSError):
+        ended = True
+    assert ended
+    assert _wait_until(lambda: _backends(stack.pg, name) == 0)
+    other, session = _login(stack)
+    assert _query(other, session, "SELECT 'others go on'") == [["others go on"]]
+    other.close()
+
+
+def test_a_query_read_with_the_login_is_not_left_behind(stack: DevStack) -> None:
+    # Login and query leave in two writes (two TLS records on a wss) but one TCP segment
+    # (TCP_CORK), so the proxy reads them together and the login uses only the first: the
+    # query waits in the proxy's buffers, and no more bytes will come to announce it.
+    pg = stack.pg
+    ws = WsClient(stack.port, f"/v2?address=localhost:{pg.port}", tls=_client_tls(stack))
+    login = [
+        msg.startup_message({"user": "scram_user", "database": "postgres", "application_name": "relay-corked"}),
+        msg.password_message(pg.role("scram_user").password),
+    ]
+    ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+    ws.send_raw(b"".join(ws.ws.send(BytesMessage(data=m)) for m in login))
+    ws.send(msg.query_message("SELECT 'read with the login'"))
+    ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+    found = _backend_messages(ws, 2)
+    assert [body for kind, body in found if kind == b"D"] == [b"\x00\x01\x00\x00\x00\x13read with the login"]
+    ws.close()
