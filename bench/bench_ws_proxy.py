@@ -2,14 +2,16 @@
 
 Run ``.venv/bin/python bench/bench_ws_proxy.py [--quick]`` after the test suite has installed
 the JS driver into .cache/js (``./dev test tests/test_js_ws.py``). It starts its own Postgres
-(SCRAM superuser, reached without TLS) and neon_proxy in a subprocess, then measures:
+(SCRAM superuser; reached without TLS except in the TLS rows) and neon_proxy in subprocesses
+(a third one serving wss, with a TLS upstream, for the TLS rows), then measures:
 
 * warm latency of ``SELECT $1::int`` on one connection: ``neon_sync.Client`` over direct TCP;
   through reference relays that do nothing but copy bytes (a C relay compiled here with
   ``cc`` when there is one, bench/reference_relay.py's thread-per-direction Python relay,
   bench/js/tcp_relay.mjs's Node ``net.Socket.pipe``): what any relay hop costs on this
   machine; through neon_proxy over plain TCP and over WebSocket (its default relay thread,
-  and a second proxy with ``--ws-trio-relay``, the trio-task path); a minimal blocking
+  and a second proxy with ``--ws-trio-relay``, the trio-task path); wss through a proxy with
+  a TLS upstream beside direct TCP with TLS; a minimal blocking
   client made of wsproto and neon_proto's Session; the JS driver's ``Client.query``.
   Interleaved round by round, each round once with the other cores idle and once with a
   spinner process keeping one core busy (an idle core wakes slowly on this VM: see the
@@ -232,14 +234,19 @@ def _querier(client: Any) -> Callable[[int], Any]:
 JS = "@neondatabase/serverless Client, WebSocket via neon_proxy"
 
 
+DIRECT_TLS = "neon_sync.Client, TCP direct with TLS (sslmode=require)"
+WSS = "neon_sync.Client, WebSocket over TLS (wss) via neon_proxy, TLS upstream"
+
+
 def python_drivers(dsn: str, proxies: list[tuple[str, str, int]], relays: list[ReferenceRelay], user: str,
-                   password: str) -> tuple[list[Driver], list[str]]:
-    """The measured clients: direct, through each reference relay, through each proxy (TCP, WebSocket)."""
+                   password: str, tls: tuple[str, str, int] | None = None) -> tuple[list[Driver], list[str]]:
+    """The measured clients: direct, through each reference relay, through each proxy (TCP, WebSocket);
+    with ``tls`` (CA file, wss proxy, its pid): direct TCP with TLS, and wss through that proxy."""
     from neon_sync import Client
 
     notes: list[str] = []
     drivers: list[Driver] = []
-    tcp = Client(dsn).connect()
+    tcp = Client(dsn, sslmode="disable").connect()
     drivers.append(Driver(DIRECT, lambda i: tcp.query(QUERY, [i]), tcp.close, None))
     for relay in relays:
         via: Any = Client(host="127.0.0.1", port=relay.port, user=user, password=password, dbname="postgres",
@@ -266,6 +273,12 @@ def python_drivers(dsn: str, proxies: list[tuple[str, str, int]], relays: list[R
                                   ws_client.close, pid))
         except Exception as exc:  # this checkout's neon_sync may not have the WebSocket transport yet
             notes.append(f"neon_sync.Client over WebSocket via {label} not measured: {type(exc).__name__}: {exc}")
+    if tls is not None:
+        ca, tls_ws_proxy, tls_pid = tls
+        direct_tls: Any = Client(dsn, sslmode="require").connect()
+        drivers.append(Driver(DIRECT_TLS, _querier(direct_tls), direct_tls.close, None))
+        wss: Any = Client(dsn, transport="websocket", ws_proxy=tls_ws_proxy, sslrootcert=ca).connect()
+        drivers.append(Driver(WSS, _querier(wss), wss.close, tls_pid))
     label, ws_proxy, pid = proxies[0]
     harness = HarnessClient(ws_proxy, user, password, "postgres")
     drivers.append(Driver(f"Session + wsproto harness, WebSocket via {label}", lambda i: harness.query(QUERY, [i]),
@@ -483,6 +496,11 @@ def _summary(latency: dict[str, dict[str, Latency]]) -> list[str]:
         cpu = "; ".join(f"{label} {value.middle_cpu_us:.0f} µs" for label, value in hops if value.middle_cpu_us is not None)
         lines += ["", f"With {CONDITIONS[condition]}, `{QUERY}` over TCP, vs direct: {ratios}. "
                   f"CPU per relayed query: {cpu}."]
+        direct_tls, wss = rows.get(DIRECT_TLS), rows.get(WSS)
+        if direct_tls is not None and wss is not None:
+            lines += ["", f"Over TLS, with {CONDITIONS[condition]}: wss via neon_proxy (TLS upstream) "
+                      f"{wss.median_us:.0f} µs, direct TCP with TLS {direct_tls.median_us:.0f} µs: "
+                      f"{wss.median_us / direct_tls.median_us:.2f}x."]
         websocket = rows.get("neon_sync.Client, WebSocket via neon_proxy")
         if websocket is not None:
             added = "; ".join(f"{label} {value.median_us - direct.median_us:.0f} µs" for label, value in hops)
@@ -597,10 +615,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     from neon_sync.embedded import EmbeddedPostgres
 
     conditions = list(CONDITIONS) if args.cores == "all" else [args.cores]
-    with EmbeddedPostgres(tls=False) as pg, tempfile.TemporaryDirectory() as workdir:
+    with EmbeddedPostgres(tls=True) as pg, tempfile.TemporaryDirectory() as workdir:
         upstream = f"postgres://127.0.0.1:{pg.port}?sslmode=disable"
         proxy, ws_proxy = start_ws_proxy(upstream)
         trio_proxy, trio_ws_proxy = start_ws_proxy(upstream, "--ws-trio-relay")
+        assert pg.ca_cert_path and pg.server_cert_path and pg.server_key_path
+        tls_upstream = f"postgres://localhost:{pg.port}?sslmode=verify-full&sslrootcert={quote(pg.ca_cert_path, safe='')}"
+        tls_proxy, tls_ws_proxy = start_ws_proxy(tls_upstream, "--tls-cert", pg.server_cert_path,
+                                                 "--tls-key", pg.server_key_path)
         notes: list[str] = []
         relays = start_reference_relays(pg.port, workdir, notes)
         try:
@@ -608,7 +630,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             dsn = f"postgresql://{pg.superuser}:{quote(password, safe='')}@127.0.0.1:{pg.port}/postgres"
             env = node_env(f"postgresql://{pg.superuser}:{quote(password, safe='')}@localhost:{pg.port}/postgres", ws_proxy)
             proxies = [("neon_proxy", ws_proxy, proxy.pid), ("neon_proxy --ws-trio-relay", trio_ws_proxy, trio_proxy.pid)]
-            drivers, more = python_drivers(dsn, proxies, relays, pg.superuser, password)
+            drivers, more = python_drivers(dsn, proxies, relays, pg.superuser, password,
+                                           (pg.ca_cert_path, tls_ws_proxy, tls_proxy.pid))
             notes += more
             try:
                 latency = measure_latency(drivers, env, sizes, proxy.pid, conditions, log, pg.pid)
@@ -622,6 +645,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         finally:
             for relay in relays:
                 stop(relay.proc)
+            stop(tls_proxy)
             stop(trio_proxy)
             stop(proxy)
     section = report(latency, load, rtt, notes, sizes, args.quick)

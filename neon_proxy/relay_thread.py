@@ -97,6 +97,8 @@ class TLSRecords:
             if not chunk:
                 break
             chunks.append(chunk)
+            if not self._incoming.pending and not self._ssl.pending():
+                break  # nothing left to open: skip the read that would only say so
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def owed(self) -> bytes:
