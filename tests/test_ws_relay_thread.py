@@ -58,7 +58,7 @@ def _client_tls(stack: DevStack) -> ssl.SSLContext | None:
 
 def _login(stack: DevStack, application_name: str = "relay-paths") -> tuple[WsClient, Session]:
     pg = stack.pg
-    ws = WsClient(stack.port, f"/v2?address=localhost:{pg.port}", tls=_client_tls(stack))
+    ws = _connect(stack)
     session = Session()
     params = {"user": "scram_user", "database": "postgres", "application_name": application_name}
     drive(session.startup(params, pg.role("scram_user").password), ws)
@@ -305,6 +305,16 @@ def test_relay_mode_sessions_end_at_the_shutdown_deadline(pg: EmbeddedPostgres) 
         running.stop()
 
 
+def _connect(stack: DevStack) -> WsClient:
+    return WsClient(stack.port, f"/v2?address=localhost:{stack.pg.port}", tls=_client_tls(stack))
+
+
+def _login_messages(stack: DevStack, application_name: str) -> list[bytes]:
+    """Startup and password, to send before the proxy asks (as the JS driver's pipelined connect)."""
+    parameters = {"user": "scram_user", "database": "postgres", "application_name": application_name}
+    return [msg.startup_message(parameters), msg.password_message(stack.pg.role("scram_user").password)]
+
+
 def _backend_messages(ws: WsClient, ready_count: int) -> list[tuple[bytes, bytes]]:
     """The server's messages (type, body) up to its ``ready_count``-th ReadyForQuery."""
     buffer = b""
@@ -326,12 +336,9 @@ def test_a_first_flight_bigger_than_one_read_arrives_whole(stack: DevStack) -> N
     # Startup, password and six queries of 40 KB each leave in one write, before the proxy
     # has asked for anything: it reads part of that for the login, and the rest (still in
     # the socket, or in the TLS buffers on a wss) must reach Postgres once the relay starts.
-    pg = stack.pg
-    ws = WsClient(stack.port, f"/v2?address=localhost:{pg.port}", tls=_client_tls(stack))
-    messages = [
-        msg.startup_message({"user": "scram_user", "database": "postgres", "application_name": "relay-flight"}),
-        msg.password_message(pg.role("scram_user").password),
-    ] + [msg.query_message(f"SELECT length('{'z' * 40_000}') + {i}") for i in range(6)]
+    ws = _connect(stack)
+    messages = _login_messages(stack, "relay-flight")
+    messages += [msg.query_message(f"SELECT length('{'z' * 40_000}') + {i}") for i in range(6)]
     ws.send_raw(b"".join(ws.ws.send(BytesMessage(data=m)) for m in messages))
     found = _backend_messages(ws, 7)
     assert [kind for kind, _ in found if kind == b"E"] == []
@@ -363,12 +370,8 @@ def test_a_query_read_with_the_login_is_not_left_behind(stack: DevStack) -> None
     # Login and query leave in two writes (two TLS records on a wss) but one TCP segment
     # (TCP_CORK), so the proxy reads them together and the login uses only the first: the
     # query waits in the proxy's buffers, and no more bytes will come to announce it.
-    pg = stack.pg
-    ws = WsClient(stack.port, f"/v2?address=localhost:{pg.port}", tls=_client_tls(stack))
-    login = [
-        msg.startup_message({"user": "scram_user", "database": "postgres", "application_name": "relay-corked"}),
-        msg.password_message(pg.role("scram_user").password),
-    ]
+    ws = _connect(stack)
+    login = _login_messages(stack, "relay-corked")
     ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
     ws.send_raw(b"".join(ws.ws.send(BytesMessage(data=m)) for m in login))
     ws.send(msg.query_message("SELECT 'read with the login'"))
