@@ -21,7 +21,7 @@ import trio
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 
-from neon_proto.ws_frames import server_binary_frame, take_binary_frames
+from neon_proto.ws_frames import frame_size, server_binary_frame, take_binary_frames
 from neon_proxy.relay_thread import TLSRecords
 from neon_proxy.request import RequestError
 from neon_trio._io import direct_fd
@@ -51,6 +51,8 @@ RECEIVE_SIZE = 65536
 CLIENT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 _LINGER_SECONDS = 1.0  # how long a closing connection waits for the client's own close
 _LINGER_BYTES = 1024 * 1024
+
+_PING_OR_PONG = (0x89, 0x8A)  # first bytes of final ping and pong frames
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
@@ -189,9 +191,11 @@ class ServerWebSocket:
         self._peer_closed = False
         self.sent_close = False
         # The hot path: whole, masked, final binary frames (what clients send) are unmasked
-        # here; the first frame of any other kind hands this and every later byte to wsproto.
+        # here, and pings and pongs go through wsproto one by one; the first frame of any
+        # other kind hands this and every later byte to wsproto.
         self._fast = True
         self._pending = received
+        self._owed = b""  # pongs to send
 
     @property
     def direct(self) -> bool:
@@ -201,11 +205,17 @@ class ServerWebSocket:
     def unwrap(self, data: bytes) -> bytes:
         """The payload of the whole binary frames in what was read so far plus ``data``.
 
-        Keeps an incomplete frame for the next call; on any other kind of frame hands it and
-        the rest to wsproto (``direct`` turns False and ``receive`` takes over).
+        Keeps an incomplete frame for the next call; answers pings (``take_owed``); on any
+        other kind of frame hands it and the rest to wsproto (``direct`` turns False and
+        ``receive`` takes over).
         """
         self._pending = self._pending + data if self._pending else data
         return self._take_fast_frames()
+
+    def take_owed(self) -> bytes:
+        """Frames owed to the client since the last call (pongs); the caller sends them."""
+        owed, self._owed = self._owed, b""
+        return owed
 
     def wrap(self, payload: bytes) -> bytes:
         """``payload`` as one binary message on the wire."""
@@ -217,14 +227,30 @@ class ServerWebSocket:
         Leaves an incomplete one in ``_pending``; on anything else (another opcode, a fragment,
         a large or unusual frame) gives up the fast path and passes what is left to wsproto.
         """
-        payloads, used, other = take_binary_frames(self._pending, masked=True)
-        if other:
+        buf = self._pending
+        chunks: list[bytes] = []
+        while True:
+            payloads, used, other = take_binary_frames(buf, masked=True)
+            chunks += payloads
+            buf = buf[used:]
+            if not other:
+                break  # an incomplete frame (under 64 KiB), or nothing: wait for more
+            if buf[0] in _PING_OR_PONG and len(buf) > 1 and buf[1] & 0x80 and buf[1] & 0x7F <= 125:
+                size = frame_size(buf)
+                if size is None or size > len(buf):
+                    break  # the rest of the ping is on its way
+                self._ws.receive_data(buf[:size])  # a whole, valid control frame: one Ping or Pong
+                buf = buf[size:]
+                for event in self._ws.events():
+                    if isinstance(event, Ping):
+                        self._owed += self._ws.send(event.response())
+                continue
             self._fast = False
-            rest, self._pending = self._pending[used:], b""
-            self._ws.receive_data(rest)
-        else:
-            self._pending = self._pending[used:]  # an incomplete frame (under 64 KiB): wait for the rest
-        return payloads[0] if len(payloads) == 1 else b"".join(payloads)
+            self._ws.receive_data(buf)
+            buf = b""
+            break
+        self._pending = buf
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     @property
     def open(self) -> bool:
@@ -239,6 +265,8 @@ class ServerWebSocket:
         while self._fast:
             if self._pending:
                 data = self._take_fast_frames()
+                if self._owed:
+                    await self._write(self.take_owed())
                 if data:
                     return data
                 if not self._fast:
@@ -359,6 +387,10 @@ class ClientChannel(Protocol):
         """The bytes to write to the client to deliver ``payload``."""
         ...
 
+    def take_owed(self) -> bytes:
+        """Frames owed to the client (pongs), for the relay thread to send."""
+        ...
+
     async def receive(self) -> bytes:
         """The next bytes from the client; b"" once it is gone."""
         ...
@@ -395,6 +427,10 @@ class PlainChannel:
     def wrap(self, payload: bytes) -> bytes:
         """``payload`` itself."""
         return payload
+
+    def take_owed(self) -> bytes:
+        """Nothing: plain TCP has no frames of its own."""
+        return b""
 
     async def receive(self) -> bytes:
         """The next bytes from the client (first those read before the session began); b"" at EOF."""

@@ -15,7 +15,7 @@ session is on the thread the thread feeds and drains those buffers itself
 A session leaves the thread (``RelayLink.why`` says why, and ``on_end`` tells its task)
 when a side closes or fails, when a write would block (the rest goes through trio, then
 the session comes back), when the client's WebSocket frames need more than the fast path
-(pings, close, text, fragments: its task carries on in trio with wsproto), when the
+and its pings (close, text, fragments: its task carries on in trio with wsproto), when the
 server stops and the upstream is idle, or when its task detaches it (idle timeout,
 shutdown, cancellation). The thread exits a second after its last session is gone.
 """
@@ -53,6 +53,10 @@ class DirectChannel(Protocol):
 
     def wrap(self, payload: bytes) -> bytes:
         """The bytes to write to the client to deliver ``payload``."""
+        ...
+
+    def take_owed(self) -> bytes:
+        """What the channel must send the client by itself (a pong), since the last call."""
         ...
 
 
@@ -303,6 +307,9 @@ class RelayThread:
         channel = link.channel
         if from_client:
             payload = channel.unwrap(data)
+            owed = channel.take_owed()
+            if owed and not self._write(link, owed, to_client=True):
+                return
             if payload:
                 link.saw_client_bytes(payload)
                 if not self._write(link, payload, to_client=False):

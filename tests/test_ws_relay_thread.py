@@ -167,24 +167,29 @@ def test_a_frame_split_across_reads_is_put_together(stack: DevStack) -> None:
     ws.close()
 
 
-def test_a_big_frame_or_a_ping_goes_on_in_trio(stack: DevStack) -> None:
+def test_a_ping_is_answered_and_the_session_stays_on_the_thread(stack: DevStack) -> None:
     thread = stack.server.websocket.relay_thread
     assert thread is None or _wait_until(lambda: thread.sessions == 0)  # earlier tests' sessions are gone
+    ws, session = _login(stack)
+    assert _query(ws, session, "SELECT 1") == [[1]]
+    assert thread is None or _wait_until(lambda: thread.sessions == 1)
+    assert ws.ping(b"still there?") == b"still there?"
+    assert _query(ws, session, "SELECT 2") == [[2]]
+    assert ws.ping(b"") == b""
+    assert thread is None or thread.sessions == 1
+    ws.close()
+
+
+def test_a_big_frame_moves_the_session_to_trio(stack: DevStack) -> None:
+    thread = stack.server.websocket.relay_thread
+    assert thread is None or _wait_until(lambda: thread.sessions == 0)
     ws, session = _login(stack)
     assert thread is None or _wait_until(lambda: thread.sessions == 1)
     literal = "y" * 100_000  # one message of more than 64 KiB: its frame is wsproto's to read
     assert _query(ws, session, f"SELECT length('{literal}')") == [[100_000]]
-    assert ws.ping(b"still there?") == b"still there?"
+    assert ws.ping(b"in trio") == b"in trio"
     assert _query(ws, session, "SELECT 'on'") == [["on"]]
     assert thread is None or thread.sessions == 0  # this session left the thread for good
-    ws.close()
-
-
-def test_a_ping_alone_moves_the_session_to_trio(stack: DevStack) -> None:
-    ws, session = _login(stack)
-    assert _query(ws, session, "SELECT 1") == [[1]]
-    assert ws.ping(b"ping") == b"ping"
-    assert _query(ws, session, "SELECT 2") == [[2]]
     ws.close()
 
 

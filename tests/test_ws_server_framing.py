@@ -111,3 +111,43 @@ def test_server_frames_read_back_with_wsproto() -> None:
     assert [len(m) for m in messages] == [1, 125, 126, 65535, 65536, 300000]  # an empty send sends nothing
     assert all(m == bytes([len(m) % 251]) * len(m) for m in messages)
     assert isinstance(events[-1], CloseConnection)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_relay_thread_s_view_pings_answered_without_leaving_the_hot_path(seed: int) -> None:
+    # What the relay thread calls: unwrap() on whatever was read, take_owed() for the pongs.
+    rng = random.Random(seed)
+    client = Connection(ConnectionType.CLIENT)
+    wire, payload, pongs = bytearray(), bytearray(), []
+    for i in range(rng.randint(1, 30)):
+        data = rng.randbytes(rng.choice([0, 1, 125, 126, 5000, 65535]))
+        wire += client.send(BytesMessage(data=data))
+        payload += data
+        if rng.random() < 0.4:
+            wire += client.send(Ping(payload=b"p%d" % i))
+            pongs.append(b"p%d" % i)
+        if rng.random() < 0.1:
+            wire += client.send(Pong(payload=b"unasked"))  # an unsolicited pong needs no answer
+    ws = ServerWebSocket(trio.testing.memory_stream_pair()[0])
+    received, owed = bytearray(), bytearray()
+    pos = 0
+    while pos < len(wire):
+        step = rng.choice([1, 2, 5, 7, 131, 1000, 70000])
+        received += ws.unwrap(bytes(wire[pos : pos + step]))
+        owed += ws.take_owed()
+        pos += step
+    assert received == payload
+    assert ws.direct  # pings and pongs did not hand the stream to wsproto
+    client.receive_data(bytes(owed))
+    assert [e.payload for e in client.events() if isinstance(e, Pong)] == pongs
+
+
+def test_a_fragment_or_a_bad_ping_hands_the_stream_to_wsproto() -> None:
+    client = Connection(ConnectionType.CLIENT)
+    ws = ServerWebSocket(trio.testing.memory_stream_pair()[0])
+    assert ws.unwrap(client.send(BytesMessage(data=b"ab", message_finished=False))) == b""
+    assert not ws.direct
+    oversized_ping = b"\x89\xfe\x00\x80" + b"mask" + bytes(128)  # control frames carry at most 125 bytes
+    other = ServerWebSocket(trio.testing.memory_stream_pair()[0])
+    assert other.unwrap(oversized_ping) == b""
+    assert not other.direct and other.take_owed() == b""
