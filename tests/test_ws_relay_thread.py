@@ -384,3 +384,31 @@ def test_a_query_read_with_the_login_is_not_left_behind(stack: DevStack) -> None
     found = _backend_messages(ws, 2)
     assert [body for kind, body in found if kind == b"D"] == [b"\x00\x01\x00\x00\x00\x13read with the login"]
     ws.close()
+
+
+def test_concurrent_sessions_keep_their_own_bytes(stack: DevStack) -> None:
+    # Sixteen sessions at once on the one thread (or in trio), each checking every answer.
+    pg = stack.pg
+    options: dict[str, Any] = {"transport": "websocket", "ws_proxy": f"127.0.0.1:{stack.port}/v2"}
+    if _uses_tls(stack):
+        options["sslrootcert"] = pg.ca_cert_path
+    else:
+        options["use_secure_websocket"] = False
+    failures: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            with Client(pg.dsn("scram_user"), **options) as client:
+                for i in range(150):
+                    value = f"{n}:{i}:" + "v" * (i * 37 % 3000)
+                    assert client.query("SELECT $1::text AS v", [value]).rows == [{"v": value}]
+        except BaseException as exc:  # reported below, with the others
+            failures.append(exc)
+
+    workers = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(120)
+    assert not any(t.is_alive() for t in workers)
+    assert failures == []
