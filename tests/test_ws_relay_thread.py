@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import psycopg
 import pytest
 from wsproto.events import BytesMessage
@@ -223,10 +224,11 @@ def test_terminate_ends_the_session_without_a_cancel(stack: DevStack) -> None:
     ws.close()
 
 
-@pytest.mark.parametrize("thread", [True, False], ids=["thread", "trio"])
-def test_shutdown_closes_idle_sessions_and_finishes_running_queries(pg: EmbeddedPostgres, thread: bool) -> None:
-    config = ProxyConfig(listen_port=0, shutdown_timeout=30.0, ws_relay_thread=thread)
-    running = DevStack(postgres=pg, config=config, upstream_tls=False).start()
+@pytest.mark.parametrize("variant", ["thread", "trio", "thread-tls"])
+def test_shutdown_closes_idle_sessions_and_finishes_running_queries(pg: EmbeddedPostgres, variant: str) -> None:
+    tls = variant == "thread-tls"
+    config = attrs.evolve(_config(variant != "trio", pg if tls else None), shutdown_timeout=30.0, ws_idle_timeout=600.0)
+    running = DevStack(postgres=pg, config=config, upstream_tls=tls).start()
     try:
         idle_ws, idle = _login(running)
         assert _query(idle_ws, idle, "SELECT 1") == [[1]]
