@@ -501,18 +501,21 @@ class Client(SessionFacts):
         on the server when it passes.
         """
         mode: RowMode = row_mode(self.array_mode if array_mode is None else array_mode)
-        if params is None:
-            try:
-                results = await self.run(self._session.simple_query(text, mode=mode, registry=types), timeout=timeout)
-            except AuthPipelineMismatch:
-                await self._connect_again()
-                results = await self.run(self._session.simple_query(text, mode=mode, registry=types), timeout=timeout)
-            return results[-1] if results else Result(())
+
+        def operation() -> Op[Any]:  # built anew after a reconnect: the session is then a new one
+            if params is None:
+                return self._session.simple_query(text, mode=mode, registry=types)
+            return self._session.execute(text, params, mode=mode, registry=types)
+
         try:
-            return await self.run(self._session.execute(text, params, mode=mode, registry=types), timeout=timeout)
+            outcome = await self.run(operation(), timeout=timeout)
         except AuthPipelineMismatch:
             await self._connect_again()
-            return await self.run(self._session.execute(text, params, mode=mode, registry=types), timeout=timeout)
+            outcome = await self.run(operation(), timeout=timeout)
+        if params is None:
+            return outcome[-1] if outcome else Result(())
+        result: Result = outcome
+        return result
 
     async def _connect_again(self) -> None:
         """A pipelined connect guessed the wrong login (the server asked for another method,

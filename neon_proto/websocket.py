@@ -191,11 +191,7 @@ class WebSocketTunnel:
             payloads, used, other = take_binary_frames(buf, masked=False)
             if payloads:
                 for payload in payloads:
-                    if payload:
-                        self._incoming.append(payload)
-                        self._incoming_size += len(payload)
-                if self._incoming_size > self.max_buffer:
-                    self._fail(LocalProtocolError("more than max_buffer bytes received without read()"))
+                    self._deliver(payload)
                 buf = buf[used:]
             if not other:
                 break
@@ -223,12 +219,7 @@ class WebSocketTunnel:
     def _handle(self, event: Any) -> None:
         cls = type(event)
         if cls is BytesMessage:
-            payload = event.data
-            if payload:
-                self._incoming.append(bytes(payload))
-                self._incoming_size += len(payload)
-                if self._incoming_size > self.max_buffer:
-                    self._fail(LocalProtocolError("more than max_buffer bytes received without read()"))
+            self._deliver(bytes(event.data))
         elif cls is TextMessage:
             self._close_with(1003, "text frames are not part of this protocol")
             self._fail(
@@ -260,6 +251,14 @@ class WebSocketTunnel:
             if event.body_finished:
                 self._fail(self._rejected(status, bytes(body)))
         # Pong: nothing to do (we send no pings).
+
+    def _deliver(self, payload: bytes) -> None:
+        """Keep Postgres bytes for ``read()``, within ``max_buffer``."""
+        if payload:
+            self._incoming.append(payload)
+            self._incoming_size += len(payload)
+            if self._incoming_size > self.max_buffer:
+                self._fail(LocalProtocolError("more than max_buffer bytes received without read()"))
 
     def _rejected(self, status: int, body: bytes) -> WebSocketRejected:
         text = body.decode("utf-8", "replace").strip()

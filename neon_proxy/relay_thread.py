@@ -39,6 +39,11 @@ _LINGER_SECONDS = 1.0  # an empty thread waits this long for a new session befor
 _READY_PREFIX = b"Z\x00\x00\x00\x05"
 
 
+def _side(client: bool) -> str:
+    """The name of a session's side, as ``RelayLink.why`` gives it."""
+    return "client" if client else "upstream"
+
+
 class DirectChannel(Protocol):
     """The client side of a session as the relay thread sees it."""
 
@@ -285,7 +290,7 @@ class RelayThread:
             except OSError:
                 data = b""
             if not data:
-                self._leave(link, "client" if from_client else "upstream")
+                self._leave(link, _side(from_client))
                 return
         else:
             data = read
@@ -295,8 +300,8 @@ class RelayThread:
                 data = tls.open(data)
             except ssl.SSLError as exc:
                 if not isinstance(exc, ssl.SSLZeroReturnError):
-                    logger.info("TLS failed on a relayed session's %s side: %s", "client" if from_client else "upstream", exc)
-                self._leave(link, "client" if from_client else "upstream")
+                    logger.info("TLS failed on a relayed session's %s side: %s", _side(from_client), exc)
+                self._leave(link, _side(from_client))
                 return
             owed = tls.owed()
             if owed and not self._write_raw(link, owed, to_client=from_client):
@@ -329,8 +334,8 @@ class RelayThread:
             try:
                 data = tls.seal(data)
             except ssl.SSLError as exc:
-                logger.info("TLS failed on a relayed session's %s side: %s", "client" if to_client else "upstream", exc)
-                self._leave(link, "client" if to_client else "upstream")
+                logger.info("TLS failed on a relayed session's %s side: %s", _side(to_client), exc)
+                self._leave(link, _side(to_client))
                 return False
         return self._write_raw(link, data, to_client)
 
@@ -343,7 +348,7 @@ class RelayThread:
         except BlockingIOError:
             written = 0
         except OSError:
-            self._leave(link, "client" if to_client else "upstream")
+            self._leave(link, _side(to_client))
             return False
         if written < len(data):
             link.unsent = data[written:]

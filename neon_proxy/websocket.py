@@ -514,10 +514,10 @@ class _Relay:
     """Bytes both ways between a client channel and an upstream stream until one side ends.
 
     On the endpoint's relay thread while both sides are sockets, plain or TLS, and the
-    client's frames allow it (``neon_proxy.relay_thread``), else in two trio tasks. With ``sees_postgres``
-    the stream is Postgres's own in clear: a chunk from the upstream that ends in
-    ReadyForQuery (with no client bytes since) means no query is running, which is when the
-    idle timeout counts and a departing client needs no cancel.
+    client's frames allow it (``neon_proxy.relay_thread``), else in two trio tasks. With
+    ``sees_postgres`` the stream is Postgres's own in clear: a chunk from the upstream that
+    ends in ReadyForQuery (with no client bytes since) means no query is running, which is
+    when the idle timeout counts and a departing client needs no cancel.
     """
 
     def __init__(

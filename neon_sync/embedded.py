@@ -152,7 +152,6 @@ def _quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-
 def _tail(path: str, lines: int = _LOG_TAIL_LINES, offset: int = 0) -> str:
     try:
         with open(path, "rb") as f:

@@ -44,7 +44,6 @@ logger = logging.getLogger("neon_sync.pool")
 
 ClientHook = Callable[[Client], None]
 
-# SQLSTATEs of a server that is starting, stopping or full: worth trying again after a pause.
 _POOL_KEYWORDS = frozenset({
     "min_size", "max_size", "max_lifetime", "max_idle", "timeout", "check", "configure", "reset",
     "connect_options", "name", "reconnect_backoff", "max_waiting",
